@@ -1,0 +1,43 @@
+# The recipes a person types. `just --list` shows them.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+kthw := "cargo run --quiet --release -p kthw --"
+
+# Install host packages and start libvirt (root; idempotent).
+setup:
+    scripts/setup-host
+
+# Stand up a cluster (every phase this host's artifacts allow). Extra args go to `kthw up`.
+up *args:
+    {{kthw}} up {{args}}
+
+# Tear a cluster down.
+down name="kthw":
+    {{kthw}} down {{name}}
+
+# Remove whatever killed runs left behind (domains, networks, overlays, run directories).
+gc:
+    {{kthw}} gc
+
+# Build (or reuse) the node image.
+image *args:
+    {{kthw}} image build {{args}}
+
+# Format and lint checks, then every test tier this host can run (the CI profile).
+test:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+    cargo nextest run --workspace --locked --profile ci
+
+# Every tier including the cluster tier (KVM runners with the pinned artifacts).
+e2e:
+    cargo nextest run --workspace --locked --profile nightly
+
+# Unit tier only: seconds, no host prerequisites.
+unit:
+    cargo nextest run --workspace -E 'kind(lib)'
+
+# Benchmarks: ratios against baselines run in the same command (see bench/README.md).
+bench:
+    cargo run --release -p kthw-tests --bin kthw-bench

@@ -1,0 +1,186 @@
+//! KVM when it works, TCG when it does not, decided by a real probe.
+//!
+//! `/dev/kvm` existing is not enough: nested KVM on some hosts opens fine, even runs a real-mode boot
+//! sector, and then cannot run a Linux kernel (no console output, a vCPU spinning in the host kernel, or
+//! "KVM internal error. Suberror: 1"). So the probe boots the node image's own kernel with no root disk and
+//! `panic=-1`: under working KVM it reaches the "unable to mount root" panic and QEMU exits within a second
+//! or two. The result is remembered per host boot, since it cannot change before a reboot.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// How QEMU runs guests on this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    /// The libvirt domain type for this accelerator.
+    pub fn domain_type(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "qemu",
+        }
+    }
+
+    /// Deadlines are written for KVM; software emulation is this many times slower to boot and run.
+    pub fn slowdown(self) -> u32 {
+        match self {
+            Accel::Kvm => 1,
+            Accel::Tcg => 6,
+        }
+    }
+
+    /// A deadline written for KVM, scaled for this accelerator.
+    pub fn scale(self, kvm_deadline: Duration) -> Duration {
+        kvm_deadline * self.slowdown()
+    }
+}
+
+/// The probe's verdict and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Probe {
+    pub accel: Accel,
+    pub reason: String,
+    /// The host boot this was measured in (`/proc/sys/kernel/random/boot_id`).
+    pub boot_id: String,
+}
+
+const PROBE_DEADLINE: Duration = Duration::from_secs(20);
+const QEMU: &str = "qemu-system-x86_64";
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+/// The remembered probe for this host boot, or a fresh one with `kernel` (then remembered under `state_dir`).
+/// Without a kernel nothing can be proven, so the answer is TCG, not remembered.
+/// `KTHW_ACCEL=tcg|kvm` forces the choice, for hosts where the probe itself is unwanted.
+pub fn detect(state_dir: &Path, kernel: Option<&Path>) -> Probe {
+    let boot_id = boot_id();
+    if let Ok(forced) = std::env::var("KTHW_ACCEL") {
+        let accel = if forced.eq_ignore_ascii_case("kvm") { Accel::Kvm } else { Accel::Tcg };
+        return Probe { accel, reason: format!("forced by KTHW_ACCEL={forced}"), boot_id };
+    }
+    let cache = state_dir.join("accel.json");
+    if let Some(p) = std::fs::read(&cache).ok().and_then(|b| serde_json::from_slice::<Probe>(&b).ok()) {
+        if p.boot_id == boot_id && !boot_id.is_empty() {
+            return p;
+        }
+    }
+    let Some(kernel) = kernel else {
+        return Probe {
+            accel: Accel::Tcg,
+            reason: "not probed yet: the probe boots the node image's kernel (`kthw image build` makes it)".into(),
+            boot_id,
+        };
+    };
+    let probe = Probe { boot_id, ..probe_kvm(Path::new("/dev/kvm"), kernel) };
+    if std::fs::create_dir_all(state_dir).is_ok() {
+        let _ = std::fs::write(&cache, serde_json::to_vec_pretty(&probe).unwrap_or_default());
+    }
+    tracing::info!(accel = ?probe.accel, reason = %probe.reason, "acceleration decided");
+    probe
+}
+
+/// Boots `kernel` under KVM. Never fails: anything that goes wrong is a reason to use TCG.
+pub fn probe_kvm(dev: &Path, kernel: &Path) -> Probe {
+    let tcg = |reason: String| Probe { accel: Accel::Tcg, reason, boot_id: String::new() };
+    if !dev.exists() {
+        return tcg(format!("{} does not exist", dev.display()));
+    }
+    if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open(dev) {
+        return tcg(format!("{} cannot be opened: {e}", dev.display()));
+    }
+    let console = std::env::temp_dir().join(format!("kthw-accel-probe-{}.log", std::process::id()));
+    let verdict = run_probe(kernel, &console);
+    let _ = std::fs::remove_file(&console);
+    match verdict {
+        Ok(elapsed) => Probe {
+            accel: Accel::Kvm,
+            reason: format!("a KVM guest booted the node kernel to its root-disk panic in {} ms", elapsed.as_millis()),
+            boot_id: String::new(),
+        },
+        Err(reason) => tcg(reason),
+    }
+}
+
+fn run_probe(kernel: &Path, console: &Path) -> Result<Duration, String> {
+    let start = Instant::now();
+    let mut child = Command::new(QEMU)
+        .args(["-accel", "kvm", "-machine", "pc", "-m", "256", "-display", "none", "-monitor", "none"])
+        .args(["-no-reboot", "-append", "console=ttyS0 panic=-1 quiet"])
+        .arg("-kernel")
+        .arg(kernel)
+        .arg("-serial")
+        .arg(format!("file:{}", console.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {QEMU}: {e}"))?;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                let mut stderr = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+                }
+                let out = std::fs::read_to_string(console).unwrap_or_default();
+                return if status.success() && out.contains("Kernel panic") {
+                    Ok(start.elapsed())
+                } else {
+                    let last = stderr.lines().rfind(|l| !l.contains("warning")).unwrap_or("").to_string();
+                    Err(format!("the KVM probe guest did not boot ({status}): {last}"))
+                };
+            }
+            Ok(None) if start.elapsed() > PROBE_DEADLINE => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "/dev/kvm opens, but a KVM guest did not boot the node kernel in {} s (nested KVM that cannot run it)",
+                    PROBE_DEADLINE.as_secs()
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => return Err(format!("waiting for the KVM probe: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_device_means_tcg_with_the_reason() {
+        let p = probe_kvm(Path::new("/nonexistent/kvm"), Path::new("/nonexistent/vmlinuz"));
+        assert_eq!(p.accel, Accel::Tcg);
+        assert!(p.reason.contains("does not exist"), "{}", p.reason);
+    }
+
+    #[test]
+    fn without_a_kernel_nothing_is_claimed_or_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        if std::env::var_os("KTHW_ACCEL").is_some() {
+            return;
+        }
+        let p = detect(dir.path(), None);
+        assert_eq!(p.accel, Accel::Tcg);
+        assert!(p.reason.contains("not probed"), "{}", p.reason);
+        assert!(!dir.path().join("accel.json").exists());
+    }
+
+    #[test]
+    fn tcg_deadlines_are_longer() {
+        let d = Duration::from_secs(30);
+        assert_eq!(Accel::Kvm.scale(d), d);
+        assert!(Accel::Tcg.scale(d) > d);
+    }
+}

@@ -1,0 +1,49 @@
+//! Argument parsing and dispatch; each command group lives in its own file.
+
+mod doctor;
+mod spec;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kthw",
+    version,
+    about = "Stand up and test a Kubernetes-the-hard-way cluster with Cilium on libvirt/QEMU"
+)]
+pub struct Cli {
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show or check a cluster spec.
+    #[command(subcommand)]
+    Spec(spec::SpecCommand),
+    /// Check this host's prerequisites and say how to fix what is missing.
+    Doctor,
+}
+
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Spec(c) => spec::run(c),
+        Command::Doctor => doctor::run(),
+    }
+}

@@ -1,0 +1,148 @@
+//! Host prerequisites, each reported as ok or missing with the command that fixes it.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::process::Command;
+
+use crate::accel::{self, Accel};
+use crate::paths::Paths;
+use crate::virt;
+
+/// The node image, its overlays and the artifact cache need about this much.
+pub const MIN_FREE_DISK_GIB: u64 = 10;
+const SETUP: &str = "sudo scripts/setup-host";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Ok(String),
+    /// Present but worth knowing (e.g. software emulation: slower, still works).
+    Note(String),
+    Missing {
+        detail: String,
+        fix: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: &'static str,
+    /// A missing required check makes `kthw doctor` exit non-zero; optional ones only matter to some tiers.
+    pub required: bool,
+    pub status: Status,
+}
+
+impl Check {
+    pub fn is_missing(&self) -> bool {
+        matches!(self.status, Status::Missing { .. })
+    }
+}
+
+/// Every check, in the order a person would fix them.
+pub fn run(paths: &Paths) -> Vec<Check> {
+    vec![
+        tool_version("QEMU", true, "qemu-system-x86_64", &["--version"], SETUP),
+        tool_version("qemu-img", true, "qemu-img", &["--version"], SETUP),
+        libvirt(),
+        tool_version("mmdebstrap (image build)", true, "mmdebstrap", &["--version"], SETUP),
+        tool_present("mkfs.ext4 (image build)", true, "mkfs.ext4", SETUP),
+        tool_present("busybox static (initrd)", true, "/bin/busybox", SETUP),
+        tool_present("cpio (initrd)", true, "cpio", SETUP),
+        free_disk(&paths.cache),
+        acceleration(&paths.state, None),
+        tool_version(
+            "kubectl (kubeconfig tests, cluster tier)",
+            false,
+            "kubectl",
+            &["version", "--client"],
+            "install kubectl from your distribution or Kubernetes' package repository",
+        ),
+        tool_present("OpenSSH sshd (ssh layer's fast tests)", false, "/usr/sbin/sshd", SETUP),
+    ]
+}
+
+fn which(tool: &str) -> Option<std::path::PathBuf> {
+    if tool.contains('/') {
+        return Path::new(tool).exists().then(|| tool.into());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(tool)).find(|p| p.is_file())
+}
+
+fn tool_present(name: &'static str, required: bool, tool: &str, fix: &str) -> Check {
+    let status = match which(tool) {
+        Some(p) => Status::Ok(p.display().to_string()),
+        None => Status::Missing { detail: format!("{tool} not found"), fix: fix.to_string() },
+    };
+    Check { name, required, status }
+}
+
+fn tool_version(name: &'static str, required: bool, tool: &str, args: &[&str], fix: &str) -> Check {
+    let status = match Command::new(tool).args(args).output() {
+        Ok(o) if o.status.success() => {
+            let text = String::from_utf8_lossy(&o.stdout);
+            Status::Ok(text.lines().next().unwrap_or("").trim().to_string())
+        }
+        Ok(o) => Status::Missing {
+            detail: format!("{tool} {} failed: {}", args.join(" "), String::from_utf8_lossy(&o.stderr).trim()),
+            fix: fix.to_string(),
+        },
+        Err(e) => Status::Missing { detail: format!("{tool}: {e}"), fix: fix.to_string() },
+    };
+    Check { name, required, status }
+}
+
+fn libvirt() -> Check {
+    let uri = virt::connect::uri();
+    let status = match virt::connect::open(&uri) {
+        Ok(c) => {
+            let v = c.lib_version().unwrap_or(0);
+            Status::Ok(format!("{uri} answers (libvirt {}.{}.{})", v / 1_000_000, v / 1000 % 1000, v % 1000))
+        }
+        Err(e) => Status::Missing {
+            detail: e.to_string().lines().next().unwrap_or("").to_string(),
+            fix: format!("{SETUP}   (starts virtlogd and libvirtd where no init system does)"),
+        },
+    };
+    Check { name: "libvirt daemon", required: true, status }
+}
+
+/// Free bytes on the filesystem holding `dir` (or its closest existing ancestor).
+pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    let existing = dir.ancestors().find(|p| p.exists()).unwrap_or(Path::new("/"));
+    let c = CString::new(existing.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c is a valid NUL-terminated path and st a properly sized out-parameter.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+fn free_disk(cache: &Path) -> Check {
+    let gib = |b: u64| b / (1 << 30);
+    let status = match free_bytes(cache) {
+        Ok(b) if gib(b) >= MIN_FREE_DISK_GIB => Status::Ok(format!("{} GiB free under {}", gib(b), cache.display())),
+        Ok(b) => Status::Missing {
+            detail: format!("{} GiB free under {}, need {MIN_FREE_DISK_GIB} GiB", gib(b), cache.display()),
+            fix: "free space, or point KTHW_HOME at a larger filesystem; `kthw image prune` drops old images"
+                .to_string(),
+        },
+        Err(e) => Status::Missing {
+            detail: format!("cannot stat {}: {e}", cache.display()),
+            fix: "check KTHW_HOME".to_string(),
+        },
+    };
+    Check { name: "free disk", required: true, status }
+}
+
+fn acceleration(state: &Path, kernel: Option<&Path>) -> Check {
+    let probe = accel::detect(state, kernel);
+    let status = match probe.accel {
+        Accel::Kvm => Status::Ok(format!("KVM: {}", probe.reason)),
+        Accel::Tcg => {
+            Status::Note(format!("TCG (software emulation, deadlines x{}): {}", Accel::Tcg.slowdown(), probe.reason))
+        }
+    };
+    Check { name: "acceleration", required: true, status }
+}

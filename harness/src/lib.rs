@@ -1,0 +1,13 @@
+//! kthw: stand up a Kubernetes-the-hard-way cluster with Cilium on libvirt/QEMU, and test it.
+//!
+//! Data flows one way: `spec` → `image` → `virt` → `ssh` → `bootstrap` → scenarios. Lower layers never
+//! import upper ones.
+
+pub mod accel;
+pub mod doctor;
+pub mod identity;
+pub mod paths;
+pub mod spec;
+pub mod virt;
+
+pub use spec::ClusterSpec;

@@ -1,0 +1,1 @@
+//! The libvirt tier: see tests/README.md.
