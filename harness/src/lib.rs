@@ -4,10 +4,17 @@
 //! import upper ones.
 
 pub mod accel;
+pub mod artifacts;
+pub mod bootstrap;
+pub mod cluster;
 pub mod doctor;
 pub mod identity;
+pub mod image;
+pub mod kubeconfig;
 pub mod paths;
+pub mod pki;
 pub mod spec;
+pub mod ssh;
 pub mod virt;
 
 pub use spec::ClusterSpec;

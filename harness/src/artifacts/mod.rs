@@ -1,0 +1,1 @@
+//! Pinned upstream artifacts: version, URL and published checksum; download, verify, cache.

@@ -1,0 +1,1 @@
+//! One phase per seed step, each idempotent, timed and logged per node.

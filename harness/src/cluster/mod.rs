@@ -1,0 +1,1 @@
+//! The cluster handle: up, down, list, gc; ties spec, image, virt and ssh together.

@@ -1,0 +1,1 @@
+//! Kubeconfigs for admin (host and in-cluster), the controller manager, the scheduler and each kubelet.
