@@ -1,0 +1,130 @@
+//! The `kthw` binary as a person runs it: spec commands and doctor, with real files and real exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn kthw(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kthw")).args(args).env("RUST_LOG", "warn").output().expect("run kthw")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+#[test]
+fn spec_show_prints_the_seed_values_and_everything_derived() {
+    let out = kthw(&["spec", "show"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    for needle in [
+        "name = \"control-plane-1\"",
+        "address = \"10.0.0.4\"",
+        "address = \"10.0.0.5\"",
+        "address = \"10.0.0.6\"",
+        "pods = \"10.200.0.0/16\"",
+        "services = \"10.32.0.0/24\"",
+        "kubeProxyReplacement = \"true\"",
+        "k8sServiceHost = \"10.0.0.4\"",
+        "k8sServicePort = \"6443\"",
+        "\"ipam.mode\" = \"cluster-pool\"",
+        "\"ipam.operator.clusterPoolIPv4PodCIDRList\" = \"10.200.0.0/16\"",
+        "\"ipam.operator.clusterPoolIPv4MaskSize\" = \"24\"",
+        "cluster-cidr = \"10.200.0.0/16\"",
+        "cluster-dns = \"10.32.0.10\"",
+    ] {
+        assert!(s.contains(needle), "`kthw spec show` lacks {needle:?}:\n{s}");
+    }
+}
+
+#[test]
+fn spec_show_follows_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("lab.toml");
+    std::fs::write(&f, "[network]\npods = \"10.244.0.0/16\"\n").unwrap();
+    let out = kthw(&["spec", "show", "--spec", f.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(s.contains("\"ipam.operator.clusterPoolIPv4PodCIDRList\" = \"10.244.0.0/16\""), "{s}");
+    assert!(s.contains("cluster-cidr = \"10.244.0.0/16\""), "{s}");
+}
+
+#[test]
+fn validate_accepts_a_good_file_with_a_one_line_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("ok.toml");
+    std::fs::write(&f, "egress = false\n").unwrap();
+    let out = kthw(&["spec", "validate", f.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert_eq!(s.lines().count(), 1, "{s}");
+    assert!(s.contains("valid") && s.contains("control-plane-1 at 10.0.0.4"), "{s}");
+}
+
+#[test]
+fn validate_rejects_a_contradiction_naming_both_values_and_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bad.toml");
+    std::fs::write(&f, "[components.kube-controller-manager]\n\"cluster-cidr\" = \"10.100.0.0/16\"\n").unwrap();
+    let out = kthw(&["spec", "validate", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = text(&out.stderr);
+    assert!(e.contains("10.100.0.0/16") && e.contains("10.200.0.0/16"), "{e}");
+    assert!(e.contains("line 2, column 18"), "{e}");
+    assert!(e.contains("network.pods"), "the fix names the field to change: {e}");
+}
+
+#[test]
+fn validate_reports_a_missing_file_and_a_typo() {
+    let out = kthw(&["spec", "validate", "/nonexistent/spec.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("cannot read cluster spec /nonexistent/spec.toml"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("typo.toml");
+    std::fs::write(&f, "[cilium]\nstatus_wiat = \"5m\"\n").unwrap();
+    let out = kthw(&["spec", "validate", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = text(&out.stderr);
+    assert!(e.contains("typo.toml:2:1") && e.contains("status_wiat"), "{e}");
+}
+
+#[test]
+fn the_readme_example_spec_is_valid() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let example = readme.split("```toml\n").nth(1).and_then(|s| s.split("```").next()).expect("a toml example");
+    kthw::ClusterSpec::from_toml_validated(example, "README.md example").unwrap();
+}
+
+#[test]
+fn ci_runs_exactly_the_readme_test_command() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let ci = std::fs::read_to_string(repo().join(".ci/run")).unwrap();
+    let cmd = ci.lines().last().expect(".ci/run ends with the test command").trim();
+    assert!(
+        readme.lines().any(|l| l.trim() == cmd),
+        "README.md must show the command .ci/run runs ({cmd:?}) so that CI and users run the same thing"
+    );
+}
+
+#[test]
+fn doctor_lists_every_prerequisite_with_a_verdict() {
+    let out = kthw(&["doctor"]);
+    let s = text(&out.stdout);
+    for name in ["QEMU", "libvirt daemon", "mmdebstrap", "free disk", "acceleration"] {
+        let line = s.lines().find(|l| l.contains(name)).unwrap_or_else(|| panic!("doctor omits {name}:\n{s}"));
+        assert!(
+            ["ok", "note", "MISSING", "absent"].iter().any(|v| line.trim_start().starts_with(v)),
+            "no verdict on {line:?}"
+        );
+    }
+    // The exit code tells the truth about required checks.
+    let missing = s.lines().any(|l| l.starts_with("MISSING"));
+    assert_eq!(out.status.success(), !missing, "{s}");
+    if missing {
+        assert!(s.contains("fix:"), "every missing check says how to fix it:\n{s}");
+    }
+}
