@@ -1,1 +1,7 @@
-//! The libvirt tier: see tests/README.md.
+//! The libvirt tier: see tests/README.md. Runs against libvirt's `test:///default` driver: no daemon, no
+//! QEMU, the real libvirt library parsing and keeping the XML kthw generates.
+
+mod common;
+mod domain;
+mod network;
+mod reap;
