@@ -1,1 +1,186 @@
 //! Pinned upstream artifacts: version, URL and published checksum; download, verify, cache.
+//!
+//! The manifest is `harness/artifacts.toml`, compiled in. A cache directory holds each file artifact as
+//! `<dir>/<name>/<upstream_version>/<file>` and each image as `<dir>/images/<name>-<tag>.oci.tar`, each with a
+//! `.verified` marker holding the sum it was checked against, so that listing does not rehash gigabytes.
+//! The same layout in any directory is an air-gapped artifact directory.
+
+mod cache;
+mod checksum;
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+pub use cache::{Cache, Entry, Missing, State};
+pub use checksum::{Algorithm, Checksum};
+
+use crate::spec::{ClusterSpec, EtcdSource};
+
+/// The bootstrap phases, in order: an artifact names the ones that need it.
+pub const PHASES: [&str; 7] = ["pki", "kubeconfigs", "etcd", "control-plane", "workers", "cilium", "coredns"];
+
+const MANIFEST: &str = include_str!("../../artifacts.toml");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    File,
+    Image,
+}
+
+/// One pinned artifact.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Artifact {
+    pub name: String,
+    pub kind: Kind,
+    /// The `[versions]` entry of the spec that pins it: kubernetes, etcd, cilium, cilium_cli, coredns.
+    pub component: String,
+    /// That spec version.
+    pub version: String,
+    /// The upstream tag in the URL or image reference.
+    pub upstream_version: String,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub reference: Option<String>,
+    #[serde(default)]
+    pub checksum: Option<String>,
+    #[serde(default)]
+    pub digest: Option<String>,
+    /// Where the checksum was published.
+    pub source: String,
+    /// Why there is no published sum, when there is none: fetch refuses such an artifact.
+    #[serde(default)]
+    pub missing_checksum: Option<String>,
+    pub phases: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    #[serde(rename = "artifact")]
+    pub artifacts: Vec<Artifact>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    #[error("artifact manifest {origin}: {message}")]
+    Manifest { origin: String, message: String },
+    #[error("{name}: no published checksum is pinned ({reason}); refusing to fetch what cannot be verified")]
+    NoChecksum { name: String, reason: String },
+    #[error("cannot download {name} from {url}: {detail}\n  if this host cannot reach it, run `kthw artifacts fetch --dir DIR` where it can and pass `--artifacts-dir DIR` here")]
+    Download { name: String, url: String, detail: String },
+    #[error("cannot pull image {reference}: {detail}")]
+    Pull { reference: String, detail: String },
+    #[error("checksum mismatch for {name} ({}); the file was deleted\n  expected {expected}\n  actual   {actual}", path.display())]
+    Mismatch { name: String, path: PathBuf, expected: String, actual: String },
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Manifest {
+    /// The manifest compiled into kthw.
+    pub fn pinned() -> Manifest {
+        Manifest::parse(MANIFEST, "harness/artifacts.toml").expect("the compiled-in artifact manifest is valid")
+    }
+
+    /// Parses and checks a manifest: every artifact has a URL or reference matching its kind, and either a
+    /// well-formed sum or a reason it has none.
+    pub fn parse(text: &str, origin: &str) -> Result<Manifest, ArtifactError> {
+        let bad = |message: String| ArtifactError::Manifest { origin: origin.to_string(), message };
+        let m: Manifest = toml::from_str(text).map_err(|e| bad(e.message().to_string()))?;
+        for a in &m.artifacts {
+            let (locator, sum) = match a.kind {
+                Kind::File => (&a.url, &a.checksum),
+                Kind::Image => (&a.reference, &a.digest),
+            };
+            if locator.is_none() {
+                return Err(bad(format!("{}: a {:?} artifact needs a {}", a.name, a.kind, a.locator_field())));
+            }
+            match (sum, &a.missing_checksum) {
+                (Some(s), None) => {
+                    Checksum::parse(s).map_err(|e| bad(format!("{}: {e}", a.name)))?;
+                }
+                (None, Some(_)) => {}
+                (Some(_), Some(_)) => return Err(bad(format!("{}: has a sum and a missing_checksum reason", a.name))),
+                (None, None) => return Err(bad(format!("{}: no checksum and no missing_checksum reason", a.name))),
+            }
+            if let Some(p) = a.phases.iter().find(|p| !PHASES.contains(&p.as_str())) {
+                return Err(bad(format!("{}: unknown phase {p:?} (phases: {})", a.name, PHASES.join(", "))));
+            }
+        }
+        Ok(m)
+    }
+
+    /// The artifacts the phases up to and including `until` need for this spec (etcd from Debian needs no
+    /// upstream etcd). An unknown phase name needs everything.
+    pub fn needed_until(&self, spec: &ClusterSpec, until: &str) -> Vec<&Artifact> {
+        let last = PHASES.iter().position(|p| *p == until).unwrap_or(PHASES.len() - 1);
+        let upto = &PHASES[..=last];
+        self.artifacts
+            .iter()
+            .filter(|a| a.phases.iter().any(|p| upto.contains(&p.as_str())))
+            .filter(|a| !(a.component == "etcd" && spec.etcd_from == EtcdSource::Debian))
+            .collect()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Artifact> {
+        self.artifacts.iter().find(|a| a.name == name)
+    }
+}
+
+impl Artifact {
+    fn locator_field(&self) -> &'static str {
+        match self.kind {
+            Kind::File => "url",
+            Kind::Image => "reference",
+        }
+    }
+
+    /// The URL (files) or image reference (images).
+    pub fn locator(&self) -> &str {
+        match self.kind {
+            Kind::File => self.url.as_deref(),
+            Kind::Image => self.reference.as_deref(),
+        }
+        .expect("Manifest::parse checked the locator")
+    }
+
+    /// The published sum, or why there is none.
+    pub fn sum(&self) -> Result<Checksum, ArtifactError> {
+        let text = match self.kind {
+            Kind::File => self.checksum.as_deref(),
+            Kind::Image => self.digest.as_deref(),
+        };
+        match text {
+            Some(t) => Ok(Checksum::parse(t).expect("Manifest::parse checked the sum")),
+            None => Err(ArtifactError::NoChecksum {
+                name: self.name.clone(),
+                reason: self.missing_checksum.clone().unwrap_or_default(),
+            }),
+        }
+    }
+
+    /// The version the spec pins for this artifact's component.
+    pub fn spec_version<'s>(&self, spec: &'s ClusterSpec) -> Option<&'s str> {
+        let v = &spec.versions;
+        Some(match self.component.as_str() {
+            "kubernetes" => &v.kubernetes,
+            "etcd" => &v.etcd,
+            "cilium" => &v.cilium,
+            "cilium_cli" => &v.cilium_cli,
+            "coredns" => &v.coredns,
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,5 +1,6 @@
 //! Argument parsing and dispatch; each command group lives in its own file.
 
+mod artifacts;
 mod doctor;
 mod spec;
 
@@ -29,6 +30,9 @@ enum Command {
     Spec(spec::SpecCommand),
     /// Check this host's prerequisites and say how to fix what is missing.
     Doctor,
+    /// List, fetch and verify the pinned upstream artifacts.
+    #[command(subcommand)]
+    Artifacts(artifacts::ArtifactsCommand),
 }
 
 pub fn init_logging(verbose: u8) {
@@ -45,5 +49,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Spec(c) => spec::run(c),
         Command::Doctor => doctor::run(),
+        Command::Artifacts(c) => artifacts::run(c),
     }
 }
