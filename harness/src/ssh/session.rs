@@ -12,7 +12,7 @@ use russh::{ChannelMsg, Preferred, Sig};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::log::NodeLog;
-use super::{SshError, Target};
+use super::{shell_quote, SshError, Target};
 
 /// Deadline of `succeed` and `fail` unless [`Session::with_deadline`] says otherwise.
 const DEFAULT_COMMAND_DEADLINE: Duration = Duration::from_secs(300);
@@ -23,6 +23,8 @@ const ATTEMPT_LIMIT: Duration = Duration::from_secs(20);
 const MAX_SESSION_CHANNELS: usize = 8;
 /// How much of a command's output an error quotes.
 const ERROR_TAIL_BYTES: usize = 2048;
+/// Longer deadlines are not enforced on the node (nothing legitimately runs for a day).
+const MAX_NODE_DEADLINE: Duration = Duration::from_secs(24 * 3600);
 
 /// What a command left behind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -144,9 +146,18 @@ impl Session {
         })?;
         let start = Instant::now();
         let mut pause = Duration::from_millis(100);
+        let mut last_error: Option<String> = None;
         loop {
             let left = deadline.saturating_sub(start.elapsed());
-            let last_error = match tokio::time::timeout(left.min(ATTEMPT_LIMIT), attempt(target, &expected)).await {
+            if let (true, Some(last_error)) = (left.is_zero(), &last_error) {
+                return Err(SshError::Connect {
+                    node: target.node.clone(),
+                    addr: target.addr,
+                    last_error: last_error.clone(),
+                    waited: start.elapsed(),
+                });
+            }
+            let why = match tokio::time::timeout(left.min(ATTEMPT_LIMIT), attempt(target, &expected)).await {
                 Ok(Ok(handle)) => {
                     tracing::debug!(node = %target.node, addr = %target.addr, after = ?start.elapsed(), "connected");
                     return Ok(Session::new(target, handle));
@@ -155,16 +166,9 @@ impl Session {
                 Ok(Err(AttemptError::Retry(why))) => why,
                 Err(_) => format!("no SSH handshake within {:?}", left.min(ATTEMPT_LIMIT)),
             };
-            tracing::trace!(node = %target.node, error = %last_error, "connect attempt failed; retrying");
-            if start.elapsed() + pause >= deadline {
-                return Err(SshError::Connect {
-                    node: target.node.clone(),
-                    addr: target.addr,
-                    last_error,
-                    waited: start.elapsed(),
-                });
-            }
-            tokio::time::sleep(pause).await;
+            tracing::trace!(node = %target.node, error = %why, "connect attempt failed; retrying");
+            last_error = Some(why);
+            tokio::time::sleep(pause.min(deadline.saturating_sub(start.elapsed()))).await;
             pause = (pause * 2).min(Duration::from_secs(1));
         }
     }
@@ -198,12 +202,16 @@ impl Session {
     }
 
     /// Runs `cmd` under the user's shell with no stdin, and collects its status and output. Past `deadline`
-    /// the command is sent SIGKILL and a [`SshError::Timeout`] carries what it had printed.
+    /// a [`SshError::Timeout`] carries what it had printed, and the command and everything it started are
+    /// killed on the node.
     pub async fn exec(&self, cmd: &str, deadline: Duration) -> Result<Output, SshError> {
         let (_permit, mut log) = self.begin(&format!("$ {cmd}")).await;
         let started = Instant::now();
         let mut channel = self.open_session(&format!("run `{cmd}`")).await?;
-        channel.exec(true, cmd).await.map_err(|e| self.protocol(format!("run `{cmd}`"), e))?;
+        channel
+            .exec(true, with_deadline_on_node(cmd, deadline))
+            .await
+            .map_err(|e| self.protocol(format!("run `{cmd}`"), e))?;
         channel.eof().await.map_err(|e| self.protocol(format!("close stdin of `{cmd}`"), e))?;
 
         let mut out = Output::default();
@@ -229,8 +237,6 @@ impl Session {
         .await;
 
         if finished.is_err() {
-            // Stop the command on the node too, not only waiting for it here.
-            let _ = channel.signal(Sig::KILL).await;
             let _ = channel.close().await;
             log.note(&format!("killed after {deadline:?}"));
             return Err(SshError::Timeout {
@@ -300,13 +306,18 @@ impl Session {
             match self.exec(cmd, left).await {
                 Ok(out) if out.success() => return Ok(out),
                 Ok(out) => last = Some(out),
-                Err(SshError::Timeout { last_output, .. }) => {
+                Err(SshError::Timeout { last_output: running, .. }) => {
+                    // The deadline cut an attempt short: the last one that finished says more about why.
+                    let last_output = match last {
+                        Some(finished) => finished.summary(),
+                        None => format!("the only attempt was still running; its output so far: {running}"),
+                    };
                     return Err(SshError::Timeout {
                         node: self.inner.node.clone(),
                         cmd: cmd.to_string(),
                         after: deadline,
-                        last_output: format!("the last attempt was still running: {last_output}"),
-                    })
+                        last_output,
+                    });
                 }
                 Err(e) => return Err(e),
             }
@@ -335,6 +346,19 @@ impl Session {
     pub(crate) fn protocol(&self, what: String, source: russh::Error) -> SshError {
         SshError::Protocol { node: self.inner.node.clone(), what, source }
     }
+}
+
+/// `cmd` wrapped so the node kills it, and every process it started, shortly after `deadline`. The client
+/// cannot do it: OpenSSH ignores the SSH "signal" request for root sessions (no post-auth privilege
+/// separation), and closing a channel without a terminal leaves the command running.
+fn with_deadline_on_node(cmd: &str, deadline: Duration) -> String {
+    if deadline > MAX_NODE_DEADLINE {
+        return cmd.to_string();
+    }
+    // A little later than the client's own deadline, so the client reports the timeout with the output so far.
+    let secs = (deadline + Duration::from_secs(1)).as_secs_f64();
+    // coreutils `timeout` runs the command in its own process group and kills the whole group.
+    format!("exec timeout -s KILL {secs:.3}s \"$SHELL\" -c {}", shell_quote(cmd))
 }
 
 fn signal_name_of(sig: &Sig) -> String {
