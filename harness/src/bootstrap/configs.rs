@@ -1,0 +1,76 @@
+//! Component configuration files: the scheduler's and kubelet's (JSON, which both read as YAML) and
+//! containerd's (TOML, with the systemd cgroup driver the kubelet is set to).
+
+use serde_json::json;
+
+use super::{path_str, Layout};
+use crate::pki::kubelet_stem;
+use crate::spec::{ClusterSpec, Component};
+
+/// Kubelet flags the spec derives whose values go into the KubeletConfiguration instead of the command line.
+pub(super) const KUBELET_FLAGS_IN_CONFIG: &[&str] = &["cluster-dns", "cluster-domain"];
+
+pub fn kube_scheduler_config(layout: &Layout) -> String {
+    let v = json!({
+        "apiVersion": "kubescheduler.config.k8s.io/v1",
+        "kind": "KubeSchedulerConfiguration",
+        "clientConnection": { "kubeconfig": path_str(&layout.kubeconfig("kube-scheduler")) },
+        "leaderElection": { "leaderElect": true },
+    });
+    serde_json::to_string_pretty(&v).expect("a JSON literal serializes") + "\n"
+}
+
+/// The kubelet of `worker`: cluster DNS and domain as `spec.derived()` gives them, TLS with its own
+/// certificate, client certificates checked against the cluster CA, the systemd cgroup driver.
+pub fn kubelet_config(spec: &ClusterSpec, worker: &str, layout: &Layout) -> String {
+    let derived = spec.derived();
+    let flags = derived.flags.get(Component::Kubelet.name());
+    let flag = |name: &str| {
+        flags.and_then(|f| f.get(name)).cloned().unwrap_or_else(|| panic!("the spec derives the kubelet's {name}"))
+    };
+    let stem = kubelet_stem(worker);
+    let v = json!({
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "address": "0.0.0.0",
+        "authentication": {
+            "anonymous": { "enabled": false },
+            "webhook": { "enabled": true },
+            "x509": { "clientCAFile": path_str(&layout.cert("ca")) },
+        },
+        "authorization": { "mode": "Webhook" },
+        "cgroupDriver": "systemd",
+        "clusterDNS": [flag("cluster-dns")],
+        "clusterDomain": flag("cluster-domain"),
+        "containerRuntimeEndpoint": format!("unix://{}", path_str(&layout.containerd_socket)),
+        "runtimeRequestTimeout": "15m",
+        "tlsCertFile": path_str(&layout.cert(&stem)),
+        "tlsPrivateKeyFile": path_str(&layout.key(&stem)),
+    });
+    serde_json::to_string_pretty(&v).expect("a JSON literal serializes") + "\n"
+}
+
+/// containerd's CRI settings (config version 2, which Debian's containerd 1.6 and upstream 1.7 read):
+/// runc with `SystemdCgroup = true` to match the kubelet, the pinned sandbox image, CNI where Cilium puts it.
+pub fn containerd_config(sandbox_image: &str) -> String {
+    let cri = r#"plugins."io.containerd.grpc.v1.cri""#;
+    format!(
+        "version = 2\n\
+         \n\
+         [{cri}]\n\
+         sandbox_image = \"{sandbox_image}\"\n\
+         \n\
+         [{cri}.containerd]\n\
+         default_runtime_name = \"runc\"\n\
+         \n\
+         [{cri}.containerd.runtimes.runc]\n\
+         runtime_type = \"io.containerd.runc.v2\"\n\
+         \n\
+         [{cri}.containerd.runtimes.runc.options]\n\
+         SystemdCgroup = true\n\
+         \n\
+         [{cri}.cni]\n\
+         bin_dir = \"/opt/cni/bin\"\n\
+         conf_dir = \"/etc/cni/net.d\"\n"
+    )
+}

@@ -1,0 +1,158 @@
+//! What the rendered units and configs say, read back the way their consumers read them.
+
+use super::*;
+
+/// The ExecStart flags of a unit, as `--name=value` pairs, joined across continuation lines.
+fn exec_flags(unit: &str) -> Vec<(String, String)> {
+    let exec = unit.split("ExecStart=").nth(1).expect("an ExecStart line");
+    let exec: String = exec.lines().take_while(|l| !l.starts_with("Restart=")).collect::<Vec<_>>().join(" ");
+    exec.split_whitespace()
+        .filter_map(|w| w.strip_prefix("--"))
+        .map(|f| {
+            let (k, v) = f.split_once('=').expect("every flag has a value");
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+fn flag(unit: &str, name: &str) -> Option<String> {
+    exec_flags(unit).into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
+fn all_rendered(spec: &ClusterSpec) -> Vec<NodeFile> {
+    let layout = Layout::default();
+    let mut files = etcd_files(spec, &layout);
+    files.extend(control_plane_files(spec, &layout));
+    for w in spec.workers() {
+        files.extend(worker_files(spec, &w.name, &layout, "registry.k8s.io/pause:3.10"));
+    }
+    files
+}
+
+#[test]
+fn controller_manager_cluster_cidr_is_ciliums_pool() {
+    let spec = ClusterSpec::default();
+    let unit = kube_controller_manager_unit(&spec, &Layout::default());
+    let pool = &spec.derived().cilium_values["ipam.operator.clusterPoolIPv4PodCIDRList"];
+    assert_eq!(flag(&unit, "cluster-cidr").as_ref(), Some(pool));
+    assert_eq!(flag(&unit, "allocate-node-cidrs").as_deref(), Some("true"));
+    assert_eq!(flag(&unit, "node-cidr-mask-size").as_deref(), Some("24"));
+    assert_eq!(flag(&unit, "service-cluster-ip-range").as_deref(), Some("10.32.0.0/24"));
+    assert_eq!(flag(&unit, "kubeconfig").as_deref(), Some("/etc/kubernetes/kube-controller-manager.kubeconfig"));
+}
+
+#[test]
+fn nothing_rendered_mentions_kube_proxy() {
+    let files = all_rendered(&ClusterSpec::default());
+    assert!(files.len() >= 9);
+    for f in &files {
+        assert!(!f.contents.contains("proxy"), "{} mentions a proxy:\n{}", f.path.display(), f.contents);
+        assert!(!f.path.to_string_lossy().contains("proxy"));
+    }
+}
+
+#[test]
+fn etcd_serves_tls_on_the_control_plane_and_loopback_from_the_chosen_binary() {
+    let mut spec = ClusterSpec::default();
+    let layout = Layout::default();
+    let unit = etcd_unit(&spec, &layout);
+    assert!(unit.contains("ExecStart=/usr/local/bin/etcd \\\n"), "{unit}");
+    assert_eq!(flag(&unit, "listen-client-urls").as_deref(), Some("https://10.0.0.4:2379,https://127.0.0.1:2379"));
+    assert_eq!(flag(&unit, "advertise-client-urls").as_deref(), Some("https://10.0.0.4:2379"));
+    assert_eq!(flag(&unit, "listen-peer-urls").as_deref(), Some("https://10.0.0.4:2380"));
+    assert_eq!(flag(&unit, "client-cert-auth").as_deref(), Some("true"));
+    assert_eq!(flag(&unit, "cert-file").as_deref(), Some("/etc/kubernetes/pki/etcd-server.crt"));
+    assert_eq!(flag(&unit, "trusted-ca-file").as_deref(), Some("/etc/kubernetes/pki/ca.crt"));
+    assert_eq!(flag(&unit, "initial-cluster").as_deref(), Some("control-plane-1=https://10.0.0.4:2380"));
+    assert!(unit.contains("Type=notify"));
+
+    spec.etcd_from = crate::spec::EtcdSource::Debian;
+    assert!(etcd_unit(&spec, &layout).contains("ExecStart=/usr/bin/etcd \\\n"));
+}
+
+#[test]
+fn apiserver_uses_the_spec_service_range_and_etcd_on_the_control_plane() {
+    let spec = ClusterSpec::default();
+    let unit = kube_apiserver_unit(&spec, &Layout::default());
+    assert_eq!(flag(&unit, "service-cluster-ip-range").as_deref(), Some("10.32.0.0/24"));
+    assert_eq!(flag(&unit, "etcd-servers").as_deref(), Some("https://10.0.0.4:2379"));
+    assert_eq!(flag(&unit, "advertise-address").as_deref(), Some("10.0.0.4"));
+    assert_eq!(flag(&unit, "secure-port").as_deref(), Some("6443"));
+    assert_eq!(flag(&unit, "service-account-key-file").as_deref(), Some("/etc/kubernetes/pki/service-account.pub"));
+    assert_eq!(flag(&unit, "etcd-certfile").as_deref(), Some("/etc/kubernetes/pki/etcd-client.crt"));
+    // Left at kube-apiserver's default (Hostname first) unless the spec asks: the seed's DNS lesson.
+    assert_eq!(flag(&unit, "kubelet-preferred-address-types"), None);
+}
+
+#[test]
+fn extra_component_flags_are_appended() {
+    let mut spec = ClusterSpec::default();
+    spec.components
+        .kube_apiserver
+        .insert("kubelet-preferred-address-types".to_string(), "InternalIP,Hostname".to_string());
+    spec.components.kubelet.insert("node-labels".to_string(), "role=worker".to_string());
+    spec.components.etcd.insert("quota-backend-bytes".to_string(), "8589934592".to_string());
+    let layout = Layout::default();
+    let api = kube_apiserver_unit(&spec, &layout);
+    assert_eq!(flag(&api, "kubelet-preferred-address-types").as_deref(), Some("InternalIP,Hostname"));
+    assert_eq!(flag(&kubelet_unit(&spec, "worker-node-1", &layout), "node-labels").as_deref(), Some("role=worker"));
+    assert_eq!(flag(&etcd_unit(&spec, &layout), "quota-backend-bytes").as_deref(), Some("8589934592"));
+}
+
+#[test]
+fn kubelet_config_carries_the_spec_cluster_dns_and_its_own_certificate() {
+    let spec = ClusterSpec::default();
+    let layout = Layout::default();
+    let v: serde_json::Value = serde_json::from_str(&kubelet_config(&spec, "worker-node-2", &layout)).unwrap();
+    assert_eq!(v["kind"], "KubeletConfiguration");
+    assert_eq!(v["clusterDNS"], serde_json::json!([spec.network.cluster_dns.to_string()]));
+    assert_eq!(v["clusterDomain"], "cluster.local");
+    assert_eq!(v["cgroupDriver"], "systemd");
+    assert_eq!(v["tlsCertFile"], "/etc/kubernetes/pki/kubelet-worker-node-2.crt");
+    assert_eq!(v["authentication"]["x509"]["clientCAFile"], "/etc/kubernetes/pki/ca.crt");
+    assert_eq!(v["containerRuntimeEndpoint"], "unix:///run/containerd/containerd.sock");
+
+    let unit = kubelet_unit(&spec, "worker-node-2", &layout);
+    assert_eq!(flag(&unit, "kubeconfig").as_deref(), Some("/etc/kubernetes/kubelet-worker-node-2.kubeconfig"));
+    assert_eq!(flag(&unit, "cluster-dns"), None, "DNS is set in the config file, once");
+    assert!(unit.contains("Requires=containerd.service"));
+}
+
+#[test]
+fn containerd_uses_the_systemd_cgroup_driver_and_the_pinned_pause_image() {
+    let pause = crate::artifacts::Manifest::pinned().get("pause").unwrap().locator().to_string();
+    let v: toml::Value = toml::from_str(&containerd_config(&pause)).unwrap();
+    let cri = &v["plugins"]["io.containerd.grpc.v1.cri"];
+    assert_eq!(v["version"].as_integer(), Some(2));
+    assert_eq!(cri["sandbox_image"].as_str(), Some(pause.as_str()));
+    assert_eq!(cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"].as_bool(), Some(true));
+    assert_eq!(cri["containerd"]["runtimes"]["runc"]["runtime_type"].as_str(), Some("io.containerd.runc.v2"));
+}
+
+#[test]
+fn scheduler_config_points_at_its_kubeconfig() {
+    let v: serde_json::Value = serde_json::from_str(&kube_scheduler_config(&Layout::default())).unwrap();
+    assert_eq!(v["kind"], "KubeSchedulerConfiguration");
+    assert_eq!(v["clientConnection"]["kubeconfig"], "/etc/kubernetes/kube-scheduler.kubeconfig");
+    let unit = kube_scheduler_unit(&ClusterSpec::default(), &Layout::default());
+    assert_eq!(flag(&unit, "config").as_deref(), Some("/etc/kubernetes/kube-scheduler.yaml"));
+}
+
+#[test]
+fn units_are_well_formed_and_escape_systemd_specifiers() {
+    let mut spec = ClusterSpec::default();
+    spec.components.etcd.insert("log-format".to_string(), "100%$HOME".to_string());
+    for f in all_rendered(&spec).iter().filter(|f| f.path.extension().is_some_and(|e| e == "service")) {
+        let sections: Vec<&str> = f.contents.lines().filter(|l| l.starts_with('[')).collect();
+        assert_eq!(sections, ["[Unit]", "[Service]", "[Install]"], "{}", f.path.display());
+        for line in f.contents.lines().filter(|l| !l.is_empty() && !l.starts_with('[')) {
+            assert!(line.contains('=') || line.starts_with("  --"), "{}: stray line {line:?}", f.path.display());
+        }
+        let exec =
+            f.contents.lines().skip_while(|l| !l.starts_with("ExecStart=")).take_while(|l| !l.starts_with("Restart="));
+        let exec: Vec<&str> = exec.collect();
+        assert!(exec[..exec.len() - 1].iter().all(|l| l.ends_with(" \\")), "continuations: {exec:?}");
+    }
+    let etcd = etcd_unit(&spec, &Layout::default());
+    assert_eq!(flag(&etcd, "log-format").as_deref(), Some("100%%$$HOME"));
+}
