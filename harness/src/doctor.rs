@@ -49,7 +49,7 @@ pub fn run(paths: &Paths) -> Vec<Check> {
         tool_present("busybox static (initrd)", true, "/bin/busybox", SETUP),
         tool_present("cpio (initrd)", true, "cpio", SETUP),
         free_disk(&paths.cache),
-        acceleration(&paths.state, None),
+        acceleration(&paths.state, crate::image::cached(paths).ok().flatten().as_ref().map(|i| i.kernel.as_path())),
         tool_version(
             "kubectl (kubeconfig tests, cluster tier)",
             false,

@@ -2,6 +2,7 @@
 
 mod artifacts;
 mod doctor;
+mod image;
 mod spec;
 
 use std::process::ExitCode;
@@ -33,6 +34,9 @@ enum Command {
     /// List, fetch and verify the pinned upstream artifacts.
     #[command(subcommand)]
     Artifacts(artifacts::ArtifactsCommand),
+    /// Build, list and prune node images.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
 }
 
 pub fn init_logging(verbose: u8) {
@@ -50,5 +54,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Spec(c) => spec::run(c),
         Command::Doctor => doctor::run(),
         Command::Artifacts(c) => artifacts::run(c),
+        Command::Image(c) => image::run(c),
     }
 }

@@ -1,0 +1,27 @@
+#!/bin/sh
+# Runs on the build host after the packages are installed and files/ is copied in:
+#   customize.sh ROOTFS RECIPE_DIR
+# mmdebstrap has /proc, /sys and /dev mounted in ROOTFS while it runs; systemctl works offline in the chroot.
+set -eu
+rootfs=$1
+recipe=$2
+
+units() { sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$recipe/$1"; }
+
+chroot "$rootfs" systemctl enable $(units enabled-units.txt)
+chroot "$rootfs" systemctl disable $(units disabled-units.txt)
+chroot "$rootfs" systemctl mask $(units masked-units.txt)
+
+# Host keys come from the harness at boot (kthw-identity); keys made at build time would be shared by every
+# node built from this image.
+rm -f "$rootfs"/etc/ssh/ssh_host_*
+# Empty, not "uninitialized": systemd makes a fresh machine id each boot without running first-boot units.
+: >"$rootfs/etc/machine-id"
+rm -f "$rootfs/var/lib/dbus/machine-id"
+mkdir -p "$rootfs/var/log/journal"
+
+# containerd looks for CNI plugins in /opt/cni/bin, where Cilium installs its own; Debian's go there too.
+mkdir -p "$rootfs/opt/cni/bin" "$rootfs/etc/cni/net.d"
+for p in "$rootfs"/usr/lib/cni/*; do
+    ln -sf "/usr/lib/cni/${p##*/}" "$rootfs/opt/cni/bin/${p##*/}"
+done
