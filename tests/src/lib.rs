@@ -47,3 +47,4 @@ pub fn vm_host_missing() -> Option<String> {
         .collect();
     (!missing.is_empty()).then(|| missing.join("; "))
 }
+pub mod bench_ssh;

@@ -30,15 +30,8 @@ pub enum SshError {
     #[error("on {node}: `{cmd}` did not finish within {after:?}; last output:\n{last_output}")]
     Timeout { node: String, cmd: String, after: Duration, last_output: String },
 
-    #[error("{direction} {local} {arrow} {node}:{remote} failed: {detail}")]
-    Transfer {
-        node: String,
-        direction: &'static str,
-        arrow: &'static str,
-        local: String,
-        remote: String,
-        detail: String,
-    },
+    #[error("{direction} {local} {} {node}:{remote} failed: {detail}", direction.arrow())]
+    Transfer { node: String, direction: Direction, local: String, remote: String, detail: String },
 
     #[error("tunnel 127.0.0.1 -> {target} through {node}: {detail}")]
     Tunnel { node: String, target: String, detail: String },
@@ -48,7 +41,7 @@ pub enum SshError {
         node: String,
         what: String,
         #[source]
-        source: russh::Error,
+        source: Box<russh::Error>,
     },
 
     #[error("terminal: {what}: {source}")]
@@ -60,4 +53,29 @@ pub enum SshError {
 
     #[error("SSH key {path}: {detail}")]
     Key { path: PathBuf, detail: String },
+}
+
+/// Which way a file went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Upload,
+    Download,
+}
+
+impl Direction {
+    fn arrow(self) -> &'static str {
+        match self {
+            Direction::Upload => "->",
+            Direction::Download => "<-",
+        }
+    }
+}
+
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Direction::Upload => "upload",
+            Direction::Download => "download",
+        })
+    }
 }

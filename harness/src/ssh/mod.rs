@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use error::SshError;
+pub use error::{Direction, SshError};
 pub use keys::KeyPair;
 pub use quote::shell_quote;
 pub use session::{Output, Session};

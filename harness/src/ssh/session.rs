@@ -344,7 +344,7 @@ impl Session {
     }
 
     pub(crate) fn protocol(&self, what: String, source: russh::Error) -> SshError {
-        SshError::Protocol { node: self.inner.node.clone(), what, source }
+        SshError::Protocol { node: self.inner.node.clone(), what, source: Box::new(source) }
     }
 }
 

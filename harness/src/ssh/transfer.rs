@@ -12,6 +12,7 @@ use std::time::Instant;
 use russh::ChannelMsg;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
+use super::error::Direction;
 use super::session::{tail, Output};
 use super::{shell_quote, Session, SshError};
 
@@ -127,8 +128,7 @@ impl Session {
                 log.note(&format!("download failed: {detail}"));
                 Err(SshError::Transfer {
                     node: self.node().to_string(),
-                    direction: "download",
-                    arrow: "<-",
+                    direction: Direction::Download,
                     local: local.display().to_string(),
                     remote: remote.to_string(),
                     detail,
@@ -174,8 +174,7 @@ impl Session {
     fn upload_error(&self, local: &str, remote: &str, detail: String) -> SshError {
         SshError::Transfer {
             node: self.node().to_string(),
-            direction: "upload",
-            arrow: "->",
+            direction: Direction::Upload,
             local: local.to_string(),
             remote: remote.to_string(),
             detail,

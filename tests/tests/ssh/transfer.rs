@@ -1,10 +1,9 @@
 //! Files: streamed, atomic, with the mode asked for.
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use kthw::ssh::SshError;
-use sha2::{Digest, Sha256};
+use kthw_tests::bench_ssh::write_random_file;
 
 use crate::sshd::Sshd;
 
@@ -15,7 +14,7 @@ async fn a_256_mib_upload_arrives_intact_without_being_held_in_memory() {
     let Some(sshd) = Sshd::start() else { return };
     let node = sshd.connect().await;
     let local = sshd.dir.path().join("big.bin");
-    let expected = write_random_file(&local, 256);
+    let expected = write_random_file(&local, 256).unwrap();
     let rss_before = memory_kib("VmRSS");
 
     let remote = sshd.path("uploaded/big.bin");
@@ -70,22 +69,6 @@ async fn a_download_round_trips_bytes_into_a_private_file() {
     assert_eq!(names, ["fetched.bin"], "a failed download leaves nothing behind");
     // Still usable afterwards.
     node.exec("true", Duration::from_secs(5)).await.unwrap();
-}
-
-/// Writes `mib` MiB of random-looking data a chunk at a time and returns its sha256 in hex.
-fn write_random_file(path: &std::path::Path, mib: usize) -> String {
-    let mut block = vec![0u8; MIB];
-    std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut block).unwrap();
-    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut hash = Sha256::new();
-    for i in 0..mib {
-        // Every chunk differs, so a misplaced chunk changes the sum.
-        block[..8].copy_from_slice(&(i as u64).to_le_bytes());
-        hash.update(&block);
-        file.write_all(&block).unwrap();
-    }
-    file.flush().unwrap();
-    hex::encode(hash.finalize())
 }
 
 /// A field of /proc/self/status, in KiB.
