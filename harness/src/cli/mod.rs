@@ -1,6 +1,7 @@
 //! Argument parsing and dispatch; each command group lives in its own file.
 
 mod artifacts;
+mod cluster;
 mod doctor;
 mod image;
 mod spec;
@@ -31,6 +32,16 @@ enum Command {
     Spec(spec::SpecCommand),
     /// Check this host's prerequisites and say how to fix what is missing.
     Doctor,
+    /// Bring a cluster up: `--until nodes` boots every node and waits until each answers SSH.
+    Up(cluster::UpArgs),
+    /// List the clusters in the state directory.
+    List,
+    /// Remove a cluster: its domains, network and run directory.
+    Down(cluster::DownArgs),
+    /// Remove what killed runs left behind (never a live or kept cluster).
+    Gc,
+    /// A shell on a node, or `-- CMD` run there with its exit status.
+    Ssh(cluster::SshArgs),
     /// List, fetch and verify the pinned upstream artifacts.
     #[command(subcommand)]
     Artifacts(artifacts::ArtifactsCommand),
@@ -53,6 +64,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Spec(c) => spec::run(c),
         Command::Doctor => doctor::run(),
+        Command::Up(a) => cluster::up(a),
+        Command::List => cluster::list(),
+        Command::Down(a) => cluster::down(a),
+        Command::Gc => cluster::gc(),
+        Command::Ssh(a) => cluster::ssh(a),
         Command::Artifacts(c) => artifacts::run(c),
         Command::Image(c) => image::run(c),
     }

@@ -1,1 +1,233 @@
-//! The cluster handle: up, down, list, gc; ties spec, image, virt and ssh together.
+//! The cluster handle: up, open, sessions, down, list, gc. Ties spec, image, virt and ssh together.
+//!
+//! A cluster is one isolated libvirt network and one domain per node, all named with a unique cluster id,
+//! plus a run directory (`Paths::run(name)`) holding its state file, keys, overlays and consoles. The process
+//! that brings it up owns it: dropping the handle tears it down, and if the process dies the reaper removes
+//! it, unless it was kept for a person ([`Cluster::keep`], what `kthw up` does).
+
+mod gc;
+mod state;
+mod teardown;
+mod up;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use gc::{gc, list, Reaped};
+pub use state::{console_tail, ClusterState, NodeDir, NodeState};
+pub use up::UpOptions;
+
+use crate::accel::Accel;
+use crate::image::ImageError;
+use crate::paths::Paths;
+use crate::spec::{ClusterSpec, SpecError};
+use crate::ssh::{self, KeyPair, Session, SshError};
+use crate::virt::VirtError;
+use teardown::Teardown;
+
+/// How many console lines an error about a node shows.
+pub const CONSOLE_LINES: usize = 40;
+
+/// What went wrong with a cluster, naming the cluster or node and where to look.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error("invalid cluster name {name:?}: {why}")]
+    Name { name: String, why: &'static str },
+    #[error("no node image is built yet: run `kthw image build` (or let `kthw up` build it)")]
+    NoImage,
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Virt(#[from] VirtError),
+    #[error("cluster {name} already exists ({}): `kthw down {name}` removes it, or pick another --name", dir.display())]
+    AlreadyExists { name: String, dir: PathBuf },
+    #[error("no cluster named {name} (no {}); `kthw list` shows the clusters", dir.display())]
+    NotFound { name: String, dir: PathBuf },
+    #[error("cluster {cluster} has no node {node}; its nodes: {known}")]
+    UnknownNode { cluster: String, node: String, known: String },
+    #[error("cannot {what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the state file {} is unreadable: {message}", path.display())]
+    State { path: PathBuf, message: String },
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    #[error("node {node} did not answer SSH within {waited:?}: {reason}\nlast {CONSOLE_LINES} lines of its console ({}):\n{console_tail}", console.display())]
+    NodeDidNotAnswer { node: String, waited: Duration, reason: String, console: PathBuf, console_tail: String },
+    #[error("node {node} stopped while booting (domain {domain} is no longer running)\nlast {CONSOLE_LINES} lines of its console ({}):\n{console_tail}", console.display())]
+    NodeStopped { node: String, domain: String, console: PathBuf, console_tail: String },
+    #[error("the cluster was being torn down while it was created")]
+    Cancelled,
+}
+
+impl ClusterError {
+    pub(crate) fn io(what: &'static str, path: &Path, source: std::io::Error) -> ClusterError {
+        ClusterError::Io { what, path: path.to_path_buf(), source }
+    }
+}
+
+/// A cluster: one made by [`Cluster::up`] (torn down when dropped, unless kept) or one found by
+/// [`Cluster::open`] (left alone when dropped).
+#[derive(Debug)]
+pub struct Cluster {
+    state: ClusterState,
+    run_dir: PathBuf,
+    client_key: Arc<KeyPair>,
+    sessions: Mutex<HashMap<String, Session>>,
+    teardown: Option<Teardown>,
+}
+
+impl Cluster {
+    /// Boots every node of `spec` in parallel as cluster `name` and waits until each answers SSH.
+    pub async fn up(
+        spec: &ClusterSpec,
+        name: &str,
+        paths: &Paths,
+        options: UpOptions,
+    ) -> Result<Cluster, ClusterError> {
+        up::up(spec, name, paths, options).await
+    }
+
+    /// A cluster some process brought up, by name. Dropping this handle leaves the cluster running.
+    pub fn open(name: &str, paths: &Paths) -> Result<Cluster, ClusterError> {
+        validate_name(name)?;
+        let run_dir = paths.run(name);
+        if !run_dir.join(state::STATE_FILE).exists() {
+            return Err(ClusterError::NotFound { name: name.to_string(), dir: run_dir });
+        }
+        let state = ClusterState::read(&run_dir)?;
+        let client_key = Arc::new(ssh::keys::read_private(&run_dir.join(state::CLIENT_KEY))?);
+        Ok(Cluster { state, run_dir, client_key, sessions: Mutex::default(), teardown: None })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.state.name
+    }
+
+    pub fn id(&self) -> &str {
+        &self.state.id
+    }
+
+    pub fn state(&self) -> &ClusterState {
+        &self.state
+    }
+
+    pub fn spec(&self) -> &ClusterSpec {
+        &self.state.spec
+    }
+
+    pub fn accel(&self) -> Accel {
+        self.state.accel
+    }
+
+    pub fn nodes(&self) -> &[NodeState] {
+        &self.state.nodes
+    }
+
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+
+    /// The file the node's serial console is logged to.
+    pub fn console(&self, node: &str) -> Result<PathBuf, ClusterError> {
+        self.node(node).map(|n| NodeDir::new(&self.run_dir, &n.name).console())
+    }
+
+    pub fn node(&self, node: &str) -> Result<&NodeState, ClusterError> {
+        self.state.node(node).ok_or_else(|| ClusterError::UnknownNode {
+            cluster: self.state.name.clone(),
+            node: node.to_string(),
+            known: self.state.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    /// How to reach `node` over SSH: its loopback forward, pinned host key and the cluster's client key.
+    pub fn target(&self, node: &str) -> Result<ssh::Target, ClusterError> {
+        let n = self.node(node)?;
+        Ok(ssh::Target {
+            node: n.name.clone(),
+            addr: ([127, 0, 0, 1], n.ssh_port).into(),
+            user: "root".to_string(),
+            host_key: n.host_key.clone(),
+            client_key: self.client_key.clone(),
+            log: Some(NodeDir::new(&self.run_dir, &n.name).ssh_log()),
+        })
+    }
+
+    /// An SSH session to `node`, reusing the open one when there is one.
+    pub async fn session(&self, node: &str) -> Result<Session, ClusterError> {
+        if let Some(s) = self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get(node) {
+            if !s.is_closed() {
+                return Ok(s.clone());
+            }
+        }
+        let session = Session::connect(&self.target(node)?, self.accel().scale(SESSION_CONNECT)).await?;
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(node.to_string(), session.clone());
+        Ok(session)
+    }
+
+    /// Leaves the cluster running after this handle and its owner are gone, until `kthw down`.
+    pub fn keep(&mut self) -> Result<(), ClusterError> {
+        self.state.kept = true;
+        self.state.write(&self.run_dir)?;
+        if let Some(t) = self.teardown.take() {
+            t.disarm();
+        }
+        Ok(())
+    }
+
+    /// Removes the cluster: its domains, its network, its run directory.
+    pub async fn down(mut self) -> Result<(), ClusterError> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        let teardown = self
+            .teardown
+            .take()
+            .unwrap_or_else(|| Teardown::arm(self.state.uri.clone(), self.state.id.clone(), self.run_dir.clone()));
+        teardown.run().await
+    }
+}
+
+/// A node that answered once needs only seconds to answer again; scaled by the accelerator.
+const SESSION_CONNECT: Duration = Duration::from_secs(10);
+
+/// Names become directory names and appear in libvirt metadata: keep them plain.
+pub fn validate_name(name: &str) -> Result<(), ClusterError> {
+    let why = if name.is_empty() {
+        Some("it is empty")
+    } else if name.len() > 64 {
+        Some("it is longer than 64 characters")
+    } else if name.starts_with(['.', '-']) {
+        Some("it starts with '.' or '-'")
+    } else if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+        Some("use only letters, digits, '-', '_' and '.'")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(ClusterError::Name { name: name.to_string(), why }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_names_pass_and_path_tricks_do_not() {
+        for ok in ["kthw", "bug-1234", "a.b_c"] {
+            validate_name(ok).unwrap();
+        }
+        for bad in ["", "../x", "a/b", ".hidden", "-flag", "sp ace", &"x".repeat(65)] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -39,21 +39,32 @@ pub fn owned(conn: &Connect) -> Result<Vec<Owned>, VirtError> {
     Ok(found)
 }
 
-/// Removes every kthw object for which `keep` says no, domains first. Returns what was removed; an
-/// object that vanished meanwhile (its own run tore it down) is not an error.
+/// Removes every kthw object for which `keep` says no: domains first (in parallel: QEMU takes a second or
+/// two to exit), then networks. Returns what was removed; an object that vanished meanwhile (its own run
+/// tore it down) is not an error.
 pub fn reap(conn: &Connect, keep: impl Fn(&Ownership) -> bool) -> Result<Vec<Owned>, VirtError> {
-    let mut doomed: Vec<Owned> = owned(conn)?.into_iter().filter(|o| !keep(&o.ownership)).collect();
-    doomed.sort_by_key(|o| o.kind == Kind::Network);
+    let (domains, networks): (Vec<Owned>, Vec<Owned>) =
+        owned(conn)?.into_iter().filter(|o| !keep(&o.ownership)).partition(|o| o.kind == Kind::Domain);
+    let domain_results: Vec<Result<bool, VirtError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = domains.iter().map(|o| s.spawn(|| domain::remove(conn, &o.name))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(VirtError::Join("domain removal panicked".into()))))
+            .collect()
+    });
     let mut removed = Vec::new();
-    for o in doomed {
-        let gone = match o.kind {
-            Kind::Domain => domain::remove(conn, &o.name)?,
-            Kind::Network => network::remove(conn, &o.name)?,
-        };
-        if gone {
-            tracing::info!(kind = ?o.kind, name = %o.name, cluster = %o.ownership.cluster_id, owner = o.ownership.owner.pid, "reaped");
+    for (o, result) in domains.into_iter().zip(domain_results) {
+        if result? {
             removed.push(o);
         }
+    }
+    for o in networks {
+        if network::remove(conn, &o.name)? {
+            removed.push(o);
+        }
+    }
+    for o in &removed {
+        tracing::debug!(kind = ?o.kind, name = %o.name, cluster = %o.ownership.cluster_id, owner = o.ownership.owner.pid, "removed");
     }
     Ok(removed)
 }

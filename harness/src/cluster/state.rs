@@ -1,0 +1,135 @@
+//! The run directory of one cluster and the state file in it: what another process (`kthw ssh`, `kthw list`,
+//! `kthw gc`, a test's helper) needs to find and reach the cluster, written atomically.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::ClusterError;
+use crate::accel::Accel;
+use crate::spec::ClusterSpec;
+use crate::virt::Owner;
+
+pub const STATE_FILE: &str = "state.json";
+pub const CLIENT_KEY: &str = "client_key";
+
+/// Everything about a running cluster that outlives the process that started it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterState {
+    pub name: String,
+    /// Unique per `up`; in every libvirt name and in the objects' metadata.
+    pub id: String,
+    /// The libvirt connection the cluster lives on.
+    pub uri: String,
+    pub accel: Accel,
+    /// The process that brought it up; when it dies, the cluster goes unless `kept`.
+    pub owner: Owner,
+    /// Left running on purpose (by `kthw up`) until `kthw down`.
+    pub kept: bool,
+    /// Seconds since the Unix epoch.
+    pub created: u64,
+    pub harness_version: String,
+    pub image_key: String,
+    pub network: String,
+    pub bridge: String,
+    pub spec: ClusterSpec,
+    pub nodes: Vec<NodeState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeState {
+    pub name: String,
+    /// The node's address on the cluster network (the same in every cluster made from one spec).
+    pub address: Ipv4Addr,
+    pub domain: String,
+    /// 127.0.0.1:ssh_port on the host reaches the node's sshd.
+    pub ssh_port: u16,
+    /// The node's host public key, made by the harness and pinned by every SSH client.
+    pub host_key: String,
+    /// From the domain's start to its first SSH session, once measured.
+    pub boot_ms: Option<u64>,
+}
+
+impl ClusterState {
+    pub fn read(run_dir: &Path) -> Result<ClusterState, ClusterError> {
+        let path = run_dir.join(STATE_FILE);
+        let bytes = std::fs::read(&path).map_err(|source| ClusterError::io("read the state file", &path, source))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ClusterError::State { path, message: format!("{e} (written by another kthw version?)") })
+    }
+
+    /// Writes through a temporary file and a rename, so a reader never sees half a state.
+    pub fn write(&self, run_dir: &Path) -> Result<(), ClusterError> {
+        let path = run_dir.join(STATE_FILE);
+        let tmp = run_dir.join(format!(".{STATE_FILE}.tmp"));
+        let json = serde_json::to_vec_pretty(self).expect("a cluster state always serializes");
+        std::fs::write(&tmp, json).map_err(|source| ClusterError::io("write the state file", &tmp, source))?;
+        std::fs::rename(&tmp, &path).map_err(|source| ClusterError::io("write the state file", &path, source))
+    }
+
+    pub fn node(&self, name: &str) -> Option<&NodeState> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// Still wanted: its owner runs, or it was kept for a person.
+    pub fn is_live(&self) -> bool {
+        self.kept || self.owner.is_alive()
+    }
+}
+
+/// Where one node's files live inside the run directory.
+pub struct NodeDir(pub PathBuf);
+
+impl NodeDir {
+    pub fn new(run_dir: &Path, node: &str) -> NodeDir {
+        NodeDir(run_dir.join("nodes").join(node))
+    }
+    pub fn disk(&self) -> PathBuf {
+        self.0.join("disk.qcow2")
+    }
+    pub fn console(&self) -> PathBuf {
+        self.0.join("console.log")
+    }
+    pub fn fw_cfg(&self) -> PathBuf {
+        self.0.join("fwcfg")
+    }
+    /// Every SSH command run on the node, with its output.
+    pub fn ssh_log(&self) -> PathBuf {
+        self.0.join("ssh.log")
+    }
+}
+
+/// The last `n` lines of a console log (or why there are none), for errors about a node that did not come up.
+pub fn console_tail(path: &Path, n: usize) -> String {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(n)..].join("\n");
+            if tail.trim().is_empty() {
+                "(the console is empty: the kernel printed nothing)".to_string()
+            } else {
+                tail
+            }
+        }
+        Err(e) => format!("(no console log at {}: {e})", path.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_console_tail_is_the_last_lines_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("console.log");
+        let text: String = (1..=100).map(|i| format!("line {i}\r\n")).collect();
+        std::fs::write(&log, text).unwrap();
+        let tail = console_tail(&log, 40);
+        assert_eq!(tail.lines().count(), 40);
+        assert!(tail.starts_with("line 61") && tail.ends_with("line 100"), "{tail}");
+        assert!(console_tail(&dir.path().join("missing"), 40).contains("no console log"));
+    }
+}

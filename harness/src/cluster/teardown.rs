@@ -1,0 +1,97 @@
+//! Taking a cluster apart: every libvirt object carrying its id, then its run directory. A [`Teardown`] does
+//! it when dropped (a failed or interrupted `up`, a test's handle going out of scope) unless disarmed.
+//!
+//! `up` creates libvirt objects in a blocking task that a dropped future cannot stop, so creation and
+//! teardown share a [`Gate`]: teardown closes it, after which nothing more is created, and waits for an
+//! object being created right now before it lists what to remove.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::ClusterError;
+use crate::virt::{self, reap, VirtError};
+
+/// Open while the cluster may still grow; closed forever by teardown.
+#[derive(Debug, Clone, Default)]
+pub struct Gate(Arc<Mutex<bool>>);
+
+impl Gate {
+    /// Runs `create` unless teardown has begun; teardown waits for a `create` in progress.
+    pub fn create<T>(&self, create: impl FnOnce() -> Result<T, ClusterError>) -> Result<T, ClusterError> {
+        let closed = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if *closed {
+            return Err(ClusterError::Cancelled);
+        }
+        create()
+    }
+
+    fn close(&self) -> std::sync::MutexGuard<'_, bool> {
+        let mut closed = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *closed = true;
+        closed
+    }
+}
+
+/// Removes the cluster `id` from libvirt at `uri`, then `run_dir`. Blocking.
+pub fn teardown(uri: &str, id: &str, run_dir: &Path, gate: &Gate) -> Result<(), ClusterError> {
+    let _closed = gate.close();
+    let conn = virt::connect::open(uri)?;
+    let removed = reap::reap(&conn, |o| o.cluster_id != id)?;
+    tracing::debug!(cluster = id, objects = removed.len(), "libvirt objects removed");
+    remove_run_dir(run_dir)
+}
+
+pub fn remove_run_dir(run_dir: &Path) -> Result<(), ClusterError> {
+    match std::fs::remove_dir_all(run_dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(ClusterError::io("remove the run directory", run_dir, e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Tears the cluster down when dropped, unless disarmed.
+#[derive(Debug)]
+pub struct Teardown {
+    pub uri: String,
+    pub id: String,
+    pub run_dir: PathBuf,
+    pub gate: Gate,
+    armed: bool,
+}
+
+impl Teardown {
+    pub fn arm(uri: String, id: String, run_dir: PathBuf) -> Teardown {
+        Teardown { uri, id, run_dir, gate: Gate::default(), armed: true }
+    }
+
+    /// The cluster stays after this handle is gone.
+    pub fn disarm(mut self) {
+        self.armed = false;
+    }
+
+    /// Tears down now, off the async runtime, and reports failure instead of logging it.
+    pub async fn run(mut self) -> Result<(), ClusterError> {
+        self.armed = false;
+        let (uri, id, dir, gate) = (self.uri.clone(), self.id.clone(), self.run_dir.clone(), self.gate.clone());
+        tokio::task::spawn_blocking(move || teardown(&uri, &id, &dir, &gate))
+            .await
+            .map_err(|e| ClusterError::Virt(VirtError::Join(e.to_string())))?
+    }
+}
+
+impl Drop for Teardown {
+    /// Blocking, even on an async worker thread: a drop cannot await, and leaving the cluster behind is worse
+    /// than stalling one worker for the second or two the removal takes.
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        match teardown(&self.uri, &self.id, &self.run_dir, &self.gate) {
+            Ok(()) => tracing::info!(cluster = %self.id, "cluster torn down"),
+            Err(e) => {
+                tracing::error!(cluster = %self.id, error = %e, "tearing the cluster down failed; `kthw gc` retries")
+            }
+        }
+    }
+}

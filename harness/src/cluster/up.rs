@@ -1,0 +1,299 @@
+//! Bringing a cluster up: reap dead runs, prepare the run directory (state file first, so even a run killed
+//! a moment later can be reaped), create the network, overlays and domains, then wait until every node
+//! answers SSH. Any failure, or the caller dropping the future, tears down what was made.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ::virt::connect::Connect;
+use tokio::task::JoinSet;
+
+use super::state::{console_tail, ClusterState, NodeDir, NodeState, CLIENT_KEY};
+use super::teardown::{Gate, Teardown};
+use super::{gc, validate_name, Cluster, ClusterError, CONSOLE_LINES};
+use crate::accel::{self, Accel};
+use crate::identity::{Mac, Nic, NodeIdentity};
+use crate::image::{self, NodeImage};
+use crate::paths::Paths;
+use crate::spec::ClusterSpec;
+use crate::ssh::{self, KeyPair, Session, SshError};
+use crate::virt::domain::{DomainDef, ManagementNic};
+use crate::virt::network::NetworkDef;
+use crate::virt::{self, disk, domain, metadata, names, network, Owner, Ownership, VirtError};
+
+/// Written for KVM, where a node reaches sshd in under 10 s; scaled by the accelerator (x6 under TCG).
+const BOOT_DEADLINE: Duration = Duration::from_secs(30);
+/// A forward port can be taken between choosing it and QEMU binding it.
+const PORT_ATTEMPTS: usize = 5;
+
+/// How to bring a cluster up.
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    /// The node image; None: the cached one (an error if there is none).
+    pub image: Option<NodeImage>,
+    /// The libvirt URI; None: `virt::connect::uri()`.
+    pub uri: Option<String>,
+    /// How long a node may take to answer SSH, written for KVM and scaled by the accelerator.
+    pub boot_deadline: Option<Duration>,
+}
+
+pub(super) async fn up(
+    spec: &ClusterSpec,
+    name: &str,
+    paths: &Paths,
+    options: UpOptions,
+) -> Result<Cluster, ClusterError> {
+    validate_name(name)?;
+    spec.validate(&format!("the spec of cluster {name}"))?;
+    let uri = options.uri.unwrap_or_else(virt::connect::uri);
+    let reaped = gc(paths, &uri).await?;
+    if !reaped.objects.is_empty() || !reaped.run_dirs.is_empty() {
+        tracing::info!(objects = reaped.objects.len(), run_dirs = reaped.run_dirs.len(), "reaped what dead runs left");
+    }
+    let image = match options.image {
+        Some(i) => i,
+        None => image::cached(paths)?.ok_or(ClusterError::NoImage)?,
+    };
+    let image = absolute_image(image)?;
+    let probe = accel::detect(&paths.state, Some(&image.kernel));
+    tracing::info!(accel = ?probe.accel, reason = %probe.reason, "acceleration");
+    let deadline = probe.accel.scale(options.boot_deadline.unwrap_or(BOOT_DEADLINE));
+
+    let run_dir = create_run_dir(paths, name)?;
+    let id = names::new_cluster_id();
+    let teardown = Teardown::arm(uri.clone(), id.clone(), run_dir.clone());
+    let plan = plan(spec, name, &id, &uri, probe.accel, &image, &run_dir)?;
+    let mut cluster = Cluster {
+        state: plan.state.clone(),
+        run_dir: run_dir.clone(),
+        client_key: plan.client_key.clone(),
+        sessions: Default::default(),
+        teardown: Some(teardown),
+    };
+
+    let gate = cluster.teardown.as_ref().map(|t| t.gate.clone()).unwrap_or_default();
+    let (base, uri2) = (image.disk.clone(), uri.clone());
+    let (started, conn) = tokio::task::spawn_blocking(move || provision(&uri2, &base, plan, &gate))
+        .await
+        .map_err(|e| VirtError::Join(e.to_string()))??;
+    for (node, port, _) in &started {
+        if let Some(n) = cluster.state.nodes.iter_mut().find(|n| &n.name == node) {
+            n.ssh_port = *port;
+        }
+    }
+    cluster.state.write(&run_dir)?;
+
+    let conn = Arc::new(conn);
+    let mut waits = JoinSet::new();
+    for (node, _, at) in started {
+        let target = cluster.target(&node)?;
+        let domain = cluster.node(&node)?.domain.clone();
+        let console = NodeDir::new(&run_dir, &node).console();
+        waits.spawn(wait_for_ssh(target, at, deadline, conn.clone(), domain, console));
+    }
+    while let Some(done) = waits.join_next().await {
+        let (node, session, boot) = done.map_err(|e| VirtError::Join(e.to_string()))??;
+        tracing::info!(node = %node, boot = ?boot, "node answers SSH");
+        if let Some(n) = cluster.state.nodes.iter_mut().find(|n| n.name == node) {
+            n.boot_ms = Some(boot.as_millis() as u64);
+        }
+        cluster.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(node, session);
+    }
+    cluster.state.write(&run_dir)?;
+    Ok(cluster)
+}
+
+/// Paths stored in overlays and domain XML must not depend on the working directory.
+fn absolute_image(mut image: NodeImage) -> Result<NodeImage, ClusterError> {
+    for p in [&mut image.disk, &mut image.kernel, &mut image.initrd] {
+        *p = std::fs::canonicalize(&*p).map_err(|e| ClusterError::io("find the node image file", p, e))?;
+    }
+    Ok(image)
+}
+
+/// `Paths::run(name)`, created private and fresh: an existing one belongs to a live or kept cluster (the
+/// reaper just removed dead ones).
+fn create_run_dir(paths: &Paths, name: &str) -> Result<PathBuf, ClusterError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let runs = paths.runs();
+    std::fs::create_dir_all(&runs).map_err(|e| ClusterError::io("create", &runs, e))?;
+    let dir = paths.run(name);
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => std::fs::canonicalize(&dir).map_err(|e| ClusterError::io("resolve", &dir, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(ClusterError::AlreadyExists { name: name.to_string(), dir })
+        }
+        Err(e) => Err(ClusterError::io("create the run directory", &dir, e)),
+    }
+}
+
+/// Everything decided before libvirt is touched.
+struct Plan {
+    state: ClusterState,
+    client_key: Arc<KeyPair>,
+    network: NetworkDef,
+    domains: Vec<(String, DomainDef)>,
+}
+
+/// Writes the state file first (the reaper's handle on this run), then keys and fw_cfg files.
+fn plan(
+    spec: &ClusterSpec,
+    name: &str,
+    id: &str,
+    uri: &str,
+    accel: Accel,
+    image: &NodeImage,
+    run_dir: &Path,
+) -> Result<Plan, ClusterError> {
+    let owner = Owner::current();
+    let created = metadata::unix_now();
+    let version = env!("CARGO_PKG_VERSION").to_string();
+    let ownership = |node: Option<&str>| Ownership {
+        cluster_id: id.to_string(),
+        cluster_name: name.to_string(),
+        node: node.map(str::to_string),
+        run_dir: run_dir.to_path_buf(),
+        owner,
+        created,
+        harness_version: version.clone(),
+    };
+    let host_keys: Vec<KeyPair> = spec.nodes.iter().map(|n| KeyPair::generate(&format!("{}@{name}", n.name))).collect();
+    let mut state = ClusterState {
+        name: name.to_string(),
+        id: id.to_string(),
+        uri: uri.to_string(),
+        accel,
+        owner,
+        kept: false,
+        created,
+        harness_version: version.clone(),
+        image_key: image.key.clone(),
+        network: names::network(id),
+        bridge: names::bridge(id),
+        spec: spec.clone(),
+        nodes: Vec::new(),
+    };
+    for (n, key) in spec.nodes.iter().zip(&host_keys) {
+        state.nodes.push(NodeState {
+            name: n.name.clone(),
+            address: n.address,
+            domain: names::domain(id, &n.name),
+            ssh_port: virt::free_port()?,
+            host_key: key.public_openssh(),
+            boot_ms: None,
+        });
+    }
+    state.write(run_dir)?;
+
+    let client_key = KeyPair::generate(&format!("kthw-client@{name}"));
+    ssh::keys::write_private(&run_dir.join(CLIENT_KEY), &client_key)?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let run_as_root = unsafe { libc::geteuid() } == 0 && uri.starts_with("qemu:///system");
+    let mut domains = Vec::new();
+    for ((n, key), node) in spec.nodes.iter().zip(&host_keys).zip(&state.nodes) {
+        let dir = NodeDir::new(run_dir, &n.name);
+        let identity = NodeIdentity::for_node(spec, &n.name, client_key.public_openssh(), key.private_openssh())
+            .expect("every node of the spec has an identity");
+        let fw_cfg =
+            identity.write(&dir.fw_cfg()).map_err(|e| ClusterError::io("write fw_cfg files", &dir.fw_cfg(), e))?;
+        let def = DomainDef {
+            name: node.domain.clone(),
+            accel,
+            vcpus: n.vcpus,
+            memory_mib: n.memory_mib,
+            kernel: image.kernel.clone(),
+            initrd: image.initrd.clone(),
+            cmdline: image.kernel_cmdline(),
+            disk: dir.disk(),
+            network: state.network.clone(),
+            cluster_mac: Mac::for_node(&n.name, Nic::Cluster),
+            management: ManagementNic {
+                mac: Mac::for_node(&n.name, Nic::Management),
+                ssh_port: node.ssh_port,
+                egress: spec.egress,
+            },
+            console: dir.console(),
+            fw_cfg,
+            ownership: ownership(Some(&n.name)),
+            run_as_root,
+        };
+        domains.push((n.name.clone(), def));
+    }
+    let network = NetworkDef { name: state.network.clone(), bridge: state.bridge.clone(), ownership: ownership(None) };
+    Ok(Plan { state, client_key: Arc::new(client_key), network, domains })
+}
+
+/// A node whose domain is running: its name, forward port, and when it started.
+type Started = (String, u16, Instant);
+
+/// Creates the network, then each node's overlay and domain, through the gate so a concurrent teardown
+/// either sees an object or prevents it. Returns each node's forward port and when its domain started, and
+/// the connection for watching the domains.
+fn provision(uri: &str, base: &Path, plan: Plan, gate: &Gate) -> Result<(Vec<Started>, Connect), ClusterError> {
+    let conn = virt::connect::open(uri)?;
+    gate.create(|| Ok(network::create(&conn, &plan.network)?))?;
+    let mut started = Vec::new();
+    for (node, mut def) in plan.domains {
+        disk::create_overlay(base, &def.disk)?;
+        let mut attempt = 1;
+        loop {
+            match gate.create(|| Ok(domain::create(&conn, &def)?)) {
+                Ok(()) => break,
+                Err(ClusterError::Virt(VirtError::Libvirt { message, .. }))
+                    if message.contains("host forwarding") && attempt < PORT_ATTEMPTS =>
+                {
+                    tracing::debug!(node = %node, port = def.management.ssh_port, "forward port taken; another");
+                    def.management.ssh_port = virt::free_port()?;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        started.push((node, def.management.ssh_port, Instant::now()));
+    }
+    Ok((started, conn))
+}
+
+/// Connects to one node, failing early if its domain stops (a kernel panic with on_crash=destroy, QEMU dying).
+async fn wait_for_ssh(
+    target: ssh::Target,
+    started: Instant,
+    deadline: Duration,
+    conn: Arc<Connect>,
+    domain: String,
+    console: PathBuf,
+) -> Result<(String, Session, Duration), ClusterError> {
+    let node = target.node.clone();
+    let left = deadline.saturating_sub(started.elapsed());
+    tokio::select! {
+        connected = Session::connect(&target, left) => match connected {
+            Ok(session) => Ok((node, session, started.elapsed())),
+            Err(SshError::Connect { last_error, waited, .. }) => Err(ClusterError::NodeDidNotAnswer {
+                node,
+                waited,
+                reason: last_error,
+                console_tail: console_tail(&console, CONSOLE_LINES),
+                console,
+            }),
+            Err(e) => Err(e.into()),
+        },
+        () = stopped(conn, domain.clone()) => Err(ClusterError::NodeStopped {
+            node,
+            domain,
+            console_tail: console_tail(&console, CONSOLE_LINES),
+            console,
+        }),
+    }
+}
+
+/// Returns once libvirt says the domain is no longer running; polls once a second.
+async fn stopped(conn: Arc<Connect>, domain: String) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (c, d) = (conn.clone(), domain.clone());
+        if let Ok(Ok(false)) = tokio::task::spawn_blocking(move || domain::is_active(&c, &d)).await {
+            return;
+        }
+    }
+}
