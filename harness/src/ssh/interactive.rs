@@ -1,13 +1,21 @@
 //! A shell on a node for a person at a terminal: what `kthw ssh NAME NODE` opens.
 
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
 use russh::ChannelMsg;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
 
 use super::{Session, SshError};
 
 /// OpenSSH's convention when no exit status arrives (the shell was killed, the connection dropped).
 const NO_STATUS: u32 = 255;
+/// How soon the stdin reader notices that the shell has ended.
+const STDIN_POLL: Duration = Duration::from_millis(100);
 
 impl Session {
     /// Opens a login shell with the local terminal's size, the terminal in raw mode while it runs, resizes
@@ -30,18 +38,20 @@ impl Session {
 
         let mut resized = signal(SignalKind::window_change())
             .map_err(|source| SshError::Terminal { what: "watch resizes", source })?;
-        let (mut stdin, mut stdout, mut stderr) = (tokio::io::stdin(), tokio::io::stdout(), tokio::io::stderr());
-        let mut buf = vec![0u8; 16 * 1024];
+        let mut stdin = Stdin::spawn()?;
+        let (mut stdout, mut stderr) = (tokio::io::stdout(), tokio::io::stderr());
         let mut stdin_open = true;
         let mut status = None;
         loop {
             tokio::select! {
-                read = stdin.read(&mut buf), if stdin_open => match read {
-                    Ok(0) | Err(_) => {
+                read = stdin.chunks.recv(), if stdin_open => match read {
+                    Some(chunk) if !chunk.is_empty() => {
+                        channel.data(&chunk[..]).await.map_err(|e| self.protocol("send input".into(), e))?
+                    }
+                    _ => {
                         stdin_open = false;
                         let _ = channel.eof().await;
                     }
-                    Ok(n) => channel.data(&buf[..n]).await.map_err(|e| self.protocol("send input".into(), e))?,
                 },
                 _ = resized.recv() => {
                     let (cols, rows) = window_size();
@@ -66,6 +76,60 @@ impl Session {
         log.note(&format!("interactive shell ended with status {status}"));
         Ok(status)
     }
+}
+
+/// The local stdin, read on a thread of its own that stops soon after the session ends. Not tokio's stdin: its
+/// read cannot be cancelled, and would hold up the runtime's shutdown (and `kthw ssh`'s exit) until the person
+/// pressed a key after the remote shell had already ended.
+struct Stdin {
+    /// Chunks as read; an empty chunk (or the sender gone) is the end of input.
+    chunks: mpsc::Receiver<Vec<u8>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Stdin {
+    fn spawn() -> Result<Stdin, SshError> {
+        let (tx, chunks) = mpsc::channel(4);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::Builder::new()
+            .name("kthw-ssh-stdin".into())
+            .spawn(move || {
+                let mut stdin = std::io::stdin().lock();
+                let mut buf = vec![0u8; 16 * 1024];
+                while !stopped.load(Ordering::Relaxed) {
+                    // Only read what is there, so the loop gets to check `stopped` again.
+                    if !readable(libc::STDIN_FILENO, STDIN_POLL) {
+                        continue;
+                    }
+                    let chunk = match stdin.read(&mut buf) {
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(_) => Vec::new(),
+                        Ok(n) => buf[..n].to_vec(),
+                    };
+                    let end = chunk.is_empty();
+                    if tx.blocking_send(chunk).is_err() || end {
+                        break;
+                    }
+                }
+            })
+            .map_err(|source| SshError::Terminal { what: "start reading the terminal", source })?;
+        Ok(Stdin { chunks, stop })
+    }
+}
+
+impl Drop for Stdin {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Whether `fd` has input (or an end of input, or an error) within `wait`.
+fn readable(fd: libc::c_int, wait: Duration) -> bool {
+    let mut pollfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let millis = libc::c_int::try_from(wait.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: poll reads and writes the one pollfd we own.
+    unsafe { libc::poll(&mut pollfd, 1, millis) > 0 }
 }
 
 fn is_tty() -> bool {

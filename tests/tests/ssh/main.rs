@@ -3,6 +3,7 @@
 
 mod commands;
 mod connect;
+mod interactive;
 mod sshd;
 mod transfer;
 mod tunnel;
