@@ -128,7 +128,11 @@ pub fn prune(paths: &Paths) -> Result<Vec<Pruned>, ImageError> {
         };
         let bytes = dir_size(&path);
         std::fs::remove_dir_all(&path).map_err(|e| ImageError::io("removing", &path, e))?;
-        let _ = std::fs::remove_file(lock_path(&images, key));
+        if key != current {
+            // Nothing builds an old recipe's key again; the current key's lock file must stay, or a later
+            // build could lock a new file while another still holds the old one.
+            let _ = std::fs::remove_file(lock_path(&images, key));
+        }
         removed.push(Pruned { path, bytes });
     }
     Ok(removed)

@@ -1,0 +1,201 @@
+//! Node image benchmarks: the build cold (`--force`) against warm (a cache hit; goal at most 1 s), and one
+//! node's boot to SSH with our small initrd against Debian's initramfs, alternating in the same run.
+//!
+//! The boots use plain `qemu-system-x86_64` (direct kernel boot, fw_cfg identity, a loopback-only SSH forward
+//! through slirp with `restrict=on`) so that they measure the image alone, not the VM layer.
+
+use std::io::Read;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use kthw::identity::NodeIdentity;
+use kthw::image::{self, BuildOptions, NodeImage};
+use kthw::paths::Paths;
+use kthw::ssh::keys::KeyPair;
+use kthw::ClusterSpec;
+
+/// The image build, cold and warm.
+#[derive(Debug, Clone)]
+pub struct BuildTimes {
+    pub cold: Duration,
+    pub warm: Duration,
+    pub size_bytes: u64,
+    pub packages: usize,
+}
+
+impl std::fmt::Display for BuildTimes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "image build: cold {:.1} s, warm {:.3} s (goal <= 1 s), {} MiB, {} packages",
+            self.cold.as_secs_f64(),
+            self.warm.as_secs_f64(),
+            self.size_bytes >> 20,
+            self.packages
+        )
+    }
+}
+
+/// Rebuilds the current recipe's image from nothing (`--force`), then asks for it again (the cache hit).
+pub async fn build_cold_and_warm(paths: &Paths) -> anyhow::Result<BuildTimes> {
+    let start = Instant::now();
+    let built = image::build(paths, &BuildOptions { force: true, ..BuildOptions::default() }).await?;
+    let cold = start.elapsed();
+    let start = Instant::now();
+    let hit = image::build(paths, &BuildOptions::default()).await?;
+    let warm = start.elapsed();
+    if hit.manifest.built_at_unix != built.manifest.built_at_unix {
+        bail!("the warm build rebuilt the image instead of taking it from the cache");
+    }
+    let size_bytes = image::list(paths)?.into_iter().find(|i| i.key == hit.key).map_or(0, |i| i.size_bytes);
+    Ok(BuildTimes { cold, warm, size_bytes, packages: hit.manifest.packages.len() })
+}
+
+/// Boot to SSH with each initrd: the median of `rounds` boots each, alternating.
+#[derive(Debug, Clone)]
+pub struct BootComparison {
+    pub ours: Duration,
+    pub debian: Duration,
+    /// ours / debian: below 1 means our initrd is faster.
+    pub ratio: f64,
+}
+
+impl std::fmt::Display for BootComparison {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "boot to SSH: our initrd {:.1} s, Debian's initramfs {:.1} s, ratio {:.2} (lower is better)",
+            self.ours.as_secs_f64(),
+            self.debian.as_secs_f64(),
+            self.ratio
+        )
+    }
+}
+
+/// Which initrd a boot uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Initrd {
+    Ours,
+    Debian,
+}
+
+/// Boots `image` `rounds` times with each initrd (TCG unless `accel` says kvm) and compares the medians.
+/// Holds /tmp/kthw-vm.lock throughout, like every test that boots VMs on this host.
+pub fn boot_ours_vs_debian(
+    image: &NodeImage,
+    accel: &str,
+    rounds: usize,
+    scratch: &Path,
+) -> anyhow::Result<BootComparison> {
+    let _lock = vm_lock()?;
+    let (mut ours, mut debian) = (Vec::new(), Vec::new());
+    for _ in 0..rounds.max(1) {
+        ours.push(boot_to_ssh(image, Initrd::Ours, accel, scratch)?);
+        debian.push(boot_to_ssh(image, Initrd::Debian, accel, scratch)?);
+    }
+    let (ours, debian) = (median(ours), median(debian));
+    Ok(BootComparison { ours, debian, ratio: ours.as_secs_f64() / debian.as_secs_f64() })
+}
+
+/// One boot of control-plane-1's identity: seconds from starting QEMU to sshd's banner on the loopback
+/// forward (sshd only starts once the identity unit installed the host key).
+pub fn boot_to_ssh(image: &NodeImage, initrd: Initrd, accel: &str, scratch: &Path) -> anyhow::Result<Duration> {
+    let spec = ClusterSpec::default();
+    let node = &spec.nodes[0].name;
+    let client = KeyPair::generate("kthw-bench");
+    let host = KeyPair::generate(node);
+    let identity = NodeIdentity::for_node(&spec, node, client.public_openssh(), host.private_openssh())
+        .context("the default spec has no first node")?;
+    let entries = identity.write(&scratch.join("fwcfg"))?;
+    let overlay = scratch.join("bench-overlay.qcow2");
+    let _ = std::fs::remove_file(&overlay);
+    let status = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+        .arg(&image.disk)
+        .arg(&overlay)
+        .status()?;
+    if !status.success() {
+        bail!("qemu-img create of {} failed: {status}", overlay.display());
+    }
+    let port = free_port()?;
+    let initrd_path = match initrd {
+        Initrd::Ours => &image.initrd,
+        Initrd::Debian => &image.debian_initrd,
+    };
+    let mut qemu = Command::new("qemu-system-x86_64");
+    qemu.args(["-accel", accel, "-machine", "q35", "-m", "2048", "-smp", "2", "-nodefaults", "-display", "none"])
+        .arg("-kernel")
+        .arg(&image.kernel)
+        .arg("-initrd")
+        .arg(initrd_path)
+        .args(["-append", &image.kernel_cmdline()])
+        .arg("-drive")
+        .arg(format!("file={},if=virtio,format=qcow2", overlay.display()))
+        .args(["-netdev", "hubport,id=cluster,hubid=1"])
+        .args(["-device", &format!("virtio-net-pci,netdev=cluster,mac={}", identity.cluster_mac)])
+        .args(["-netdev", &format!("user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22")])
+        .args(["-device", &format!("virtio-net-pci,netdev=mgmt,mac={}", identity.management_mac)])
+        .arg("-serial")
+        .arg(format!("file:{}", scratch.join(format!("bench-serial-{initrd:?}.log")).display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for e in &entries {
+        qemu.arg("-fw_cfg").arg(format!("name={},file={}", e.name, e.file.display()));
+    }
+    let start = Instant::now();
+    let mut child = qemu.spawn().context("starting qemu-system-x86_64")?;
+    let result = wait_for_banner(port, start, Duration::from_secs(300));
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_file(&overlay);
+    result
+}
+
+/// Polls the forward until sshd sends its banner. slirp accepts the connection before the guest listens,
+/// so a connection alone proves nothing: only the banner does.
+fn wait_for_banner(port: u16, start: Instant, deadline: Duration) -> anyhow::Result<Duration> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut last = String::from("nothing yet");
+    while start.elapsed() < deadline {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+            Ok(mut s) => {
+                s.set_read_timeout(Some(Duration::from_secs(2)))?;
+                let mut buf = [0u8; 8];
+                match s.read(&mut buf) {
+                    Ok(n) if buf[..n].starts_with(b"SSH-") => return Ok(start.elapsed()),
+                    Ok(n) => last = format!("{n} bytes that are not an SSH banner"),
+                    Err(e) => last = e.to_string(),
+                }
+            }
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    bail!("no SSH banner on 127.0.0.1:{port} within {} s (last: {last})", deadline.as_secs())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Holds /tmp/kthw-vm.lock (the host's one-VM-workload-at-a-time rule) until dropped (closing releases it).
+struct VmLock(#[allow(dead_code)] std::fs::File);
+
+fn vm_lock() -> anyhow::Result<VmLock> {
+    let f = std::fs::File::options().create(true).truncate(false).write(true).open("/tmp/kthw-vm.lock")?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("locking /tmp/kthw-vm.lock");
+    }
+    Ok(VmLock(f))
+}
