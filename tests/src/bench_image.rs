@@ -6,7 +6,6 @@
 
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -91,7 +90,7 @@ pub fn boot_ours_vs_debian(
     rounds: usize,
     scratch: &Path,
 ) -> anyhow::Result<BootComparison> {
-    let _lock = vm_lock()?;
+    let _lock = crate::vm_lock().context("locking /tmp/kthw-vm.lock")?;
     let (mut ours, mut debian) = (Vec::new(), Vec::new());
     for _ in 0..rounds.max(1) {
         ours.push(boot_to_ssh(image, Initrd::Ours, accel, scratch)?);
@@ -186,16 +185,4 @@ fn free_port() -> anyhow::Result<u16> {
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
-}
-
-/// Holds /tmp/kthw-vm.lock (the host's one-VM-workload-at-a-time rule) until dropped (closing releases it).
-struct VmLock(#[allow(dead_code)] std::fs::File);
-
-fn vm_lock() -> anyhow::Result<VmLock> {
-    let f = std::fs::File::options().create(true).truncate(false).write(true).open("/tmp/kthw-vm.lock")?;
-    // SAFETY: flock on a descriptor this function owns.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("locking /tmp/kthw-vm.lock");
-    }
-    Ok(VmLock(f))
 }

@@ -48,3 +48,4 @@ pub fn vm_host_missing() -> Option<String> {
     (!missing.is_empty()).then(|| missing.join("; "))
 }
 pub mod bench_ssh;
+pub mod bench_image;
