@@ -1,14 +1,36 @@
 //! One phase per seed step, each idempotent, timed and logged per node.
 //!
-//! This part holds what the phases install, rendered as pure functions of the spec: systemd units (`units`)
-//! and component configuration files (`configs`). Where things live on a node is `Layout`.
+//! What the phases install is rendered as pure functions of the spec: systemd units (`units`) and component
+//! configuration files (`configs`); where things live on a node is `Layout`. [`Phase`] names the steps,
+//! [`Bootstrap`] runs them against a [`crate::cluster::Cluster`] (`run`, with the node-side work in `node`
+//! and one module per phase), [`check_artifacts`] says before any VM boots what the pinned artifacts lack,
+//! and `forward` gives the host its way to the apiserver.
 
+mod check;
 mod configs;
+mod control_plane;
+mod error;
+mod etcd;
+pub mod forward;
+mod node;
+mod phase;
+mod run;
+mod secrets;
 mod units;
+mod unpack;
+mod workers;
 
 use std::path::{Path, PathBuf};
 
+pub use check::{check_artifacts, debian_etcd_hint, reach, Lack, Reach};
 pub use configs::{containerd_config, kube_scheduler_config, kubelet_config};
+pub use control_plane::{apiserver_to_kubelet_rbac, kubectl};
+pub use error::{render_lacks, BootstrapError, WaitFailed};
+pub use etcd::{etcdctl, etcdctl_as, etcdctl_binary};
+pub use node::{Put, Source, JOURNAL_LINES};
+pub use phase::{Phase, UnknownPhase};
+pub use run::{Bootstrap, PhaseReport, TIMINGS_FILE};
+pub use secrets::{kubeconfig_dir, kubeconfig_files, load_or_generate, pki_dir, pki_files, ROOT_KUBECONFIG};
 pub use units::{etcd_unit, kube_apiserver_unit, kube_controller_manager_unit, kube_scheduler_unit, kubelet_unit};
 
 use crate::pki;

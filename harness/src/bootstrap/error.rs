@@ -1,0 +1,82 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{Lack, Phase};
+use crate::cluster::ClusterError;
+use crate::kubeconfig::KubeconfigError;
+use crate::pki::PkiError;
+use crate::ssh::SshError;
+
+/// Why a phase failed: which phase, on which node, what it waited for and what it last saw.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("phase {phase}: {source}")]
+    Cluster {
+        phase: Phase,
+        #[source]
+        source: ClusterError,
+    },
+    #[error("phase {phase}: {source}")]
+    Ssh {
+        phase: Phase,
+        #[source]
+        source: SshError,
+    },
+    #[error("phase {phase}: {source}")]
+    Pki {
+        phase: Phase,
+        #[source]
+        source: PkiError,
+    },
+    #[error("phase {phase}: {source}")]
+    Kubeconfig {
+        phase: Phase,
+        #[source]
+        source: KubeconfigError,
+    },
+    #[error(transparent)]
+    Wait(Box<WaitFailed>),
+    #[error("phase {phase} needs artifacts this host lacks:\n{}", render_lacks(missing))]
+    MissingArtifacts { phase: Phase, missing: Vec<Lack> },
+    #[error("phase {phase}: cannot extract {member} from {}: {detail}", tarball.display())]
+    Extract { phase: Phase, tarball: PathBuf, member: String, detail: String },
+    #[error("phase {phase}: {detail}")]
+    Node { phase: Phase, detail: String },
+    #[error("the host's way to the apiserver of cluster {cluster}: {detail}")]
+    Access { cluster: String, detail: String },
+    #[error("phase {phase}: cannot {action} {}: {source}", path.display())]
+    Io {
+        phase: Phase,
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A wait that ended without the state it waited for.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "phase {phase} on {node}: waited {waited:?} for {what}\n\
+     the check `{check}` last said:\n{last_output}\n\
+     {diagnostics}"
+)]
+pub struct WaitFailed {
+    pub phase: Phase,
+    pub node: String,
+    pub what: String,
+    pub waited: Duration,
+    pub check: String,
+    pub last_output: String,
+    /// Why it gave up early, if it did; the unit's state and the last lines of its journal.
+    pub diagnostics: String,
+}
+
+/// One line per missing artifact: what, where it would be, and the command that provides it.
+pub fn render_lacks(lacks: &[Lack]) -> String {
+    lacks
+        .iter()
+        .map(|l| format!("  - {} (for {}; expected at {})\n      {}", l.artifact, l.phase, l.path.display(), l.command))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
