@@ -49,3 +49,40 @@ pub fn vm_host_missing() -> Option<String> {
 }
 pub mod bench_ssh;
 pub mod bench_image;
+
+/// The `kthw` binary of this checkout, built first so tests that run the CLI never run a stale one
+/// (`cargo nextest run -p kthw-tests` builds only this crate's targets).
+pub fn kthw_bin() -> PathBuf {
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut cargo = std::process::Command::new(env!("CARGO"));
+    cargo.args(["build", "--quiet", "-p", "kthw", "--bin", "kthw"]);
+    if !cfg!(debug_assertions) {
+        cargo.arg("--release");
+    }
+    let status = cargo
+        .current_dir(&workspace)
+        .status()
+        .expect("run cargo to build the kthw binary");
+    assert!(status.success(), "cargo build -p kthw failed");
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/<test binary> → target/<profile>/kthw
+    let bin = exe.parent().and_then(|deps| deps.parent()).expect("a target directory").join("kthw");
+    assert!(bin.exists(), "{} was not built", bin.display());
+    bin
+}
+
+/// Holds /tmp/kthw-vm.lock (one VM workload at a time on this host) until dropped. For benchmarks, which
+/// run unwrapped; tests are run under `flock /tmp/kthw-vm.lock` by whoever starts them instead.
+pub struct VmLock(#[allow(dead_code)] std::fs::File);
+
+pub fn vm_lock() -> std::io::Result<VmLock> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::options().create(true).truncate(false).write(true).open("/tmp/kthw-vm.lock")?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(VmLock(f))
+}
+
+pub mod bench_boot;

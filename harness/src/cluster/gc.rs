@@ -2,17 +2,12 @@
 //! and never anything of a live run or a cluster kept for a person. Runs at every `up` and as `kthw gc`.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use super::state::{ClusterState, STATE_FILE};
 use super::teardown::remove_run_dir;
 use super::ClusterError;
 use crate::paths::Paths;
 use crate::virt::{self, reap, Ownership, VirtError};
-
-/// A run directory with no state file is debris once it is this old: `up` writes the state file right
-/// after creating the directory.
-const STATELESS_GRACE: Duration = Duration::from_secs(60);
 
 /// What a reaping removed.
 #[derive(Debug, Default)]
@@ -62,23 +57,15 @@ fn run_dirs_under(paths: &Paths) -> Vec<PathBuf> {
     entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect()
 }
 
-/// Only directories that are kthw run directories (they hold, or recently should have held, a state file)
-/// and whose run is over.
+/// Only directories with a readable state file whose run is over. A directory without one is not known to
+/// be a run directory (`up` writes the state file right after creating it), so it is never touched.
 fn dir_is_dead(dir: &Path) -> bool {
-    match ClusterState::read(dir) {
-        Ok(state) => !state.is_live(),
-        Err(_) if dir.join(STATE_FILE).exists() => false,
-        Err(_) => {
-            let is_run_dir = dir.join("nodes").is_dir() || dir.parent().is_some_and(|p| p.ends_with("runs"));
-            let age = std::fs::metadata(dir).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
-            is_run_dir && age.is_some_and(|a| a > STATELESS_GRACE)
-        }
-    }
+    ClusterState::read(dir).is_ok_and(|state| !state.is_live())
 }
 
-/// Every cluster with a run directory under `paths`, by name.
+/// Every cluster with a run directory under `paths`, by name; an unreadable state file is reported as such.
 pub fn list(paths: &Paths) -> Vec<Result<ClusterState, ClusterError>> {
-    let mut dirs = run_dirs_under(paths);
+    let mut dirs: Vec<PathBuf> = run_dirs_under(paths).into_iter().filter(|d| d.join(STATE_FILE).exists()).collect();
     dirs.sort();
     dirs.iter().map(|d| ClusterState::read(d)).collect()
 }

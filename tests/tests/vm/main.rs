@@ -1,1 +1,3 @@
 //! The vm tier: see tests/README.md.
+
+mod nodes;

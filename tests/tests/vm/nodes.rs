@@ -1,0 +1,299 @@
+//! Three reachable nodes: the topology `Cluster::up` builds, checked from inside the guests and from the
+//! host. One boot per test, many assertions per boot (TCG on a 2-core host makes boots the cost).
+
+use std::collections::BTreeMap;
+use std::io::ErrorKind;
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kthw::cluster::{self, Cluster, UpOptions};
+use kthw::identity::{Mac, Nic};
+use kthw::image::{self, BuildOptions, NodeImage};
+use kthw::paths::Paths;
+use kthw::spec::ClusterSpec;
+use kthw::virt::{self, reap};
+use kthw_tests::{host_prerequisite, kthw_bin, test_paths, vm_host_missing};
+
+/// The seed's topology cut to `nodes` nodes of 1 vCPU and 1 GiB: enough for sshd, etcd and containerd,
+/// and three of them fit a 2-core host.
+fn small_spec(nodes: usize, egress: bool) -> ClusterSpec {
+    let mut spec = ClusterSpec { egress, ..ClusterSpec::default() };
+    spec.nodes.truncate(nodes);
+    for n in &mut spec.nodes {
+        n.vcpus = 1;
+        n.memory_mib = 1024;
+    }
+    spec
+}
+
+/// Run directories are per name: a name per test and process keeps parallel runs apart.
+fn unique_name(test: &str) -> String {
+    format!("vm-{test}-{}", std::process::id())
+}
+
+/// The cached image, built first when missing (the image tier's test normally did that already).
+async fn node_image(paths: &Paths) -> NodeImage {
+    image::build(paths, &BuildOptions::default()).await.expect("the node image builds")
+}
+
+async fn up(spec: &ClusterSpec, name: &str, paths: &Paths, image: &NodeImage) -> Cluster {
+    let options = UpOptions { image: Some(image.clone()), ..UpOptions::default() };
+    match Cluster::up(spec, name, paths, options).await {
+        Ok(c) => c,
+        Err(e) => panic!("cluster {name} did not come up:\n{e}"),
+    }
+}
+
+async fn run(cluster: &Cluster, node: &str, cmd: &str) -> String {
+    let session = cluster.session(node).await.unwrap();
+    session.succeed(cmd).await.unwrap().stdout_lossy().trim().to_string()
+}
+
+/// A listener on the host's loopback and whether `node` can open a connection to it through its
+/// user-mode NIC (slirp's host alias 10.0.2.2). The guest's attempt is bounded; afterwards the listener
+/// says whether anything arrived, so a refusal inside the guest and a silent drop both count as blocked.
+async fn guest_reaches_host_loopback(cluster: &Cluster, node: &str) -> bool {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let session = cluster.session(node).await.unwrap();
+    let attempt = format!("timeout 10 bash -c 'echo kthw > /dev/tcp/10.0.2.2/{port}'");
+    let guest_says = session.exec(&attempt, Duration::from_secs(60)).await.unwrap().success();
+    let arrived = match listener.accept() {
+        Ok(_) => true,
+        Err(e) if e.kind() == ErrorKind::WouldBlock => false,
+        Err(e) => panic!("accept on 127.0.0.1:{port}: {e}"),
+    };
+    assert_eq!(guest_says, arrived, "the guest and the host listener disagree about the connection");
+    arrived
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_boot_with_their_identity_on_an_isolated_network_without_egress() {
+    let Some(()) = host_prerequisite("vm", vm_host_missing()) else { return };
+    let paths = test_paths();
+    let image = node_image(&paths).await;
+    let spec = small_spec(3, false);
+    let name = unique_name("three");
+    let cluster = up(&spec, &name, &paths, &image).await;
+
+    for n in &spec.nodes {
+        let boot = cluster.node(&n.name).unwrap().boot_ms.expect("boot time recorded");
+        eprintln!("{} answered SSH after {:.1} s", n.name, boot as f64 / 1000.0);
+        assert_eq!(run(&cluster, &n.name, "hostname").await, n.name);
+        // The spec's address, and only it, on the NIC with the node's cluster MAC.
+        let on_net = run(&cluster, &n.name, &format!("ip -o -4 addr show to {}", spec.network.nodes)).await;
+        let fields: Vec<&str> = on_net.split_whitespace().collect();
+        assert_eq!(on_net.lines().count(), 1, "{on_net}");
+        assert_eq!(fields[3], format!("{}/{}", n.address, spec.network.nodes.prefix_len()), "{on_net}");
+        let mac = run(&cluster, &n.name, &format!("cat /sys/class/net/{}/address", fields[1])).await;
+        assert_eq!(mac, Mac::for_node(&n.name, Nic::Cluster).to_string());
+    }
+
+    // All six directed pings over the cluster network.
+    for from in &spec.nodes {
+        for to in spec.nodes.iter().filter(|t| t.name != from.name) {
+            let ping = format!("ping -c 1 -W 5 -I {} {}", from.address, to.address);
+            cluster.session(&from.name).await.unwrap().succeed(&ping).await.unwrap();
+        }
+    }
+
+    // The host has no address on the cluster's bridge (it lives in the host's namespace with qemu:///system).
+    if cluster.state().uri.starts_with("qemu:///system") {
+        let out = Command::new("ip").args(["-j", "addr", "show", "dev", &cluster.state().bridge]).output().unwrap();
+        assert!(out.status.success(), "the bridge exists: {}", String::from_utf8_lossy(&out.stderr));
+        let links: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(links[0]["addr_info"], serde_json::json!([]), "host addresses on the bridge: {links}");
+    }
+
+    // egress = false: the user-mode NIC carries the SSH forward in, nothing out, even to the host itself.
+    assert!(!guest_reaches_host_loopback(&cluster, "worker-node-1").await, "a guest reached the host's loopback");
+
+    // The node image, checked in the same boot.
+    for n in &spec.nodes {
+        let s = cluster.session(&n.name).await.unwrap();
+        let state = s.exec("systemctl is-system-running --wait", Duration::from_secs(300)).await.unwrap();
+        let failed = run(&cluster, &n.name, "systemctl --failed --no-legend --plain").await;
+        assert_eq!(state.stdout_lossy().trim(), "running", "{}: failed units: {failed}", n.name);
+        assert_eq!(failed, "", "{}", n.name);
+        assert_eq!(run(&cluster, &n.name, "systemctl is-active containerd").await, "active");
+        assert!(run(&cluster, &n.name, "etcd --version").await.contains("etcd Version"));
+        run(&cluster, &n.name, "test -d /sys/module/overlay && test -d /sys/module/br_netfilter").await;
+        let sysctls = run(&cluster, &n.name, "sysctl -n net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables").await;
+        assert_eq!(sysctls.split_whitespace().collect::<Vec<_>>(), ["1", "1"], "{}", n.name);
+        assert_eq!(run(&cluster, &n.name, "swapon --show --noheadings").await, "", "{}: swap", n.name);
+    }
+
+    // Another process finds the cluster by name through its state file and reaches it with its keys.
+    let opened = Cluster::open(&name, &paths).unwrap();
+    assert_eq!(opened.id(), cluster.id());
+    assert_eq!(run(&opened, "worker-node-2", "hostname").await, "worker-node-2");
+    assert!(cluster::list(&paths).iter().flatten().any(|s| s.name == name));
+
+    let id = cluster.id().to_string();
+    cluster.down().await.unwrap();
+    assert_nothing_left(&paths, &name, &id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clusters_run_side_by_side_with_the_same_addresses() {
+    let Some(()) = host_prerequisite("vm", vm_host_missing()) else { return };
+    let paths = test_paths();
+    let image = node_image(&paths).await;
+    // B allows egress: the positive control for the egress probe the other test relies on.
+    let (spec_a, spec_b) = (small_spec(2, false), small_spec(2, true));
+    let (name_a, name_b) = (unique_name("pair-a"), unique_name("pair-b"));
+    let (a, b) = tokio::join!(up(&spec_a, &name_a, &paths, &image), up(&spec_b, &name_b, &paths, &image));
+
+    assert_ne!(a.id(), b.id());
+    for node in ["control-plane-1", "worker-node-1"] {
+        let (na, nb) = (a.node(node).unwrap(), b.node(node).unwrap());
+        assert_eq!(na.address, nb.address, "the same spec gives the same addresses");
+        assert_ne!(na.ssh_port, nb.ssh_port, "each cluster has its own forwards");
+        assert_ne!(na.host_key, nb.host_key, "and its own host keys");
+    }
+
+    // Each control plane serves its own cluster's name on 10.0.0.4; each worker reaches its own.
+    for (c, label) in [(&a, "A"), (&b, "B")] {
+        run(c, "control-plane-1", &format!("echo {label} > /root/which")).await;
+        run(
+            c,
+            "control-plane-1",
+            "systemd-run --unit=kthw-which socat TCP-LISTEN:7777,reuseaddr,fork SYSTEM:'cat /root/which'",
+        )
+        .await;
+    }
+    for (c, label) in [(&a, "A"), (&b, "B")] {
+        let reply = c
+            .session("worker-node-1")
+            .await
+            .unwrap()
+            .wait_until_succeeds("timeout 5 socat -u TCP:10.0.0.4:7777 STDOUT", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(reply.stdout_lossy().trim(), label, "a worker of cluster {label} reached another cluster");
+    }
+
+    assert!(guest_reaches_host_loopback(&b, "worker-node-1").await, "egress = true must let the guest out");
+
+    let (id_a, id_b) = (a.id().to_string(), b.id().to_string());
+    let (da, db) = tokio::join!(a.down(), b.down());
+    da.unwrap();
+    db.unwrap();
+    assert_nothing_left(&paths, &name_a, &id_a);
+    assert_nothing_left(&paths, &name_b, &id_b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_removes_everything_of_a_killed_up_and_nothing_of_a_live_cluster() {
+    let Some(()) = host_prerequisite("vm", vm_host_missing()) else { return };
+    let paths = test_paths();
+    let image = node_image(&paths).await;
+    let kthw = kthw_bin();
+    let home = paths.state.parent().unwrap().to_path_buf();
+    let spec_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(spec_file.path(), toml_of(&small_spec(2, false))).unwrap();
+
+    // A live cluster of this process must survive the gc (two nodes: a valid spec has a worker).
+    let live_name = unique_name("live");
+    let live = up(&small_spec(2, false), &live_name, &paths, &image).await;
+
+    let killed = unique_name("killed");
+    let mut child = Command::new(&kthw)
+        .args(["up", "--until", "nodes", "--name", &killed, "--spec"])
+        .arg(spec_file.path())
+        .env("KTHW_HOME", &home)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let id = wait_until_booting(&paths, &killed, 2, Duration::from_secs(120));
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGKILL) }, 0);
+    child.wait().unwrap();
+    assert!(!qemu_pids_of(&id).is_empty(), "the killed run left its VMs running: the gc below has work");
+
+    let gc = Command::new(&kthw).arg("gc").env("KTHW_HOME", &home).output().unwrap();
+    let report = String::from_utf8_lossy(&gc.stdout);
+    assert!(gc.status.success(), "kthw gc: {}", String::from_utf8_lossy(&gc.stderr));
+    assert!(report.contains(&id), "{report}");
+
+    assert_nothing_left(&paths, &killed, &id);
+    assert_eq!(run(&live, "control-plane-1", "hostname").await, "control-plane-1", "gc touched a live cluster");
+    let live_id = live.id().to_string();
+    live.down().await.unwrap();
+    assert_nothing_left(&paths, &live_name, &live_id);
+}
+
+/// The spec file a person would write for `small_spec`: only what differs from the seed's defaults.
+fn toml_of(spec: &ClusterSpec) -> String {
+    let mut text = format!("egress = {}\n", spec.egress);
+    for n in &spec.nodes {
+        let role = match n.role {
+            kthw::spec::Role::ControlPlane => "control-plane",
+            kthw::spec::Role::Worker => "worker",
+        };
+        text += &format!(
+            "\n[[nodes]]\nname = \"{}\"\nrole = \"{role}\"\naddress = \"{}\"\nvcpus = {}\nmemory_mib = {}\n",
+            n.name, n.address, n.vcpus, n.memory_mib
+        );
+    }
+    assert_eq!(&ClusterSpec::from_toml_validated(&text, "test spec").unwrap(), spec);
+    text
+}
+
+/// Polls the run directory's state file and libvirt until every node of the cluster runs; returns its id.
+fn wait_until_booting(paths: &Paths, name: &str, nodes: usize, deadline: Duration) -> String {
+    let start = Instant::now();
+    let mut last = String::from("no state file yet");
+    while start.elapsed() < deadline {
+        if let Ok(state) = kthw::cluster::ClusterState::read(&paths.run(name)) {
+            let running = qemu_pids_of(&state.id).len();
+            if running == nodes {
+                return state.id;
+            }
+            last = format!("{running} of {nodes} QEMU processes of cluster {}", state.id);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("cluster {name} did not start booting within {deadline:?}: {last}");
+}
+
+/// QEMU processes whose command line names a domain of cluster `id`.
+fn qemu_pids_of(id: &str) -> Vec<u32> {
+    let needle = format!("guest={}", virt::names::domain(id, ""));
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        if String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(&needle) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// No domain, network, run directory, QEMU process or libvirt log of cluster `id` remains.
+fn assert_nothing_left(paths: &Paths, name: &str, id: &str) {
+    let conn = virt::connect::open(&virt::connect::uri()).unwrap();
+    let objects: BTreeMap<String, reap::Kind> = reap::owned(&conn)
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.ownership.cluster_id == id)
+        .map(|o| (o.name, o.kind))
+        .collect();
+    assert!(objects.is_empty(), "libvirt objects of {id} left: {objects:?}");
+    let prefix = virt::names::network(id);
+    let by_name: Vec<String> = conn.list_all_domains(0).unwrap().iter().filter_map(|d| d.name().ok()).collect();
+    assert!(!by_name.iter().any(|n| n.starts_with(&prefix)), "domains left: {by_name:?}");
+    let nets: Vec<String> = conn.list_all_networks(0).unwrap().iter().filter_map(|n| n.name().ok()).collect();
+    assert!(!nets.contains(&prefix), "network left: {nets:?}");
+    assert!(!paths.run(name).exists(), "run directory left: {}", paths.run(name).display());
+    assert_eq!(qemu_pids_of(id), Vec::<u32>::new(), "QEMU processes left");
+    if let Ok(logs) = std::fs::read_dir("/var/log/libvirt/qemu") {
+        let left: Vec<String> =
+            logs.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.contains(id)).collect();
+        assert!(left.is_empty(), "libvirt logs left: {left:?}");
+    }
+}
