@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
+use clap::Args;
+use kthw::bootstrap::Phase;
 use kthw::cluster::{self, Cluster, UpOptions};
 use kthw::image::{self, BuildOptions};
 use kthw::paths::Paths;
@@ -14,18 +15,15 @@ use kthw::spec::ClusterSpec;
 use kthw::virt;
 use tokio::signal::unix::{signal, SignalKind};
 
-/// How far `up` goes. Later phases (bootstrap) add values here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Until {
-    /// Every node booted and answering SSH.
-    Nodes,
-}
+use super::bootstrap;
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// The last phase to run.
-    #[arg(long, value_enum, default_value = "nodes")]
-    until: Until,
+    /// The last phase to run: nodes, pki, kubeconfigs, etcd, control-plane or workers; every phase when absent.
+    #[arg(long, value_name = "PHASE")]
+    until: Option<Phase>,
+    #[command(flatten)]
+    bootstrap: bootstrap::BootstrapArgs,
     /// Cluster spec (TOML); the seed's cluster when absent.
     #[arg(long)]
     spec: Option<PathBuf>,
@@ -59,10 +57,13 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
-    let Until::Nodes = args.until;
     let paths = Paths::from_env();
     let spec = ClusterSpec::load_or_default(args.spec.as_deref())?;
     let name = args.name.unwrap_or_else(|| spec.name.clone());
+    let plan = match bootstrap::preflight(&spec, &paths, args.until.unwrap_or(Phase::LAST), &args.bootstrap) {
+        Ok(plan) => plan,
+        Err(code) => return Ok(code),
+    };
     runtime()?.block_on(async {
         let image = match image::cached(&paths)? {
             Some(i) => i,
@@ -79,10 +80,11 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         };
         cluster.keep()?;
         print_nodes(&cluster);
+        let code = bootstrap::run(&cluster, &plan, interrupted()).await;
         println!("\ncluster {name} is up ({:?}); run directory {}", cluster.accel(), cluster.run_dir().display());
         println!("  kthw ssh {name} {}        a shell on a node", cluster.nodes()[0].name);
         println!("  kthw down {name}                      remove it");
-        Ok(ExitCode::SUCCESS)
+        Ok(code)
     })
 }
 

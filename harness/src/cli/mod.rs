@@ -1,9 +1,11 @@
 //! Argument parsing and dispatch; each command group lives in its own file.
 
 mod artifacts;
+mod bootstrap;
 mod cluster;
 mod doctor;
 mod image;
+mod kubeconfig;
 mod spec;
 
 use std::process::ExitCode;
@@ -32,7 +34,7 @@ enum Command {
     Spec(spec::SpecCommand),
     /// Check this host's prerequisites and say how to fix what is missing.
     Doctor,
-    /// Bring a cluster up: `--until nodes` boots every node and waits until each answers SSH.
+    /// Bring a cluster up: boot every node, then run each phase (`--until PHASE` stops after one).
     Up(cluster::UpArgs),
     /// List the clusters in the state directory.
     List,
@@ -42,6 +44,11 @@ enum Command {
     Gc,
     /// A shell on a node, or `-- CMD` run there with its exit status.
     Ssh(cluster::SshArgs),
+    /// Print the path of a kubeconfig for this host's kubectl, through an SSH forward kept while the cluster is up.
+    Kubeconfig(kubeconfig::KubeconfigArgs),
+    /// Serve the forward `kthw kubeconfig` needs (started by it, detached).
+    #[command(hide = true)]
+    ForwardApiserver(kubeconfig::ForwardArgs),
     /// List, fetch and verify the pinned upstream artifacts.
     #[command(subcommand)]
     Artifacts(artifacts::ArtifactsCommand),
@@ -69,6 +76,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Down(a) => cluster::down(a),
         Command::Gc => cluster::gc(),
         Command::Ssh(a) => cluster::ssh(a),
+        Command::Kubeconfig(a) => kubeconfig::kubeconfig(a),
+        Command::ForwardApiserver(a) => kubeconfig::forward_apiserver(a),
         Command::Artifacts(c) => artifacts::run(c),
         Command::Image(c) => image::run(c),
     }
