@@ -86,3 +86,21 @@ pub fn vm_lock() -> std::io::Result<VmLock> {
 }
 
 pub mod bench_boot;
+
+/// Waits until process `pid` has exited (or is a zombie nobody reaped yet), at most `within`; returns how long
+/// that took, or None if it still runs. For detached helpers such as `kthw forward-apiserver`.
+pub fn wait_for_exit(pid: u32, within: std::time::Duration) -> Option<std::time::Duration> {
+    let start = std::time::Instant::now();
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
+        // The state is the first field after the command name, which may itself contain ')'.
+        let running = stat.and_then(|s| s.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with('Z')));
+        if running != Some(true) {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > within {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -1,1 +1,4 @@
 //! The cluster tier: see tests/README.md.
+
+mod preflight;
+mod workers;

@@ -1,3 +1,4 @@
 //! The vm tier: see tests/README.md.
 
+mod bootstrap;
 mod nodes;
