@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use kthw::cluster::Cluster;
 use kthw::ssh::{keys, Session, Target};
 
 /// Megabytes (10^6 bytes) per second of each tool, and ours divided by scp's.
@@ -26,6 +27,15 @@ impl std::fmt::Display for UploadThroughput {
             self.mib, self.ours_mb_s, self.scp_mb_s, self.ratio
         )
     }
+}
+
+/// The benchmark: [`upload_throughput`] to `node` of a running cluster, through its loopback forward,
+/// with scp checking the node's pinned host key. scp runs with its defaults, as a person would; both sides
+/// then negotiate ChaCha20-Poly1305 with the node.
+pub async fn upload_vs_scp_on_node(cluster: &Cluster, node: &str, mib: usize) -> anyhow::Result<UploadThroughput> {
+    let target = cluster.target(node)?;
+    let scratch = tempfile::tempdir().context("a scratch directory for the benchmark")?;
+    upload_throughput(&target, &[], mib, scratch.path()).await
 }
 
 /// Uploads the same `mib` MiB file to `target` with [`Session::upload`] and with `scp` (`scp_args` added to
