@@ -103,3 +103,26 @@ fn the_management_nic_forwards_loopback_only_and_restricts_egress() {
     };
     assert!(open.to_xml().contains("restrict=off"));
 }
+
+#[test]
+fn under_kvm_the_guest_gets_the_host_cpu_and_no_translation_cache() {
+    let conn = test_driver();
+    let id = names::new_cluster_id();
+    network::create(&conn, &network_def(&id, Owner::current())).unwrap();
+    let def = domain::DomainDef {
+        accel: kthw::accel::Accel::Kvm,
+        run_as_root: false,
+        ..domain_def(&id, "control-plane-1", Owner::current())
+    };
+    domain::create(&conn, &def).unwrap();
+    let xml = domain::xml(&conn, &def.name).unwrap();
+    domain::remove(&conn, &def.name).unwrap();
+    network::remove(&conn, &names::network(&id)).unwrap();
+
+    let doc = Document::parse(&xml).unwrap();
+    let dom = doc.root_element();
+    assert_eq!(dom.attribute("type"), Some("kvm"));
+    assert_eq!(child(dom, "cpu").attribute("mode"), Some("host-passthrough"));
+    assert!(!child(dom, "features").children().any(|c| c.has_tag_name("tcg")));
+    assert!(!dom.children().any(|c| c.has_tag_name("seclabel")), "unprivileged runs need no label");
+}
