@@ -95,3 +95,43 @@ impl Drop for Teardown {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_is_created_once_teardown_closed_the_gate() {
+        let gate = Gate::default();
+        assert_eq!(gate.create(|| Ok(1)).unwrap(), 1);
+        drop(gate.close());
+        let mut ran = false;
+        let refused = gate.clone().create(|| {
+            ran = true;
+            Ok(())
+        });
+        assert!(matches!(refused, Err(ClusterError::Cancelled)));
+        assert!(!ran);
+    }
+
+    #[test]
+    fn teardown_waits_for_a_creation_in_progress() {
+        let gate = Gate::default();
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let creator = {
+            let gate = gate.clone();
+            std::thread::spawn(move || {
+                gate.create(|| {
+                    started_tx.send(()).unwrap();
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    Ok(std::time::Instant::now())
+                })
+            })
+        };
+        started_rx.recv().unwrap();
+        let _closed = gate.close();
+        let closed_at = std::time::Instant::now();
+        let created_at = creator.join().unwrap().unwrap();
+        assert!(created_at <= closed_at, "teardown saw the cluster before the object being created existed");
+    }
+}
