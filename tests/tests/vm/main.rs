@@ -2,3 +2,4 @@
 
 mod bootstrap;
 mod nodes;
+mod ssh;

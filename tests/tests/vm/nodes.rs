@@ -125,6 +125,8 @@ async fn three_nodes_boot_with_their_identity_on_an_isolated_network_without_egr
         assert_eq!(run(&cluster, &n.name, "swapon --show --noheadings").await, "", "{}: swap", n.name);
     }
 
+    crate::ssh::ssh_checks(&cluster).await;
+
     // Another process finds the cluster by name through its state file and reaches it with its keys.
     let opened = Cluster::open(&name, &paths).unwrap();
     assert_eq!(opened.id(), cluster.id());
