@@ -172,7 +172,10 @@ fn mmdebstrap_command(
     recipe_dir: &Path,
     rootfs: &Path,
 ) -> tokio::process::Command {
-    let mut c = tokio::process::Command::new("mmdebstrap");
+    // mmdebstrap's root mode mounts proc, sys and dev into the rootfs; in a private mount namespace those
+    // mounts die with the process, so a killed build cannot leave them on the host (nor under .build-*).
+    let mut c = tokio::process::Command::new("unshare");
+    c.args(["--mount", "--propagation", "private", "mmdebstrap"]);
     c.args(["--variant=apt", "--mode=root", "--format=directory", "--aptopt=Acquire::Languages \"none\""])
         .arg(format!("--include={}", packages.join(",")));
     for p in &recipe.config.dpkg_exclude {

@@ -1,0 +1,74 @@
+//! `just bench`: every speed and memory goal, each measured as a ratio against a baseline run in the same
+//! command on the same host. Goals are reported, never asserted: a slow machine is not a failing test.
+//!
+//! Usage: kthw-bench [image] [boot] [initrd] [ssh]   (no argument: all of them, in that order)
+
+use std::time::Instant;
+
+use anyhow::Context;
+use kthw::accel;
+use kthw::cluster::{Cluster, UpOptions};
+use kthw::image::{self, BuildOptions};
+use kthw_tests::{bench_boot, bench_image, bench_ssh, test_paths};
+
+const ALL: [&str; 4] = ["image", "boot", "initrd", "ssh"];
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt().with_env_filter("warn").with_writer(std::io::stderr).init();
+    let mut wanted: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(bad) = wanted.iter().find(|w| !ALL.contains(&w.as_str())) {
+        anyhow::bail!("unknown benchmark {bad:?}; choose from {}", ALL.join(", "));
+    }
+    if wanted.is_empty() {
+        wanted = ALL.iter().map(|s| s.to_string()).collect();
+    }
+    if let Some(why) = kthw_tests::vm_host_missing() {
+        anyhow::bail!("the benchmarks boot VMs and this host cannot: {why}");
+    }
+    let paths = test_paths();
+    let started = Instant::now();
+    let mut report = Vec::new();
+
+    if wanted.iter().any(|w| w == "image") {
+        eprintln!("bench image: a forced (cold) build, then a warm one (cache hit)...");
+        let t = bench_image::build_cold_and_warm(&paths).await?;
+        report.push(format!("image build: {t}"));
+    }
+    let image = image::build(&paths, &BuildOptions::default()).await.context("the node image")?;
+    let probe = accel::detect(&paths.state, Some(&image.kernel));
+    report.insert(0, format!("acceleration: {:?} ({})", probe.accel, probe.reason));
+
+    if wanted.iter().any(|w| w == "boot") {
+        eprintln!("bench boot: three nodes by hand with qemu-system-x86_64, then through Cluster::up...");
+        let b = bench_boot::three_nodes_vs_raw_qemu(&paths, &image).await?;
+        report.push(b.to_string());
+    }
+    if wanted.iter().any(|w| w == "initrd") {
+        eprintln!("bench initrd: one node to SSH with our initrd and with Debian's initramfs, alternating...");
+        let scratch = tempfile::tempdir()?;
+        let accel_name = if probe.accel == accel::Accel::Kvm { "kvm" } else { "tcg" };
+        let c = bench_image::boot_ours_vs_debian(&image, accel_name, 2, scratch.path())?;
+        report.push(c.to_string());
+    }
+    if wanted.iter().any(|w| w == "ssh") {
+        eprintln!("bench ssh: 256 MiB to a node with kthw::ssh and with OpenSSH scp...");
+        let mut spec = bench_boot::small_three_node_spec();
+        spec.nodes.truncate(2);
+        let name = format!("bench-ssh-{}", std::process::id());
+        let cluster = {
+            let _lock = kthw_tests::vm_lock()?;
+            Cluster::up(&spec, &name, &paths, UpOptions { image: Some(image.clone()), ..UpOptions::default() }).await?
+        };
+        let node = spec.control_plane().name.clone();
+        let result = bench_ssh::upload_vs_scp_on_node(&cluster, &node, 256).await;
+        cluster.down().await?;
+        report.push(format!("ssh upload: {}", result?));
+    }
+
+    println!("\nkthw benchmarks ({:.0} s in all)", started.elapsed().as_secs_f64());
+    for line in report {
+        println!("{line}");
+    }
+    Ok(())
+}
