@@ -8,7 +8,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kthw::bootstrap::{
-    control_plane_files, etcd_files, etcdctl, etcdctl_as, worker_files, Bootstrap, Layout, Phase, ROOT_KUBECONFIG,
+    control_plane_files, etcd_files, etcdctl, etcdctl_as, worker_files, Bootstrap, BootstrapError, Layout, Phase,
+    JOURNAL_LINES, ROOT_KUBECONFIG,
 };
 use kthw::cluster::{Cluster, UpOptions};
 use kthw::image::{self, BuildOptions};
@@ -74,11 +75,12 @@ async fn pki_kubeconfigs_and_etcd_with_tls_on_real_nodes_idempotently() {
     secrets_are_where_the_seed_puts_them(&cp, &worker).await;
     etcd_serves_our_clients_only(&cp, &spec, &layout).await;
     rerunning_changes_nothing(&cluster, &bootstrap, &cp, &spec, &layout).await;
+    a_broken_etcd_fails_with_its_journal_and_rerunning_the_phases_repairs_it(&cluster, &bootstrap, &cp, &spec).await;
     rendered_units_pass_systemd_analyze_verify(&cp, &spec, &layout, &bootstrap).await;
     let forwarder = host_kubectl_reaches_the_apiserver_port_through_kthw_kubeconfig(&cluster, &cp, &paths).await;
 
     let timings = std::fs::read_to_string(cluster.run_dir().join(kthw::bootstrap::TIMINGS_FILE)).unwrap();
-    assert_eq!(timings.lines().filter(|l| l.contains("\tok\t")).count(), 6, "{timings}");
+    assert_eq!(timings.lines().filter(|l| l.contains("\tok\t")).count(), 8, "{timings}");
     let log = std::fs::read_to_string(cluster.target("worker-node-1").unwrap().log.unwrap()).unwrap();
     assert!(log.contains("=== kthw: phase etcd begins ==="), "every node's log marks each phase");
 
@@ -156,6 +158,30 @@ async fn rerunning_changes_nothing(
     assert_eq!(run(cp, "systemctl show -p MainPID --value etcd").await, pid, "etcd was not restarted");
     let value = run(cp, &format!("{} get /kthw/greeting --print-value-only", etcdctl(spec, layout))).await;
     assert_eq!(value, "hello from the host");
+}
+
+async fn a_broken_etcd_fails_with_its_journal_and_rerunning_the_phases_repairs_it(
+    cluster: &Cluster,
+    b: &Bootstrap,
+    cp: &Session,
+    spec: &ClusterSpec,
+) {
+    run(cp, "rm /etc/kubernetes/pki/etcd-server.key && systemctl restart --no-block etcd").await;
+    let started = Instant::now();
+    let err = b.run(cluster, Phase::Etcd).await.expect_err("etcd cannot serve without its key");
+    eprintln!("the broken etcd phase failed after {:.1} s", started.elapsed().as_secs_f64());
+    let text = err.to_string();
+    let BootstrapError::Wait(failed) = &err else { panic!("not a failed wait: {text}") };
+    assert_eq!((failed.phase, failed.node.as_str()), (Phase::Etcd, "control-plane-1"));
+    assert!(failed.check.contains("endpoint health"), "{text}");
+    assert!(failed.diagnostics.contains("etcd-server.key"), "the journal's last lines say why: {text}");
+    assert!(text.contains(&format!("journalctl -u etcd -n {JOURNAL_LINES}")), "{text}");
+
+    let repaired = b.run(cluster, Phase::Pki).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(repaired.changed, ["control-plane-1:/etc/kubernetes/pki/etcd-server.key"]);
+    b.run(cluster, Phase::Etcd).await.unwrap_or_else(|e| panic!("{e}"));
+    let value = run(cp, &format!("{} get /kthw/greeting --print-value-only", etcdctl(spec, &Layout::default()))).await;
+    assert_eq!(value, "hello from the host", "the data outlived the outage");
 }
 
 async fn rendered_units_pass_systemd_analyze_verify(cp: &Session, spec: &ClusterSpec, layout: &Layout, b: &Bootstrap) {
