@@ -2,11 +2,10 @@
 //! forward `127.0.0.1:<port>` → the control plane's address and apiserver port, through control-plane-1.
 //!
 //! The forward must outlive the command that asks for it (`kthw kubeconfig`), so a detached process serves it
-//! ([`serve`]) and records itself in the run directory ([`RECORD`]: its pid and start time, the cluster id,
-//! the port). It ends by itself when the cluster's state file goes away or names another cluster (`kthw down`,
-//! the reaper), when its SSH connection closes (the node went down), or on SIGTERM/SIGINT. Whoever removes a
-//! cluster may also end it at once: every `pids/*.json` in a run directory holds an `owner` (pid and start
-//! time) that is safe to SIGTERM while `Owner::is_alive`.
+//! ([`serve`]) and records itself among the run's helpers ([`record_path`]: its pid and start time, the
+//! cluster id, the port), which the cluster's teardown and the reaper SIGTERM before removing the run
+//! directory. It also ends by itself when the cluster's state file goes away or names another cluster, when its
+//! SSH connection closes (the node went down), or on SIGTERM/SIGINT.
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -17,13 +16,11 @@ use serde::{Deserialize, Serialize};
 
 use super::secrets::{kubeconfig_dir, pki_dir};
 use super::BootstrapError;
-use crate::cluster::{Cluster, ClusterState};
+use crate::cluster::{Cluster, ClusterState, HELPERS_DIR};
 use crate::kubeconfig;
 use crate::pki::ClusterPki;
 use crate::virt::Owner;
 
-/// The forwarder's record, relative to the run directory.
-pub const RECORD: &str = "pids/apiserver-forward.json";
 /// Where the forwarder's own log goes, relative to the run directory.
 pub const LOG: &str = "apiserver-forward.log";
 /// The host kubeconfig `kthw kubeconfig` prints, relative to the run directory.
@@ -45,8 +42,13 @@ fn access_err(cluster: &str, detail: impl std::fmt::Display) -> BootstrapError {
     BootstrapError::Access { cluster: cluster.to_string(), detail: detail.to_string() }
 }
 
+/// The forwarder's record in a run directory.
+pub fn record_path(run_dir: &Path) -> PathBuf {
+    run_dir.join(HELPERS_DIR).join("apiserver-forward.json")
+}
+
 pub fn read_record(run_dir: &Path) -> Option<ForwarderRecord> {
-    serde_json::from_slice(&std::fs::read(run_dir.join(RECORD)).ok()?).ok()
+    serde_json::from_slice(&std::fs::read(record_path(run_dir)).ok()?).ok()
 }
 
 /// The forwarder serving cluster `cluster_id` now: recorded, alive, and accepting on its port.
@@ -90,13 +92,13 @@ pub async fn serve(cluster: &Cluster, stop: impl Future<Output = ()>) -> Result<
     };
     drop(tunnel);
     if read_record(cluster.run_dir()).is_some_and(|r| r == record) {
-        let _ = std::fs::remove_file(cluster.run_dir().join(RECORD));
+        let _ = std::fs::remove_file(record_path(cluster.run_dir()));
     }
     Ok(why)
 }
 
 fn write_record(run_dir: &Path, r: &ForwarderRecord) -> std::io::Result<()> {
-    let path = run_dir.join(RECORD);
+    let path = record_path(run_dir);
     let dir = path.parent().expect("the record is in a directory");
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(".{}.tmp", r.owner.pid));

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 pub use gc::{gc, list, Reaped};
 pub use state::{console_tail, ClusterState, NodeDir, NodeState};
+pub use teardown::HELPERS_DIR;
 pub use up::UpOptions;
 
 use crate::accel::Accel;

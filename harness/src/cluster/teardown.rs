@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::ClusterError;
-use crate::virt::{self, reap, VirtError};
+use crate::virt::{self, reap, Owner, VirtError};
 
 /// Open while the cluster may still grow; closed forever by teardown.
 #[derive(Debug, Clone, Default)]
@@ -41,7 +41,30 @@ pub fn teardown(uri: &str, id: &str, run_dir: &Path, gate: &Gate) -> Result<(), 
     remove_run_dir(run_dir)
 }
 
+/// Where a run records the helper processes it started (e.g. `kthw kubeconfig`'s apiserver forwarder): one
+/// JSON file each, holding at least `{"owner": {"pid", "start"}}`.
+pub const HELPERS_DIR: &str = "pids";
+
+/// Sends SIGTERM to every recorded helper of `run_dir` that still runs (the same process: pid and start time).
+fn stop_helpers(run_dir: &Path) {
+    #[derive(serde::Deserialize)]
+    struct Helper {
+        owner: Owner,
+    }
+    let Ok(entries) = std::fs::read_dir(run_dir.join(HELPERS_DIR)) else { return };
+    for path in entries.flatten().map(|e| e.path()) {
+        let helper = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Helper>(&b).ok());
+        if let Some(Helper { owner }) = helper.filter(|h| h.owner.is_alive()) {
+            tracing::debug!(pid = owner.pid, record = %path.display(), "stopping a helper of the run");
+            // SAFETY: kill has no memory effects; the pid is the recorded process, alive a moment ago.
+            unsafe { libc::kill(owner.pid as libc::pid_t, libc::SIGTERM) };
+        }
+    }
+}
+
+/// Stops the run's helpers, then removes its directory.
 pub fn remove_run_dir(run_dir: &Path) -> Result<(), ClusterError> {
+    stop_helpers(run_dir);
     match std::fs::remove_dir_all(run_dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(ClusterError::io("remove the run directory", run_dir, e))
@@ -99,6 +122,27 @@ impl Drop for Teardown {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removing_a_run_directory_stops_the_helpers_it_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path().join("run");
+        std::fs::create_dir_all(run_dir.join(HELPERS_DIR)).unwrap();
+        let mut helper = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+        let start = std::fs::read_to_string(format!("/proc/{}/stat", helper.id())).unwrap();
+        let start: u64 = start.rsplit_once(')').unwrap().1.split_whitespace().nth(19).unwrap().parse().unwrap();
+        let record = serde_json::json!({ "owner": { "pid": helper.id(), "start": start }, "port": 1 });
+        std::fs::write(run_dir.join(HELPERS_DIR).join("forward.json"), record.to_string()).unwrap();
+        // A stale record (same pid, another start time) names some other process: left alone.
+        let stale = serde_json::json!({ "owner": { "pid": std::process::id(), "start": 1 } });
+        std::fs::write(run_dir.join(HELPERS_DIR).join("stale.json"), stale.to_string()).unwrap();
+
+        remove_run_dir(&run_dir).unwrap();
+        let status = helper.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
+        assert!(!run_dir.exists());
+    }
 
     #[test]
     fn nothing_is_created_once_teardown_closed_the_gate() {
