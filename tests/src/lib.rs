@@ -47,8 +47,8 @@ pub fn vm_host_missing() -> Option<String> {
         .collect();
     (!missing.is_empty()).then(|| missing.join("; "))
 }
-pub mod bench_ssh;
 pub mod bench_image;
+pub mod bench_ssh;
 
 /// The `kthw` binary of this checkout, built first so tests that run the CLI never run a stale one
 /// (`cargo nextest run -p kthw-tests` builds only this crate's targets).
@@ -59,10 +59,7 @@ pub fn kthw_bin() -> PathBuf {
     if !cfg!(debug_assertions) {
         cargo.arg("--release");
     }
-    let status = cargo
-        .current_dir(&workspace)
-        .status()
-        .expect("run cargo to build the kthw binary");
+    let status = cargo.current_dir(&workspace).status().expect("run cargo to build the kthw binary");
     assert!(status.success(), "cargo build -p kthw failed");
     let exe = std::env::current_exe().expect("the test binary's path");
     // target/<profile>/deps/<test binary> → target/<profile>/kthw
