@@ -32,6 +32,7 @@ pub use phase::{Phase, UnknownPhase};
 pub use run::{Bootstrap, PhaseReport, TIMINGS_FILE};
 pub use secrets::{kubeconfig_dir, kubeconfig_files, load_or_generate, pki_dir, pki_files, ROOT_KUBECONFIG};
 pub use units::{etcd_unit, kube_apiserver_unit, kube_controller_manager_unit, kube_scheduler_unit, kubelet_unit};
+pub use workers::import_image;
 
 use crate::pki;
 use crate::spec::{ClusterSpec, EtcdSource};

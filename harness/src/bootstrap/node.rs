@@ -130,10 +130,14 @@ fn parse_present(text: &str) -> HashMap<String, (u32, String)> {
 /// which leaves a running unit alone. Does not wait for them: [`wait`] does, with the journal at hand.
 pub async fn start(phase: Phase, session: &Session, units: &[&str], restart: bool) -> Result<(), BootstrapError> {
     let list = units.join(" ");
+    // `enable` of a unit whose package also ships a SysV script runs update-rc.d (seconds under TCG): only
+    // when it is not enabled yet.
+    let enable =
+        format!("for u in {list}; do systemctl is-enabled -q \"$u\" || systemctl enable -q \"$u\" || exit; done");
     let cmd = if restart {
-        format!("systemctl daemon-reload && systemctl enable -q {list} && systemctl restart --no-block {list}")
+        format!("systemctl daemon-reload && {enable} && systemctl restart --no-block {list}")
     } else {
-        format!("systemctl enable -q {list} && systemctl start --no-block {list}")
+        format!("{enable} && systemctl start --no-block {list}")
     };
     ssh(phase, session.succeed(&cmd).await).map(drop)
 }

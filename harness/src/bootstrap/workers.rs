@@ -3,7 +3,7 @@
 //! pinned node tarball. Done when every kubelet runs and its worker is registered as a node (NotReady until a
 //! CNI arrives, as in the seed). No kube-proxy anywhere.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::control_plane::kubectl;
@@ -81,15 +81,14 @@ async fn worker(s: &Session, w: WorkerWork) -> Result<Vec<PathBuf>, BootstrapErr
     ssh(phase, s.succeed(&format!("install -d {kubelet_dir}")).await)?;
 
     start(phase, s, &["containerd"], changed.contains(&layout.containerd_config)).await?;
-    let ctr = format!("ctr --address {}", shell_quote(&layout.containerd_socket.display().to_string()));
     let containerd = Wait {
         what: "containerd to answer on its socket".into(),
-        check: format!("{ctr} version"),
+        check: format!("{} version", ctr(layout)),
         unit: Some("containerd".into()),
         deadline: w.accel.scale(CONTAINERD_DEADLINE),
     };
     wait(phase, s, &containerd).await?;
-    import_image(s, &ctr, &w.archive, &w.reference).await?;
+    import_image(s, layout, &w.archive, &w.reference).await?;
 
     let kubelet_files = [layout.bin_dir.join("kubelet"), layout.kubelet_config(), layout.unit("kubelet")];
     start(phase, s, &["kubelet"], kubelet_files.iter().any(|f| changed.contains(f))).await?;
@@ -103,18 +102,22 @@ async fn worker(s: &Session, w: WorkerWork) -> Result<Vec<PathBuf>, BootstrapErr
     Ok(changed)
 }
 
-/// Imports the sandbox image into containerd's Kubernetes namespace unless it is there already.
-async fn import_image(
-    s: &Session,
-    ctr: &str,
-    archive: &std::path::Path,
-    reference: &str,
-) -> Result<(), BootstrapError> {
+fn ctr(layout: &Layout) -> String {
+    format!("ctr --address {}", shell_quote(&layout.containerd_socket.display().to_string()))
+}
+
+/// Imports the OCI archive at `archive` on the node into containerd's Kubernetes namespace as `reference`
+/// (the name the archive's index gives it), unless an image of that name is there already. Guests have no
+/// egress: this is how the sandbox image gets to a worker.
+pub async fn import_image(s: &Session, layout: &Layout, archive: &Path, reference: &str) -> Result<(), BootstrapError> {
     let phase = Phase::Workers;
-    let list = format!("{ctr} -n k8s.io images ls -q name=={}", shell_quote(reference));
-    if ssh(phase, s.succeed(&list).await)?.stdout_lossy().lines().any(|l| l.trim() == reference) {
+    let ctr = ctr(layout);
+    let listed = |out: &str| out.lines().any(|l| l.trim() == reference);
+    let list = format!("{ctr} -n k8s.io images ls -q");
+    if listed(&ssh(phase, s.succeed(&list).await)?.stdout_lossy()) {
         return Ok(());
     }
+    // Names in the archive that lack a registry part get this one; full names must begin with it.
     let base = reference.rsplit_once(':').map_or(reference, |(repo, _)| repo);
     let import = format!(
         "{ctr} -n k8s.io images import --base-name {} --platform linux/amd64 {}",
@@ -122,12 +125,12 @@ async fn import_image(
         shell_quote(&archive.display().to_string())
     );
     ssh(phase, s.succeed(&import).await)?;
-    let listed = ssh(phase, s.succeed(&format!("{ctr} -n k8s.io images ls -q")).await)?.stdout_lossy();
-    if !listed.lines().any(|l| l.trim() == reference) {
+    let after = ssh(phase, s.succeed(&list).await)?.stdout_lossy();
+    if !listed(&after) {
         return Err(BootstrapError::Node {
             phase,
             detail: format!(
-                "{}: importing {} did not make {reference}; containerd lists:\n{listed}",
+                "{}: importing {} did not make {reference}; containerd lists:\n{after}",
                 s.node(),
                 archive.display()
             ),

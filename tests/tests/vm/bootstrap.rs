@@ -8,8 +8,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kthw::bootstrap::{
-    control_plane_files, etcd_files, etcdctl, etcdctl_as, worker_files, Bootstrap, BootstrapError, Layout, Phase,
-    JOURNAL_LINES, ROOT_KUBECONFIG,
+    control_plane_files, etcd_files, etcdctl, etcdctl_as, import_image, worker_files, Bootstrap, BootstrapError,
+    Layout, Phase, JOURNAL_LINES, ROOT_KUBECONFIG,
 };
 use kthw::cluster::{Cluster, UpOptions};
 use kthw::image::{self, BuildOptions};
@@ -77,6 +77,7 @@ async fn pki_kubeconfigs_and_etcd_with_tls_on_real_nodes_idempotently() {
     rerunning_changes_nothing(&cluster, &bootstrap, &cp, &spec, &layout).await;
     a_broken_etcd_fails_with_its_journal_and_rerunning_the_phases_repairs_it(&cluster, &bootstrap, &cp, &spec).await;
     rendered_units_pass_systemd_analyze_verify(&cp, &spec, &layout, &bootstrap).await;
+    containerd_runs_the_rendered_config_and_imports_an_image_archive(&worker, &spec, &layout, &bootstrap).await;
     let forwarder = host_kubectl_reaches_the_apiserver_port_through_kthw_kubeconfig(&cluster, &cp, &paths).await;
 
     let timings = std::fs::read_to_string(cluster.run_dir().join(kthw::bootstrap::TIMINGS_FILE)).unwrap();
@@ -171,6 +172,7 @@ async fn a_broken_etcd_fails_with_its_journal_and_rerunning_the_phases_repairs_i
     let err = b.run(cluster, Phase::Etcd).await.expect_err("etcd cannot serve without its key");
     eprintln!("the broken etcd phase failed after {:.1} s", started.elapsed().as_secs_f64());
     let text = err.to_string();
+    eprintln!("it reads:\n{}\n...", text.lines().take(14).collect::<Vec<_>>().join("\n"));
     let BootstrapError::Wait(failed) = &err else { panic!("not a failed wait: {text}") };
     assert_eq!((failed.phase, failed.node.as_str()), (Phase::Etcd, "control-plane-1"));
     assert!(failed.check.contains("endpoint health"), "{text}");
@@ -213,6 +215,87 @@ async fn rendered_units_pass_systemd_analyze_verify(cp: &Session, spec: &Cluster
     let installed = installed.unwrap();
     assert!(installed.success(), "{}", installed.summary());
     assert_eq!(format!("{}{}", installed.stdout_lossy(), installed.stderr_lossy()).trim(), "");
+}
+
+/// The workers phase's containerd half, which needs no upstream binary: the rendered config, run by the
+/// image's containerd, and the sandbox image imported from an OCI archive as the artifact cache holds one. The
+/// archive is a stand-in (one empty layer) under the pinned pause name, made here since the real one cannot be
+/// downloaded on this host.
+async fn containerd_runs_the_rendered_config_and_imports_an_image_archive(
+    worker: &Session,
+    spec: &ClusterSpec,
+    layout: &Layout,
+    b: &Bootstrap,
+) {
+    let pause = b.manifest.get("pause").unwrap().locator().to_string();
+    let config = worker_files(spec, "worker-node-1", layout, &pause)
+        .into_iter()
+        .find(|f| f.path == layout.containerd_config)
+        .expect("the workers phase renders containerd's config");
+    worker.upload_bytes(config.contents.as_bytes(), "/etc/containerd/config.toml", 0o644).await.unwrap();
+    run(worker, "systemctl restart containerd").await;
+    worker.wait_until_succeeds("ctr version", Duration::from_secs(120)).await.unwrap();
+    let dump = run(worker, "containerd config dump").await;
+    assert!(dump.contains("SystemdCgroup = true"), "{dump}");
+    assert!(dump.contains(&format!("sandbox_image = \"{pause}\"")), "{dump}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let archive = stand_in_oci_archive(dir.path(), &pause);
+    let remote = Path::new("/var/lib/kthw/images/stand-in.oci.tar");
+    run(worker, "mkdir -p /var/lib/kthw/images").await;
+    worker.upload(&archive, &remote.display().to_string(), 0o644).await.unwrap();
+    import_image(worker, layout, remote, &pause).await.unwrap_or_else(|e| panic!("{e}"));
+    import_image(worker, layout, remote, &pause).await.unwrap_or_else(|e| panic!("again: {e}"));
+    let images = run(worker, "ctr -n k8s.io images ls -q").await;
+    assert_eq!(images.lines().filter(|l| *l == pause).count(), 1, "{images}");
+}
+
+/// An OCI image archive as `skopeo copy ... oci-archive:FILE:REFERENCE` writes one: an index naming the image
+/// `reference`, one linux/amd64 manifest, its config and one empty layer.
+fn stand_in_oci_archive(dir: &Path, reference: &str) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let layout = dir.join("layout");
+    let blobs = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let blob = |bytes: &[u8]| {
+        let hex = hex::encode(Sha256::digest(bytes));
+        std::fs::write(blobs.join(&hex), bytes).unwrap();
+        serde_json::json!({ "digest": format!("sha256:{hex}"), "size": bytes.len() })
+    };
+    let layer = vec![0u8; 1024]; // an empty tar: two zero blocks
+    let layer_desc = blob(&layer);
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {},
+        "rootfs": { "type": "layers", "diff_ids": [layer_desc["digest"]] },
+    });
+    let mut config_desc = blob(config.to_string().as_bytes());
+    config_desc["mediaType"] = "application/vnd.oci.image.config.v1+json".into();
+    let mut layer_desc = layer_desc;
+    layer_desc["mediaType"] = "application/vnd.oci.image.layer.v1.tar".into();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": config_desc,
+        "layers": [layer_desc],
+    });
+    let mut manifest_desc = blob(manifest.to_string().as_bytes());
+    manifest_desc["mediaType"] = "application/vnd.oci.image.manifest.v1+json".into();
+    manifest_desc["annotations"] = serde_json::json!({ "org.opencontainers.image.ref.name": reference });
+    let index = serde_json::json!({ "schemaVersion": 2, "manifests": [manifest_desc] });
+    std::fs::write(layout.join("index.json"), index.to_string()).unwrap();
+    std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let archive = dir.join("stand-in.oci.tar");
+    let tar = Command::new("tar")
+        .arg("-cf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&layout)
+        .args(["index.json", "oci-layout", "blobs"])
+        .status();
+    assert!(tar.unwrap().success());
+    archive
 }
 
 /// `kthw kubeconfig` prints a kubeconfig whose server is a host loopback port forwarded to
