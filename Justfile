@@ -8,9 +8,9 @@ kthw := "cargo run --quiet --release -p kthw --"
 setup:
     scripts/setup-host
 
-# Stand up a cluster (every phase this host's artifacts allow). Extra args go to `kthw up`.
+# Stand up a cluster as far as this host's artifacts allow (`kthw up --partial`). Extra args go to `kthw up`.
 up *args:
-    {{kthw}} up {{args}}
+    {{kthw}} up --partial {{args}}
 
 # Tear a cluster down.
 down name="kthw":
