@@ -110,19 +110,12 @@ impl NodeIdentity {
 
     /// Writes the files into `dir` (private: one holds a host key) and returns the fw_cfg entries.
     pub fn write(&self, dir: &Path) -> std::io::Result<Vec<FwCfgEntry>> {
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
         let mut entries = Vec::new();
         for (name, content) in self.files() {
             let file = dir.join(name);
-            let tmp = dir.join(format!(".{name}.tmp"));
-            {
-                use std::io::Write;
-                let mut f =
-                    std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-                f.write_all(content.as_bytes())?;
-            }
-            std::fs::rename(&tmp, &file)?;
+            crate::files::write_atomic(&file, content.as_bytes(), 0o600)?;
             entries.push(FwCfgEntry { name: format!("{FW_CFG_PREFIX}{name}"), file });
         }
         Ok(entries)

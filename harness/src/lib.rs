@@ -8,6 +8,7 @@ pub mod artifacts;
 pub mod bootstrap;
 pub mod cluster;
 pub mod doctor;
+pub mod files;
 pub mod identity;
 pub mod image;
 pub mod kubeconfig;

@@ -101,9 +101,7 @@ fn write_record(run_dir: &Path, r: &ForwarderRecord) -> std::io::Result<()> {
     let path = record_path(run_dir);
     let dir = path.parent().expect("the record is in a directory");
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.tmp", r.owner.pid));
-    std::fs::write(&tmp, serde_json::to_vec_pretty(r).expect("a record serializes"))?;
-    std::fs::rename(&tmp, &path)
+    crate::files::write_atomic(&path, &serde_json::to_vec_pretty(r).expect("a record serializes"), 0o644)
 }
 
 /// Writes the admin kubeconfig for the host with its server at `https://127.0.0.1:<port>` (the apiserver

@@ -62,10 +62,9 @@ impl ClusterState {
     /// Writes through a temporary file and a rename, so a reader never sees half a state.
     pub fn write(&self, run_dir: &Path) -> Result<(), ClusterError> {
         let path = run_dir.join(STATE_FILE);
-        let tmp = run_dir.join(format!(".{STATE_FILE}.tmp"));
         let json = serde_json::to_vec_pretty(self).expect("a cluster state always serializes");
-        std::fs::write(&tmp, json).map_err(|source| ClusterError::io("write the state file", &tmp, source))?;
-        std::fs::rename(&tmp, &path).map_err(|source| ClusterError::io("write the state file", &path, source))
+        crate::files::write_atomic(&path, &json, 0o644)
+            .map_err(|source| ClusterError::io("write the state file", &path, source))
     }
 
     pub fn node(&self, name: &str) -> Option<&NodeState> {

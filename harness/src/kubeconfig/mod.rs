@@ -68,8 +68,6 @@ pub fn all(spec: &ClusterSpec, pki: &ClusterPki) -> Result<Vec<Kubeconfig>, Kube
 
 /// Writes each kubeconfig as `<dir>/<name>.kubeconfig`, mode 0600 (they hold private keys).
 pub fn write_all(dir: &Path, configs: &[Kubeconfig]) -> Result<Vec<PathBuf>, KubeconfigError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let werr = |path: &Path| {
         let path = path.to_path_buf();
         move |source| KubeconfigError::Write { path, source }
@@ -79,14 +77,7 @@ pub fn write_all(dir: &Path, configs: &[Kubeconfig]) -> Result<Vec<PathBuf>, Kub
         .iter()
         .map(|k| {
             let path = dir.join(format!("{}.kubeconfig", k.name));
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&path)
-                .map_err(werr(&path))?;
-            f.write_all(k.yaml.as_bytes()).map_err(werr(&path))?;
+            crate::files::write_atomic(&path, k.yaml.as_bytes(), 0o600).map_err(werr(&path))?;
             Ok(path)
         })
         .collect()

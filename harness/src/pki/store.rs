@@ -1,8 +1,6 @@
 //! A PKI on disk: the stable file names from the module docs, private keys 0600.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::{CertKey, ClusterPki, PkiError, ServiceAccountKey};
@@ -27,16 +25,7 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> P
 }
 
 fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), PkiError> {
-    // Remove first so an existing file's wider mode cannot survive; create with the final mode so a key is
-    // never readable by others, not even for a moment.
-    match fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err("replace", path)(e)),
-    }
-    let mut f =
-        fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(path).map_err(io_err("create", path))?;
-    f.write_all(contents.as_bytes()).map_err(io_err("write", path))
+    crate::files::write_atomic(path, contents.as_bytes(), mode).map_err(io_err("write", path))
 }
 
 fn read_file(dir: &Path, path: PathBuf, stem: &str) -> Result<String, PkiError> {

@@ -1,8 +1,6 @@
 //! Ed25519 keys made by the harness: one client key per cluster, one host key per node. Nothing here trusts a
 //! key it did not make; the client pins each node's host key (see `session`).
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use rand::RngCore;
@@ -71,16 +69,8 @@ pub fn fingerprint_of(public_openssh: &str) -> Result<String, String> {
 
 /// Writes the private key with mode 0600 (ssh and sshd refuse group- or world-readable keys), atomically.
 pub fn write_private(path: &Path, key: &KeyPair) -> Result<(), SshError> {
-    let err = |e: std::io::Error| SshError::Key { path: path.to_path_buf(), detail: format!("cannot write: {e}") };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    {
-        let mut f =
-            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(err)?;
-        f.write_all(key.private_openssh().as_bytes()).map_err(err)?;
-        f.sync_all().map_err(err)?;
-    }
-    std::fs::rename(&tmp, path).map_err(err)
+    crate::files::write_atomic(path, key.private_openssh().as_bytes(), 0o600)
+        .map_err(|e| SshError::Key { path: path.to_path_buf(), detail: format!("cannot write: {e}") })
 }
 
 /// Reads a private key written by [`write_private`].
