@@ -3,7 +3,7 @@
 //! the same run, and the resident memory of each node's QEMU.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,8 @@ use kthw::paths::Paths;
 use kthw::ssh::{KeyPair, Session, Target};
 use kthw::virt::{self, disk};
 use kthw::ClusterSpec;
+
+use crate::raw_qemu::RawNode;
 
 /// Both boots of one run, and what each node's QEMU holds in memory once it answers SSH.
 #[derive(Debug, Clone)]
@@ -128,32 +130,22 @@ async fn raw_boot(
         let overlay = dir.join("disk.qcow2");
         disk::create_overlay(&image.disk, &overlay)?;
         let port = virt::free_port()?;
-        let mut qemu = Command::new("qemu-system-x86_64");
-        match accel {
-            Accel::Tcg => qemu.args(["-accel", "tcg,tb-size=64"]),
-            Accel::Kvm => qemu.args(["-accel", "kvm", "-cpu", "host"]),
-        };
-        qemu.args(["-machine", "pc", "-nodefaults", "-no-user-config", "-display", "none"])
-            .args(["-m", &n.memory_mib.to_string(), "-smp", &n.vcpus.to_string()])
-            .arg("-kernel")
-            .arg(&image.kernel)
-            .arg("-initrd")
-            .arg(&image.initrd)
-            .args(["-append", &image.kernel_cmdline()])
-            .arg("-drive")
-            .arg(format!("file={},if=virtio,format=qcow2,cache=unsafe,discard=unmap", overlay.display()))
-            .args(["-netdev", "hubport,id=cluster,hubid=0"])
-            .args(["-device", &format!("virtio-net-pci,netdev=cluster,mac={}", id.cluster_mac)])
-            .args(["-netdev", &format!("user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22")])
-            .args(["-device", &format!("virtio-net-pci,netdev=mgmt,mac={}", id.management_mac)])
-            .arg("-serial")
-            .arg(format!("file:{}", dir.join("console.log").display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        for e in &fw_cfg {
-            qemu.arg("-fw_cfg").arg(format!("name={},file={}", e.name, e.file.display()));
+        let console = dir.join("console.log");
+        let cmdline = image.kernel_cmdline();
+        let qemu = RawNode {
+            accel,
+            memory_mib: n.memory_mib,
+            vcpus: n.vcpus,
+            kernel: &image.kernel,
+            initrd: &image.initrd,
+            cmdline: &cmdline,
+            overlay: &overlay,
+            identity: &id,
+            fw_cfg: &fw_cfg,
+            ssh_port: port,
+            console: &console,
         }
+        .command();
         commands.push(qemu);
         targets.push(Target {
             node: n.name.clone(),

@@ -5,17 +5,20 @@
 //! through slirp with `restrict=on`) so that they measure the image alone, not the VM layer.
 
 use std::io::Read;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use kthw::accel::Accel;
 use kthw::identity::NodeIdentity;
 use kthw::image::{self, BuildOptions, NodeImage};
 use kthw::paths::Paths;
 use kthw::ssh::keys::KeyPair;
+use kthw::virt::{self, disk};
 use kthw::ClusterSpec;
+
+use crate::raw_qemu::RawNode;
 
 /// The image build, cold and warm.
 #[derive(Debug, Clone)]
@@ -82,11 +85,11 @@ pub enum Initrd {
     Debian,
 }
 
-/// Boots `image` `rounds` times with each initrd (TCG unless `accel` says kvm) and compares the medians.
+/// Boots `image` `rounds` times with each initrd and compares the medians.
 /// Holds /tmp/kthw-vm.lock throughout, like every test that boots VMs on this host.
 pub fn boot_ours_vs_debian(
     image: &NodeImage,
-    accel: &str,
+    accel: Accel,
     rounds: usize,
     scratch: &Path,
 ) -> anyhow::Result<BootComparison> {
@@ -102,50 +105,37 @@ pub fn boot_ours_vs_debian(
 
 /// One boot of control-plane-1's identity: seconds from starting QEMU to sshd's banner on the loopback
 /// forward (sshd only starts once the identity unit installed the host key).
-pub fn boot_to_ssh(image: &NodeImage, initrd: Initrd, accel: &str, scratch: &Path) -> anyhow::Result<Duration> {
+pub fn boot_to_ssh(image: &NodeImage, initrd: Initrd, accel: Accel, scratch: &Path) -> anyhow::Result<Duration> {
     let spec = ClusterSpec::default();
-    let node = &spec.nodes[0].name;
+    let node = &spec.nodes[0];
     let client = KeyPair::generate("kthw-bench");
-    let host = KeyPair::generate(node);
-    let identity = NodeIdentity::for_node(&spec, node, client.public_openssh(), host.private_openssh())
+    let host = KeyPair::generate(&node.name);
+    let identity = NodeIdentity::for_node(&spec, &node.name, client.public_openssh(), host.private_openssh())
         .context("the default spec has no first node")?;
     let entries = identity.write(&scratch.join("fwcfg"))?;
     let overlay = scratch.join("bench-overlay.qcow2");
     let _ = std::fs::remove_file(&overlay);
-    let status = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
-        .arg(&image.disk)
-        .arg(&overlay)
-        .status()?;
-    if !status.success() {
-        bail!("qemu-img create of {} failed: {status}", overlay.display());
+    disk::create_overlay(&image.disk, &overlay)?;
+    let port = virt::free_port()?;
+    let cmdline = image.kernel_cmdline();
+    let console = scratch.join(format!("bench-serial-{initrd:?}.log"));
+    let mut qemu = RawNode {
+        accel,
+        memory_mib: node.memory_mib,
+        vcpus: node.vcpus,
+        kernel: &image.kernel,
+        initrd: match initrd {
+            Initrd::Ours => &image.initrd,
+            Initrd::Debian => &image.debian_initrd,
+        },
+        cmdline: &cmdline,
+        overlay: &overlay,
+        identity: &identity,
+        fw_cfg: &entries,
+        ssh_port: port,
+        console: &console,
     }
-    let port = free_port()?;
-    let initrd_path = match initrd {
-        Initrd::Ours => &image.initrd,
-        Initrd::Debian => &image.debian_initrd,
-    };
-    let mut qemu = Command::new("qemu-system-x86_64");
-    qemu.args(["-accel", accel, "-machine", "q35", "-m", "2048", "-smp", "2", "-nodefaults", "-display", "none"])
-        .arg("-kernel")
-        .arg(&image.kernel)
-        .arg("-initrd")
-        .arg(initrd_path)
-        .args(["-append", &image.kernel_cmdline()])
-        .arg("-drive")
-        .arg(format!("file={},if=virtio,format=qcow2", overlay.display()))
-        .args(["-netdev", "hubport,id=cluster,hubid=1"])
-        .args(["-device", &format!("virtio-net-pci,netdev=cluster,mac={}", identity.cluster_mac)])
-        .args(["-netdev", &format!("user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22")])
-        .args(["-device", &format!("virtio-net-pci,netdev=mgmt,mac={}", identity.management_mac)])
-        .arg("-serial")
-        .arg(format!("file:{}", scratch.join(format!("bench-serial-{initrd:?}.log")).display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for e in &entries {
-        qemu.arg("-fw_cfg").arg(format!("name={},file={}", e.name, e.file.display()));
-    }
+    .command();
     let start = Instant::now();
     let mut child = qemu.spawn().context("starting qemu-system-x86_64")?;
     let result = wait_for_banner(port, start, Duration::from_secs(300));
@@ -176,10 +166,6 @@ fn wait_for_banner(port: u16, start: Instant, deadline: Duration) -> anyhow::Res
         std::thread::sleep(Duration::from_millis(250));
     }
     bail!("no SSH banner on 127.0.0.1:{port} within {} s (last: {last})", deadline.as_secs())
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

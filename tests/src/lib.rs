@@ -47,8 +47,10 @@ pub fn vm_host_missing() -> Option<String> {
         .collect();
     (!missing.is_empty()).then(|| missing.join("; "))
 }
+pub mod bench_boot;
 pub mod bench_image;
 pub mod bench_ssh;
+pub mod raw_qemu;
 
 /// The `kthw` binary of this checkout, built first so tests that run the CLI never run a stale one
 /// (`cargo nextest run -p kthw-tests` builds only this crate's targets).
@@ -81,8 +83,6 @@ pub fn vm_lock() -> std::io::Result<VmLock> {
     }
     Ok(VmLock(f))
 }
-
-pub mod bench_boot;
 
 /// Waits until process `pid` has exited (or is a zombie nobody reaped yet), at most `within`; returns how long
 /// that took, or None if it still runs. For detached helpers such as `kthw forward-apiserver`.

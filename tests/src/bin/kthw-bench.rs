@@ -47,8 +47,7 @@ async fn main() -> anyhow::Result<()> {
     if wanted.iter().any(|w| w == "initrd") {
         eprintln!("bench initrd: one node to SSH with our initrd and with Debian's initramfs, alternating...");
         let scratch = tempfile::tempdir()?;
-        let accel_name = if probe.accel == accel::Accel::Kvm { "kvm" } else { "tcg" };
-        let c = bench_image::boot_ours_vs_debian(&image, accel_name, 2, scratch.path())?;
+        let c = bench_image::boot_ours_vs_debian(&image, probe.accel, 2, scratch.path())?;
         report.push(c.to_string());
     }
     if wanted.iter().any(|w| w == "ssh") {
