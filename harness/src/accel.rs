@@ -50,7 +50,14 @@ pub struct Probe {
     pub reason: String,
     /// The host boot this was measured in (`/proc/sys/kernel/random/boot_id`).
     pub boot_id: String,
+    /// Which probe gave the verdict: a remembered verdict of another probe is not trusted.
+    #[serde(default)]
+    pub method: u32,
 }
+
+/// Bumped whenever the probe changes what it proves. Version 1 booted a real-mode boot sector, which the
+/// nested KVM of our CI hosts runs although it cannot run a Linux kernel.
+const PROBE_METHOD: u32 = 2;
 
 const PROBE_DEADLINE: Duration = Duration::from_secs(20);
 const QEMU: &str = "qemu-system-x86_64";
@@ -66,11 +73,11 @@ pub fn detect(state_dir: &Path, kernel: Option<&Path>) -> Probe {
     let boot_id = boot_id();
     if let Ok(forced) = std::env::var("KTHW_ACCEL") {
         let accel = if forced.eq_ignore_ascii_case("kvm") { Accel::Kvm } else { Accel::Tcg };
-        return Probe { accel, reason: format!("forced by KTHW_ACCEL={forced}"), boot_id };
+        return Probe { accel, reason: format!("forced by KTHW_ACCEL={forced}"), boot_id, method: PROBE_METHOD };
     }
     let cache = state_dir.join("accel.json");
     if let Some(p) = std::fs::read(&cache).ok().and_then(|b| serde_json::from_slice::<Probe>(&b).ok()) {
-        if p.boot_id == boot_id && !boot_id.is_empty() {
+        if p.boot_id == boot_id && !boot_id.is_empty() && p.method == PROBE_METHOD {
             return p;
         }
     }
@@ -79,6 +86,7 @@ pub fn detect(state_dir: &Path, kernel: Option<&Path>) -> Probe {
             accel: Accel::Tcg,
             reason: "not probed yet: the probe boots the node image's kernel (`kthw image build` makes it)".into(),
             boot_id,
+            method: PROBE_METHOD,
         };
     };
     let probe = Probe { boot_id, ..probe_kvm(Path::new("/dev/kvm"), kernel) };
@@ -91,7 +99,7 @@ pub fn detect(state_dir: &Path, kernel: Option<&Path>) -> Probe {
 
 /// Boots `kernel` under KVM. Never fails: anything that goes wrong is a reason to use TCG.
 pub fn probe_kvm(dev: &Path, kernel: &Path) -> Probe {
-    let tcg = |reason: String| Probe { accel: Accel::Tcg, reason, boot_id: String::new() };
+    let tcg = |reason: String| Probe { accel: Accel::Tcg, reason, boot_id: String::new(), method: PROBE_METHOD };
     if !dev.exists() {
         return tcg(format!("{} does not exist", dev.display()));
     }
@@ -106,6 +114,7 @@ pub fn probe_kvm(dev: &Path, kernel: &Path) -> Probe {
             accel: Accel::Kvm,
             reason: format!("a KVM guest booted the node kernel to its root-disk panic in {} ms", elapsed.as_millis()),
             boot_id: String::new(),
+            method: PROBE_METHOD,
         },
         Err(reason) => tcg(reason),
     }
@@ -175,6 +184,21 @@ mod tests {
         assert_eq!(p.accel, Accel::Tcg);
         assert!(p.reason.contains("not probed"), "{}", p.reason);
         assert!(!dir.path().join("accel.json").exists());
+    }
+
+    #[test]
+    fn a_verdict_of_another_probe_method_is_not_trusted() {
+        if std::env::var_os("KTHW_ACCEL").is_some() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let stale = Probe { accel: Accel::Kvm, reason: "boot sector ran".into(), boot_id: boot_id(), method: 1 };
+        std::fs::write(dir.path().join("accel.json"), serde_json::to_vec(&stale).unwrap()).unwrap();
+        let p = detect(dir.path(), None);
+        assert_eq!(p.accel, Accel::Tcg, "{p:?}");
+        let current = Probe { method: PROBE_METHOD, ..stale };
+        std::fs::write(dir.path().join("accel.json"), serde_json::to_vec(&current).unwrap()).unwrap();
+        assert_eq!(detect(dir.path(), None), current, "a verdict of this method and boot is remembered");
     }
 
     #[test]
