@@ -93,7 +93,7 @@ pub fn detect(state_dir: &Path, kernel: Option<&Path>) -> Probe {
     if std::fs::create_dir_all(state_dir).is_ok() {
         let _ = std::fs::write(&cache, serde_json::to_vec_pretty(&probe).unwrap_or_default());
     }
-    tracing::info!(accel = ?probe.accel, reason = %probe.reason, "acceleration decided");
+    tracing::debug!(accel = ?probe.accel, reason = %probe.reason, "acceleration probed");
     probe
 }
 
