@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::WaitFailed;
 use super::{BootstrapError, NodeFile, Phase};
+use crate::artifacts::{Algorithm, Checksum};
 use crate::ssh::{shell_quote, Output, Session, SshError};
 
 /// A file a phase puts on a node.
@@ -38,12 +39,7 @@ impl Put {
     fn sha256(&self) -> std::io::Result<String> {
         match &self.source {
             Source::Bytes(b) => Ok(hex::encode(Sha256::digest(b))),
-            Source::File(p) => {
-                let mut f = std::fs::File::open(p)?;
-                let mut h = Sha256::new();
-                std::io::copy(&mut f, &mut h)?;
-                Ok(hex::encode(h.finalize()))
-            }
+            Source::File(p) => Ok(Checksum::of_file(Algorithm::Sha256, p)?.hex),
         }
     }
 }
