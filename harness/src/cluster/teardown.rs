@@ -129,9 +129,8 @@ mod tests {
         let run_dir = dir.path().join("run");
         std::fs::create_dir_all(run_dir.join(HELPERS_DIR)).unwrap();
         let mut helper = std::process::Command::new("sleep").arg("60").spawn().unwrap();
-        let start = std::fs::read_to_string(format!("/proc/{}/stat", helper.id())).unwrap();
-        let start: u64 = start.rsplit_once(')').unwrap().1.split_whitespace().nth(19).unwrap().parse().unwrap();
-        let record = serde_json::json!({ "owner": { "pid": helper.id(), "start": start }, "port": 1 });
+        let owner = crate::virt::Owner::of(helper.id()).unwrap();
+        let record = serde_json::json!({ "owner": { "pid": owner.pid, "start": owner.start }, "port": 1 });
         std::fs::write(run_dir.join(HELPERS_DIR).join("forward.json"), record.to_string()).unwrap();
         // A stale record (same pid, another start time) names some other process: left alone.
         let stale = serde_json::json!({ "owner": { "pid": std::process::id(), "start": 1 } });

@@ -20,8 +20,12 @@ pub struct Owner {
 impl Owner {
     /// This process.
     pub fn current() -> Owner {
-        let pid = std::process::id();
-        Owner { pid, start: process_start(pid).unwrap_or(0) }
+        Owner::of(std::process::id()).unwrap_or(Owner { pid: std::process::id(), start: 0 })
+    }
+
+    /// The running process `pid`, with its start time; None when there is no such process.
+    pub fn of(pid: u32) -> Option<Owner> {
+        Some(Owner { pid, start: process_start(pid)? })
     }
 
     /// Is the owning process still running (the same process, not a later one with its pid)?

@@ -29,7 +29,7 @@ pub fn available() -> Option<()> {
 
 /// A loopback port nothing listens on right now.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    kthw::virt::free_port().expect("a free loopback port")
 }
 
 impl Sshd {
