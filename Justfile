@@ -40,4 +40,4 @@ unit:
 
 # Benchmarks: ratios against baselines run in the same command (see bench/README.md).
 bench:
-    cargo run --release -p kthw-tests --bin kthw-bench
+    cargo run --release -p kthw-bench --

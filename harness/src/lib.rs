@@ -1,21 +1,41 @@
 //! kthw: stand up a Kubernetes-the-hard-way cluster with Cilium on libvirt/QEMU, and test it.
 //!
-//! Data flows one way: `spec` → `image` → `virt` → `ssh` → `bootstrap` → scenarios. Lower layers never
-//! import upper ones.
+//! Data flows one way: `spec` → `image` → `virt` → `cluster` (with `ssh`) → `bootstrap` → `up`, and the
+//! scenarios above them. Lower layers never import upper ones; at the bottom, every layer may name a
+//! [`phase::Phase`], spell a path through [`rundir::RunDir`] and emit [`events::Event`]s.
 
 pub mod accel;
+pub mod access;
 pub mod artifacts;
 pub mod bootstrap;
 pub mod cluster;
 pub mod doctor;
+pub mod events;
 pub mod files;
 pub mod identity;
 pub mod image;
 pub mod kubeconfig;
+pub mod oci;
 pub mod paths;
+pub mod phase;
 pub mod pki;
+pub mod rundir;
 pub mod spec;
 pub mod ssh;
+pub mod up;
 pub mod virt;
 
 pub use spec::ClusterSpec;
+
+/// An error and every cause under it, one per line after the first (`a: b` on one line repeats nothing:
+/// each layer writes only its own part).
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str("\n  caused by: ");
+        text.push_str(&c.to_string().replace('\n', "\n  "));
+        cause = c.source();
+    }
+    text
+}

@@ -1,9 +1,15 @@
-//! What the integration tiers share: where tests keep their state, and the rule for a test that cannot run
-//! here (print why and skip; under `CI=true` a missing host prerequisite is a failure instead).
+//! What the integration tiers share: where tests keep their state, the rule for a test that cannot run
+//! here (print why and skip; under `CI=true` a missing host prerequisite is a failure instead), and clusters
+//! brought up the one way the library offers ([`kthw::up::Up`]), read the way a person would drive them.
 
 use std::path::PathBuf;
 
+use kthw::image::{self, BuildOptions, NodeImage};
 use kthw::paths::Paths;
+use kthw::phase::Phase;
+use kthw::spec::ClusterSpec;
+use kthw::ssh::Session;
+use kthw::up::{Running, Up};
 
 /// All tests share one KTHW_HOME under the target directory, so the node image is built once per checkout
 /// and nothing lands in the user's home.
@@ -30,11 +36,6 @@ pub fn host_prerequisite(what: &str, missing: Option<String>) -> Option<()> {
     }
 }
 
-/// Missing upstream artifacts skip the cluster tier everywhere, CI included: this host cannot download them.
-pub fn skip_for_artifacts(why: &str) {
-    eprintln!("SKIPPED: the cluster tier needs the pinned upstream artifacts: {why}");
-}
-
 /// The host prerequisites of the vm tier, as `kthw doctor` reports them; `None` when all are present.
 pub fn vm_host_missing() -> Option<String> {
     let missing: Vec<String> = kthw::doctor::run(&test_paths())
@@ -47,10 +48,6 @@ pub fn vm_host_missing() -> Option<String> {
         .collect();
     (!missing.is_empty()).then(|| missing.join("; "))
 }
-pub mod bench_boot;
-pub mod bench_image;
-pub mod bench_ssh;
-pub mod raw_qemu;
 
 /// The `kthw` binary of this checkout, built first so tests that run the CLI never run a stale one
 /// (`cargo nextest run -p kthw-tests` builds only this crate's targets).
@@ -99,5 +96,76 @@ pub fn wait_for_exit(pid: u32, within: std::time::Duration) -> Option<std::time:
             return None;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// `mib` MiB of incompressible data written a chunk at a time (never all in memory); returns its sha256 in hex.
+/// Every chunk differs, so a misplaced chunk changes the sum.
+pub fn write_random_file(path: &std::path::Path, mib: usize) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+
+    use sha2::{Digest, Sha256};
+    let mut block = vec![0u8; 1024 * 1024];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut block)?;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut hash = Sha256::new();
+    for i in 0..mib {
+        block[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        hash.update(&block);
+        file.write_all(&block)?;
+    }
+    file.flush()?;
+    Ok(hex::encode(hash.finalize()))
+}
+
+/// The seed's topology cut to `nodes` nodes of 1 vCPU and 1 GiB: enough for sshd, etcd and containerd, and
+/// three of them fit a 2-core host.
+pub fn small_spec(nodes: usize) -> ClusterSpec {
+    let mut spec = ClusterSpec::default();
+    spec.nodes.truncate(nodes);
+    for n in &mut spec.nodes {
+        n.vcpus = 1;
+        n.memory_mib = 1024;
+    }
+    spec
+}
+
+/// Run directories are per name: a name per test and process keeps parallel runs apart.
+pub fn unique_name(test: &str) -> String {
+    format!("{test}-{}", std::process::id())
+}
+
+/// The node image under the test home, built first when missing.
+pub async fn node_image() -> NodeImage {
+    match image::build(&test_paths(), &BuildOptions::default()).await {
+        Ok(i) => i,
+        Err(e) => panic!("the node image does not build:\n{}", kthw::chain(&e)),
+    }
+}
+
+/// `Up` for a test: the test home, the test home's node image, torn down when the handle is dropped.
+pub async fn up(spec: &ClusterSpec, name: &str) -> Up {
+    Up::new(spec.clone()).name(name).paths(test_paths()).image(node_image().await)
+}
+
+/// Brings `spec` up as cluster `name` through `phase`, or fails the test with the whole error.
+pub async fn up_until(spec: &ClusterSpec, name: &str, phase: Phase) -> Running {
+    up_or_panic(up(spec, name).await.until(phase)).await
+}
+
+/// Runs `up`, or fails the test with the whole error.
+pub async fn up_or_panic(up: Up) -> Running {
+    let name = up.cluster_name().to_string();
+    match up.run().await {
+        Ok(r) => r,
+        Err(e) => panic!("cluster {name} did not come up:\n{}", kthw::chain(&e)),
+    }
+}
+
+/// Runs `cmd` on the node, which must succeed; its stdout, trimmed.
+pub async fn succeed(s: &Session, cmd: &str) -> String {
+    match s.succeed(cmd).await {
+        Ok(out) => out.stdout_lossy().trim().to_string(),
+        Err(e) => panic!("{}", kthw::chain(&e)),
     }
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::{Artifact, ArtifactError, Checksum, Kind, Manifest};
+use crate::phase::Phase;
 use crate::spec::ClusterSpec;
 
 /// An artifact directory: the user's cache, or an air-gapped directory used as is.
@@ -113,7 +114,7 @@ impl Cache {
 
     /// What the phases up to `until` need and this directory does not verifiably hold. `kthw up` calls this
     /// before booting any VM.
-    pub fn missing<'a>(&self, manifest: &'a Manifest, spec: &ClusterSpec, until: &str) -> Vec<Missing<'a>> {
+    pub fn missing<'a>(&self, manifest: &'a Manifest, spec: &ClusterSpec, until: Phase) -> Vec<Missing<'a>> {
         manifest
             .needed_until(spec, until)
             .into_iter()

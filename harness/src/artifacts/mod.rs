@@ -15,10 +15,8 @@ use serde::Deserialize;
 pub use cache::{Cache, Entry, Missing, State};
 pub use checksum::{Algorithm, Checksum};
 
+use crate::phase::Phase;
 use crate::spec::{ClusterSpec, EtcdSource};
-
-/// The bootstrap phases, in order: an artifact names the ones that need it.
-pub const PHASES: [&str; 7] = ["pki", "kubeconfigs", "etcd", "control-plane", "workers", "cilium", "coredns"];
 
 const MANIFEST: &str = include_str!("../../artifacts.toml");
 
@@ -54,7 +52,8 @@ pub struct Artifact {
     /// Why there is no published sum, when there is none: fetch refuses such an artifact.
     #[serde(default)]
     pub missing_checksum: Option<String>,
-    pub phases: Vec<String>,
+    /// The phases that need it (by their names in the manifest; an unknown name fails the parse).
+    pub phases: Vec<Phase>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -112,21 +111,19 @@ impl Manifest {
                 (Some(_), Some(_)) => return Err(bad(format!("{}: has a sum and a missing_checksum reason", a.name))),
                 (None, None) => return Err(bad(format!("{}: no checksum and no missing_checksum reason", a.name))),
             }
-            if let Some(p) = a.phases.iter().find(|p| !PHASES.contains(&p.as_str())) {
-                return Err(bad(format!("{}: unknown phase {p:?} (phases: {})", a.name, PHASES.join(", "))));
+            if a.phases.is_empty() {
+                return Err(bad(format!("{}: names no phase that needs it", a.name)));
             }
         }
         Ok(m)
     }
 
     /// The artifacts the phases up to and including `until` need for this spec (etcd from Debian needs no
-    /// upstream etcd). An unknown phase name needs everything.
-    pub fn needed_until(&self, spec: &ClusterSpec, until: &str) -> Vec<&Artifact> {
-        let last = PHASES.iter().position(|p| *p == until).unwrap_or(PHASES.len() - 1);
-        let upto = &PHASES[..=last];
+    /// upstream etcd).
+    pub fn needed_until(&self, spec: &ClusterSpec, until: Phase) -> Vec<&Artifact> {
         self.artifacts
             .iter()
-            .filter(|a| a.phases.iter().any(|p| upto.contains(&p.as_str())))
+            .filter(|a| a.phases.iter().any(|p| *p <= until))
             .filter(|a| !(a.component == "etcd" && spec.etcd_from == EtcdSource::Debian))
             .collect()
     }

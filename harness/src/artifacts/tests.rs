@@ -33,16 +33,16 @@ fn every_pinned_artifact_has_a_published_sum_with_its_source_and_the_spec_defaul
 #[test]
 fn a_phase_needs_only_what_it_and_earlier_phases_use() {
     let m = Manifest::pinned();
-    let names = |spec: &ClusterSpec, until: &str| -> Vec<String> {
+    let names = |spec: &ClusterSpec, until: Phase| -> Vec<String> {
         m.needed_until(spec, until).into_iter().map(|a| a.name.clone()).collect()
     };
     let mut spec = ClusterSpec::default();
-    assert!(names(&spec, "kubeconfigs").is_empty());
-    assert_eq!(names(&spec, "etcd"), ["etcd"]);
-    assert_eq!(names(&spec, "workers"), ["kubernetes-server", "kubernetes-node", "etcd", "pause"]);
-    assert_eq!(names(&spec, "coredns").len(), m.artifacts.len());
+    assert!(names(&spec, Phase::Kubeconfigs).is_empty());
+    assert_eq!(names(&spec, Phase::Etcd), ["etcd"]);
+    assert_eq!(names(&spec, Phase::Workers), ["kubernetes-server", "kubernetes-node", "etcd", "pause"]);
+    assert_eq!(names(&spec, Phase::Coredns).len(), m.artifacts.len());
     spec.etcd_from = crate::spec::EtcdSource::Debian;
-    assert!(names(&spec, "etcd").is_empty(), "etcd from the image's Debian package needs no download");
+    assert!(names(&spec, Phase::Etcd).is_empty(), "etcd from the image's Debian package needs no download");
 }
 
 /// A manifest with one file artifact served from `url`, pinned to `checksum`.
@@ -86,14 +86,14 @@ fn fetch_verifies_a_good_file_and_list_then_shows_it_cached() {
     let cache = Cache::new(dir.path().to_path_buf());
     let spec = ClusterSpec::default();
 
-    let missing = cache.missing(&m, &spec, "etcd");
+    let missing = cache.missing(&m, &spec, Phase::Etcd);
     assert_eq!(missing.len(), 1);
     assert_eq!(missing[0].command, format!("kthw artifacts fetch --dir {}", cache.dir.display()));
 
     let got = cache.fetch(&m.artifacts[0]).unwrap();
     assert_eq!(std::fs::read(&got).unwrap(), std::fs::read(&file).unwrap());
     assert_eq!(cache.state_of(&m.artifacts[0]), State::Cached);
-    assert!(cache.missing(&m, &spec, "etcd").is_empty());
+    assert!(cache.missing(&m, &spec, Phase::Etcd).is_empty());
 }
 
 #[test]
@@ -192,7 +192,7 @@ phases = ["coredns"]
     let cache = Cache::air_gapped(dir.path().to_path_buf());
     let err = cache.fetch(&m.artifacts[0]).unwrap_err();
     assert!(matches!(err, ArtifactError::NoChecksum { .. }), "{err}");
-    let missing = cache.missing(&m, &ClusterSpec::default(), "coredns");
+    let missing = cache.missing(&m, &ClusterSpec::default(), Phase::Coredns);
     assert!(missing[0].command.starts_with("none:"), "{}", missing[0].command);
 }
 
@@ -219,7 +219,7 @@ fn air_gapped_directories_say_where_to_fetch_from() {
     let m = Manifest::pinned();
     let dir = tempfile::tempdir().unwrap();
     let cache = Cache::air_gapped(dir.path().to_path_buf());
-    let missing = cache.missing(&m, &ClusterSpec::default(), "etcd");
+    let missing = cache.missing(&m, &ClusterSpec::default(), Phase::Etcd);
     assert_eq!(missing.len(), 1);
     assert!(missing[0].command.contains("etcd-v3.5.21-linux-amd64.tar.gz"), "{}", missing[0].command);
     assert_eq!(missing[0].path, dir.path().join("etcd/v3.5.21/etcd-v3.5.21-linux-amd64.tar.gz"));

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use super::Phase;
 use crate::artifacts::{Cache, Manifest};
+use crate::phase::Phase;
 use crate::spec::{ClusterSpec, EtcdSource};
 
 /// An artifact a phase needs and the artifact directory does not verifiably hold.
@@ -31,12 +31,9 @@ pub struct Reach {
 /// and the command that provides it. Empty: the run can go ahead.
 pub fn check_artifacts(spec: &ClusterSpec, until: Phase, cache: &Cache, manifest: &Manifest) -> Vec<Lack> {
     let mut lacks: Vec<Lack> = Vec::new();
-    // `nodes` needs the node image, not an artifact; the manifest knows only the later phases by name.
-    for phase in until.through().filter(|p| *p != Phase::Nodes) {
-        for m in cache.missing(manifest, spec, phase.name()) {
-            if m.artifact.phases.iter().any(|p| p == phase.name())
-                && !lacks.iter().any(|l| l.artifact == m.artifact.name)
-            {
+    for phase in until.through() {
+        for m in cache.missing(manifest, spec, phase) {
+            if m.artifact.phases.contains(&phase) && !lacks.iter().any(|l| l.artifact == m.artifact.name) {
                 lacks.push(Lack { phase, artifact: m.artifact.name.clone(), path: m.path, command: m.command });
             }
         }

@@ -1,34 +1,36 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Lack, Phase};
+use super::Lack;
 use crate::cluster::ClusterError;
 use crate::kubeconfig::KubeconfigError;
+use crate::oci::OciError;
+use crate::phase::Phase;
 use crate::pki::PkiError;
 use crate::ssh::SshError;
 
 /// Why a phase failed: which phase, on which node, what it waited for and what it last saw.
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
-    #[error("phase {phase}: {source}")]
+    #[error("phase {phase}")]
     Cluster {
         phase: Phase,
         #[source]
         source: ClusterError,
     },
-    #[error("phase {phase}: {source}")]
+    #[error("phase {phase}")]
     Ssh {
         phase: Phase,
         #[source]
         source: SshError,
     },
-    #[error("phase {phase}: {source}")]
+    #[error("phase {phase}")]
     Pki {
         phase: Phase,
         #[source]
         source: PkiError,
     },
-    #[error("phase {phase}: {source}")]
+    #[error("phase {phase}")]
     Kubeconfig {
         phase: Phase,
         #[source]
@@ -42,9 +44,13 @@ pub enum BootstrapError {
     Extract { phase: Phase, tarball: PathBuf, member: String, detail: String },
     #[error("phase {phase}: {detail}")]
     Node { phase: Phase, detail: String },
-    #[error("the host's way to the apiserver of cluster {cluster}: {detail}")]
-    Access { cluster: String, detail: String },
-    #[error("phase {phase}: cannot {action} {}: {source}", path.display())]
+    #[error("phase {phase}: putting an image on a node")]
+    Oci {
+        phase: Phase,
+        #[source]
+        source: Box<OciError>,
+    },
+    #[error("phase {phase}: cannot {action} {}", path.display())]
     Io {
         phase: Phase,
         action: &'static str,

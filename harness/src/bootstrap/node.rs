@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use super::error::WaitFailed;
-use super::{BootstrapError, NodeFile, Phase};
+use super::{BootstrapError, NodeFile};
 use crate::artifacts::{Algorithm, Checksum};
+use crate::events::{Event, Events};
+use crate::phase::Phase;
 use crate::ssh::{shell_quote, Output, Session, SshError};
 
 /// A file a phase puts on a node.
@@ -149,6 +151,8 @@ pub struct Wait {
     pub deadline: Duration,
 }
 
+/// How often a long wait tells a person watching what it is still waiting for.
+const WAITING_EVERY: Duration = Duration::from_secs(15);
 /// A unit that crashed this many times since the wait began will not come up by waiting longer.
 const GIVE_UP_AFTER_RESTARTS: u32 = 3;
 /// Journal lines a failed wait shows.
@@ -156,14 +160,21 @@ pub const JOURNAL_LINES: usize = 30;
 
 /// Polls `w.check` until it succeeds. On timeout, or when the unit keeps crashing, fails with what it waited
 /// for, the check's last output and the unit's journal.
-pub async fn wait(phase: Phase, session: &Session, w: &Wait) -> Result<Output, BootstrapError> {
-    wait_on(phase, session, session, w).await
+pub async fn wait(phase: Phase, session: &Session, w: &Wait, events: &Events) -> Result<Output, BootstrapError> {
+    wait_on(phase, session, session, w, events).await
 }
 
 /// [`wait`] with the check run on `session` and the unit on `unit_node` (a kubelet registering, checked from
 /// the control plane).
-pub async fn wait_on(phase: Phase, session: &Session, unit_node: &Session, w: &Wait) -> Result<Output, BootstrapError> {
+pub async fn wait_on(
+    phase: Phase,
+    session: &Session,
+    unit_node: &Session,
+    w: &Wait,
+    events: &Events,
+) -> Result<Output, BootstrapError> {
     let start = Instant::now();
+    let mut told = start;
     let restarts_at_start = match &w.unit {
         Some(u) => restarts(phase, unit_node, u).await?,
         None => 0,
@@ -183,6 +194,16 @@ pub async fn wait_on(phase: Phase, session: &Session, unit_node: &Session, w: &W
                 break None;
             }
             Err(e) => return Err(BootstrapError::Ssh { phase, source: e }),
+        }
+        if told.elapsed() >= WAITING_EVERY {
+            told = Instant::now();
+            events.emit(Event::Waiting {
+                phase,
+                node: session.node().to_string(),
+                what: w.what.clone(),
+                waited: start.elapsed(),
+                last: last.clone().unwrap_or_default(),
+            });
         }
         if let Some(u) = &w.unit {
             let n = restarts(phase, unit_node, u).await?.saturating_sub(restarts_at_start);

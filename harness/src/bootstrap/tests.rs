@@ -1,6 +1,10 @@
 //! What the rendered units and configs say, read back the way their consumers read them.
 
+use super::configs::*;
+use super::node_files::*;
+use super::units::*;
 use super::*;
+use crate::spec::ClusterSpec;
 
 /// The ExecStart flags of a unit, as `--name=value` pairs, joined across continuation lines.
 fn exec_flags(unit: &str) -> Vec<(String, String)> {

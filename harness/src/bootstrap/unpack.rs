@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{BootstrapError, Phase};
+use super::BootstrapError;
+use crate::phase::Phase;
 
 /// Unpacks `members` (paths inside the tarball) of `tarball` into `into`, each under its file name, unless
 /// they are all there already. Returns their paths in the order asked.

@@ -7,23 +7,33 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use kthw::bootstrap::Phase;
-use kthw::cluster::{self, Cluster, UpOptions};
-use kthw::image::{self, BuildOptions};
+use kthw::bootstrap::render_lacks;
+use kthw::cluster::{self, Cluster};
+use kthw::events::Events;
 use kthw::paths::Paths;
+use kthw::phase::Phase;
 use kthw::spec::ClusterSpec;
+use kthw::ssh::Stream;
+use kthw::up::{Keep, Running, Up, UpError};
 use kthw::virt;
 use tokio::signal::unix::{signal, SignalKind};
 
-use super::bootstrap;
+use super::render;
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// The last phase to run: nodes, pki, kubeconfigs, etcd, control-plane or workers; every phase when absent.
+    /// The last phase to run: nodes, pki, kubeconfigs, etcd, control-plane, workers, cilium, coredns or
+    /// ready; every phase when absent.
     #[arg(long, value_name = "PHASE")]
     until: Option<Phase>,
-    #[command(flatten)]
-    bootstrap: bootstrap::BootstrapArgs,
+    /// Run every phase whose artifacts are at hand and stop before the first that lacks one; the cluster stays
+    /// up and the output says what is missing and the command that provides it.
+    #[arg(long)]
+    partial: bool,
+    /// Use only the artifacts in DIR (air-gapped: nothing is downloaded; `kthw artifacts fetch --dir DIR`
+    /// fills one where the internet is reachable).
+    #[arg(long, value_name = "DIR")]
+    artifacts_dir: Option<PathBuf>,
     /// Cluster spec (TOML); the seed's cluster when absent.
     #[arg(long)]
     spec: Option<PathBuf>,
@@ -52,40 +62,92 @@ pub struct SshArgs {
 /// A command run by `kthw ssh NAME NODE -- CMD` may take as long as a person lets it.
 const SSH_COMMAND_DEADLINE: Duration = Duration::from_secs(24 * 3600);
 
+/// The shell's convention for a command ended by SIGINT (128 + 2).
+const INTERRUPTED: u8 = 130;
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Runtime::new().context("cannot start the async runtime")
 }
 
 pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
-    let paths = Paths::from_env();
     let spec = ClusterSpec::load_or_default(args.spec.as_deref())?;
-    let name = args.name.unwrap_or_else(|| spec.name.clone());
-    let plan = match bootstrap::preflight(&spec, &paths, args.until.unwrap_or(Phase::LAST), &args.bootstrap) {
+    let (events, rx) = Events::channel();
+    let mut up =
+        Up::new(spec.clone()).partial(args.partial).artifacts_dir(args.artifacts_dir).keep(Keep::Always).events(events);
+    if let Some(until) = args.until {
+        up = up.until(until);
+    }
+    if let Some(name) = args.name {
+        up = up.name(name);
+    }
+    let plan = match up.plan() {
         Ok(plan) => plan,
-        Err(code) => return Ok(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
     };
+    if let Some((phase, _)) = &plan.blocked {
+        println!("--partial: running through phase {}; phase {phase} lacks artifacts (listed at the end)", plan.last);
+    }
     runtime()?.block_on(async {
-        let image = match image::cached(&paths)? {
-            Some(i) => i,
-            None => {
-                eprintln!("no node image yet: building it first (`kthw image build`)");
-                image::build(&paths, &BuildOptions::default()).await?
+        let renderer = tokio::spawn(render::render(rx));
+        let result = up.run_until(interrupted()).await;
+        // Every sender is gone once `up` is: the renderer drains what is left and ends.
+        let _ = renderer.await;
+        match result {
+            Ok(running) => {
+                report(&running, &spec);
+                Ok(ExitCode::SUCCESS)
             }
-        };
-        let options = UpOptions { image: Some(image), ..UpOptions::default() };
-        let mut cluster = tokio::select! {
-            up = Cluster::up(&spec, &name, &paths, options) => up?,
-            // Dropping the `up` future drops its teardown guard: what was created is removed before we exit.
-            got = interrupted() => anyhow::bail!("interrupted by {got}: cluster {name} was torn down"),
-        };
-        cluster.keep()?;
-        print_nodes(&cluster);
-        let code = bootstrap::run(&cluster, &plan, interrupted()).await;
-        println!("\ncluster {name} is up ({:?}); run directory {}", cluster.accel(), cluster.run_dir().display());
-        println!("  kthw ssh {name} {}        a shell on a node", cluster.nodes()[0].name);
-        println!("  kthw down {name}                      remove it");
-        Ok(code)
+            Err(e @ UpError::Interrupted { .. }) => {
+                eprintln!("\n{e}");
+                Ok(ExitCode::from(INTERRUPTED))
+            }
+            Err(e) => Err(anyhow::Error::new(e)),
+        }
     })
+}
+
+/// What a person needs once the cluster is up: its nodes, its phases, what is missing, and how to get in.
+fn report(running: &Running, spec: &ClusterSpec) {
+    let cluster = &running.cluster;
+    let name = cluster.name();
+    println!("\n{:<20} {:<16} {:<17} {:>8}", "NODE", "ADDRESS", "SSH FORWARD", "BOOT");
+    for n in cluster.nodes() {
+        let boot = n.boot_ms.map_or("-".to_string(), |ms| format!("{:.1} s", ms as f64 / 1000.0));
+        println!("{:<20} {:<16} {:<17} {:>8}", n.name, n.address, format!("127.0.0.1:{}", n.ssh_port), boot);
+    }
+    if !running.reports.is_empty() {
+        println!("\n{:<15} {:>9}  DONE", "PHASE", "TIME");
+        for r in &running.reports {
+            let changed =
+                if r.changed.is_empty() { String::new() } else { format!(" ({} files installed)", r.changed.len()) };
+            println!("{:<15} {:>7.1} s  {}{changed}", r.phase.name(), r.took.as_secs_f64(), r.phase.describe());
+        }
+    }
+    if running.plan.last == Phase::Ready {
+        for file in ["nodes.txt", "pods.txt"] {
+            if let Ok(text) = std::fs::read_to_string(cluster.run_dir().phase_output(Phase::Ready, file)) {
+                println!("\n{}", text.trim_end());
+            }
+        }
+    }
+    if let Some((phase, lacks)) = &running.plan.blocked {
+        println!(
+            "\nstopped before phase {phase} (--partial): it needs artifacts this host lacks:\n{}",
+            render_lacks(lacks)
+        );
+        if let Some(hint) = running.plan.hint(spec) {
+            println!("hint: {hint}");
+        }
+    }
+    println!("\ncluster {name} is up ({:?}); run directory {}", cluster.accel(), cluster.run_dir().root().display());
+    println!("  kthw ssh {name} {}        a shell on a node", cluster.nodes()[0].name);
+    if running.plan.last >= Phase::ControlPlane {
+        println!("  kthw kubeconfig {name}              a kubeconfig for kubectl on this host");
+    }
+    println!("  kthw down {name}                      remove it");
 }
 
 async fn interrupted() -> &'static str {
@@ -95,14 +157,6 @@ async fn interrupted() -> &'static str {
     tokio::select! {
         _ = int.recv() => "SIGINT",
         _ = term.recv() => "SIGTERM",
-    }
-}
-
-fn print_nodes(cluster: &Cluster) {
-    println!("{:<20} {:<16} {:<17} {:>8}", "NODE", "ADDRESS", "SSH FORWARD", "BOOT");
-    for n in cluster.nodes() {
-        let boot = n.boot_ms.map_or("-".to_string(), |ms| format!("{:.1} s", ms as f64 / 1000.0));
-        println!("{:<20} {:<16} {:<17} {:>8}", n.name, n.address, format!("127.0.0.1:{}", n.ssh_port), boot);
     }
 }
 
@@ -127,7 +181,7 @@ pub fn list() -> anyhow::Result<ExitCode> {
                 let age = virt::metadata::unix_now().saturating_sub(s.created);
                 println!("{:<20} {:<9} {:>5}  {:<28} {} min ago", s.name, s.id, s.nodes.len(), state, age / 60);
             }
-            Err(e) => println!("?  {e}"),
+            Err(e) => println!("?  {}", kthw::chain(&e)),
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -166,9 +220,19 @@ pub fn ssh(args: SshArgs) -> anyhow::Result<ExitCode> {
         if args.command.is_empty() {
             return anyhow::Ok(session.interactive().await?);
         }
-        let out = session.exec(&args.command.join(" "), SSH_COMMAND_DEADLINE).await?;
-        std::io::stdout().write_all(&out.stdout)?;
-        std::io::stderr().write_all(&out.stderr)?;
+        // Output is passed on as it comes, so a long command (a log follow, a wait) shows progress.
+        let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
+        let out = session
+            .exec_streaming(&args.command.join(" "), SSH_COMMAND_DEADLINE, |stream, data| {
+                let written = match stream {
+                    Stream::Stdout => stdout.write_all(data).and_then(|()| stdout.flush()),
+                    Stream::Stderr => stderr.write_all(data).and_then(|()| stderr.flush()),
+                };
+                if let Err(e) = written {
+                    tracing::debug!(error = %e, "cannot pass the command's output on");
+                }
+            })
+            .await?;
         // OpenSSH's convention when the command died of a signal or no status came back.
         Ok(out.status.unwrap_or(255))
     })?;

@@ -1,11 +1,11 @@
 //! Argument parsing and dispatch; each command group lives in its own file.
 
 mod artifacts;
-mod bootstrap;
 mod cluster;
 mod doctor;
 mod image;
 mod kubeconfig;
+mod render;
 mod spec;
 
 use std::process::ExitCode;

@@ -3,10 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use super::state::{ClusterState, STATE_FILE};
+use super::state::ClusterState;
 use super::teardown::remove_run_dir;
 use super::ClusterError;
 use crate::paths::Paths;
+use crate::rundir::RunDir;
 use crate::virt::{self, reap, Ownership, VirtError};
 
 /// What a reaping removed.
@@ -36,10 +37,15 @@ fn gc_blocking(paths: &Paths, uri: &str) -> Result<Reaped, ClusterError> {
     candidates.dedup();
     for dir in candidates {
         if dir_is_dead(&dir) {
-            remove_run_dir(&dir)?;
+            remove_run_dir(&RunDir::at(&dir))?;
             tracing::debug!(dir = %dir.display(), "reaped run directory");
             run_dirs.push(dir);
         }
+    }
+    for staging in RunDir::dead_staging(&paths.runs()) {
+        std::fs::remove_dir_all(&staging).map_err(|e| ClusterError::io("remove", &staging, e))?;
+        tracing::debug!(dir = %staging.display(), "reaped the staging directory of a run killed at birth");
+        run_dirs.push(staging);
     }
     Ok(Reaped { objects, run_dirs })
 }
@@ -49,7 +55,7 @@ fn still_wanted(o: &Ownership) -> bool {
     if o.owner.is_alive() {
         return true;
     }
-    ClusterState::read(&o.run_dir).is_ok_and(|s| s.id == o.cluster_id && s.kept)
+    ClusterState::read(&RunDir::at(&o.run_dir)).is_ok_and(|s| s.id == o.cluster_id && s.kept)
 }
 
 fn run_dirs_under(paths: &Paths) -> Vec<PathBuf> {
@@ -58,14 +64,15 @@ fn run_dirs_under(paths: &Paths) -> Vec<PathBuf> {
 }
 
 /// Only directories with a readable state file whose run is over. A directory without one is not known to
-/// be a run directory (`up` writes the state file right after creating it), so it is never touched.
+/// be a run directory (a run directory is born with its state file), so it is never touched.
 fn dir_is_dead(dir: &Path) -> bool {
-    ClusterState::read(dir).is_ok_and(|state| !state.is_live())
+    ClusterState::read(&RunDir::at(dir)).is_ok_and(|state| !state.is_live())
 }
 
 /// Every cluster with a run directory under `paths`, by name; an unreadable state file is reported as such.
 pub fn list(paths: &Paths) -> Vec<Result<ClusterState, ClusterError>> {
-    let mut dirs: Vec<PathBuf> = run_dirs_under(paths).into_iter().filter(|d| d.join(STATE_FILE).exists()).collect();
-    dirs.sort();
-    dirs.iter().map(|d| ClusterState::read(d)).collect()
+    let mut dirs: Vec<RunDir> =
+        run_dirs_under(paths).into_iter().map(RunDir::at).filter(|d| d.state_file().exists()).collect();
+    dirs.sort_by(|a, b| a.root().cmp(b.root()));
+    dirs.iter().map(ClusterState::read).collect()
 }

@@ -1,7 +1,7 @@
 //! The cluster handle: up, open, sessions, down, list, gc. Ties spec, image, virt and ssh together.
 //!
 //! A cluster is one isolated libvirt network and one domain per node, all named with a unique cluster id,
-//! plus a run directory (`Paths::run(name)`) holding its state file, keys, overlays and consoles. The process
+//! plus a run directory ([`RunDir`]) holding its state file, keys, overlays and consoles. The process
 //! that brings it up owns it: dropping the handle tears it down, and if the process dies the reaper removes
 //! it, unless it was kept for a person ([`Cluster::keep`], what `kthw up` does).
 
@@ -16,13 +16,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use gc::{gc, list, Reaped};
-pub use state::{console_tail, ClusterState, NodeDir, NodeState};
-pub use teardown::HELPERS_DIR;
+pub use state::{console_tail, ClusterState, NodeState};
 pub use up::UpOptions;
 
 use crate::accel::Accel;
 use crate::image::ImageError;
 use crate::paths::Paths;
+use crate::rundir::RunDir;
 use crate::spec::{ClusterSpec, SpecError};
 use crate::ssh::{self, KeyPair, Session, SshError};
 use crate::virt::VirtError;
@@ -50,7 +50,7 @@ pub enum ClusterError {
     NotFound { name: String, dir: PathBuf },
     #[error("cluster {cluster} has no node {node}; its nodes: {known}")]
     UnknownNode { cluster: String, node: String, known: String },
-    #[error("cannot {what} {}: {source}", path.display())]
+    #[error("cannot {what} {}", path.display())]
     Io {
         what: &'static str,
         path: PathBuf,
@@ -80,7 +80,7 @@ impl ClusterError {
 #[derive(Debug)]
 pub struct Cluster {
     state: ClusterState,
-    run_dir: PathBuf,
+    run_dir: RunDir,
     client_key: Arc<KeyPair>,
     sessions: Mutex<HashMap<String, Session>>,
     teardown: Option<Teardown>,
@@ -100,12 +100,12 @@ impl Cluster {
     /// A cluster some process brought up, by name. Dropping this handle leaves the cluster running.
     pub fn open(name: &str, paths: &Paths) -> Result<Cluster, ClusterError> {
         validate_name(name)?;
-        let run_dir = paths.run(name);
-        if !run_dir.join(state::STATE_FILE).exists() {
-            return Err(ClusterError::NotFound { name: name.to_string(), dir: run_dir });
+        let run_dir = RunDir::at(paths.run(name));
+        if !run_dir.state_file().exists() {
+            return Err(ClusterError::NotFound { name: name.to_string(), dir: run_dir.root().to_path_buf() });
         }
         let state = ClusterState::read(&run_dir)?;
-        let client_key = Arc::new(ssh::keys::read_private(&run_dir.join(state::CLIENT_KEY))?);
+        let client_key = Arc::new(ssh::keys::read_private(&run_dir.client_key())?);
         Ok(Cluster { state, run_dir, client_key, sessions: Mutex::default(), teardown: None })
     }
 
@@ -133,13 +133,13 @@ impl Cluster {
         &self.state.nodes
     }
 
-    pub fn run_dir(&self) -> &Path {
+    pub fn run_dir(&self) -> &RunDir {
         &self.run_dir
     }
 
     /// The file the node's serial console is logged to.
     pub fn console(&self, node: &str) -> Result<PathBuf, ClusterError> {
-        self.node(node).map(|n| NodeDir::new(&self.run_dir, &n.name).console())
+        self.node(node).map(|n| self.run_dir.node(&n.name).console())
     }
 
     pub fn node(&self, node: &str) -> Result<&NodeState, ClusterError> {
@@ -159,7 +159,7 @@ impl Cluster {
             user: "root".to_string(),
             host_key: n.host_key.clone(),
             client_key: self.client_key.clone(),
-            log: Some(NodeDir::new(&self.run_dir, &n.name).ssh_log()),
+            log: Some(self.run_dir.node(&n.name).ssh_log()),
         })
     }
 

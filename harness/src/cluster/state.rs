@@ -1,18 +1,16 @@
-//! The run directory of one cluster and the state file in it: what another process (`kthw ssh`, `kthw list`,
-//! `kthw gc`, a test's helper) needs to find and reach the cluster, written atomically.
+//! The state file in a cluster's run directory: what another process (`kthw ssh`, `kthw list`, `kthw gc`, a
+//! test's helper) needs to find and reach the cluster, written atomically.
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::ClusterError;
 use crate::accel::Accel;
+use crate::rundir::RunDir;
 use crate::spec::ClusterSpec;
 use crate::virt::Owner;
-
-pub const STATE_FILE: &str = "state.json";
-pub const CLIENT_KEY: &str = "client_key";
 
 /// Everything about a running cluster that outlives the process that started it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,19 +50,22 @@ pub struct NodeState {
 }
 
 impl ClusterState {
-    pub fn read(run_dir: &Path) -> Result<ClusterState, ClusterError> {
-        let path = run_dir.join(STATE_FILE);
+    pub fn read(run_dir: &RunDir) -> Result<ClusterState, ClusterError> {
+        let path = run_dir.state_file();
         let bytes = std::fs::read(&path).map_err(|source| ClusterError::io("read the state file", &path, source))?;
         serde_json::from_slice(&bytes)
             .map_err(|e| ClusterError::State { path, message: format!("{e} (written by another kthw version?)") })
     }
 
     /// Writes through a temporary file and a rename, so a reader never sees half a state.
-    pub fn write(&self, run_dir: &Path) -> Result<(), ClusterError> {
-        let path = run_dir.join(STATE_FILE);
-        let json = serde_json::to_vec_pretty(self).expect("a cluster state always serializes");
-        crate::files::write_atomic(&path, &json, 0o644)
+    pub fn write(&self, run_dir: &RunDir) -> Result<(), ClusterError> {
+        let path = run_dir.state_file();
+        crate::files::write_atomic(&path, &self.to_json(), 0o644)
             .map_err(|source| ClusterError::io("write the state file", &path, source))
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).expect("a cluster state always serializes")
     }
 
     pub fn node(&self, name: &str) -> Option<&NodeState> {
@@ -74,28 +75,6 @@ impl ClusterState {
     /// Still wanted: its owner runs, or it was kept for a person.
     pub fn is_live(&self) -> bool {
         self.kept || self.owner.is_alive()
-    }
-}
-
-/// Where one node's files live inside the run directory.
-pub struct NodeDir(pub PathBuf);
-
-impl NodeDir {
-    pub fn new(run_dir: &Path, node: &str) -> NodeDir {
-        NodeDir(run_dir.join("nodes").join(node))
-    }
-    pub fn disk(&self) -> PathBuf {
-        self.0.join("disk.qcow2")
-    }
-    pub fn console(&self) -> PathBuf {
-        self.0.join("console.log")
-    }
-    pub fn fw_cfg(&self) -> PathBuf {
-        self.0.join("fwcfg")
-    }
-    /// Every SSH command run on the node, with its output.
-    pub fn ssh_log(&self) -> PathBuf {
-        self.0.join("ssh.log")
     }
 }
 

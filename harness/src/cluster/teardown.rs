@@ -5,11 +5,11 @@
 //! teardown share a [`Gate`]: teardown closes it, after which nothing more is created, and waits for an
 //! object being created right now before it lists what to remove.
 
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::ClusterError;
-use crate::virt::{self, reap, Owner, VirtError};
+use crate::rundir::RunDir;
+use crate::virt::{self, reap, VirtError};
 
 /// Open while the cluster may still grow; closed forever by teardown.
 #[derive(Debug, Clone, Default)]
@@ -33,7 +33,7 @@ impl Gate {
 }
 
 /// Removes the cluster `id` from libvirt at `uri`, then `run_dir`. Blocking.
-pub fn teardown(uri: &str, id: &str, run_dir: &Path, gate: &Gate) -> Result<(), ClusterError> {
+pub fn teardown(uri: &str, id: &str, run_dir: &RunDir, gate: &Gate) -> Result<(), ClusterError> {
     let _closed = gate.close();
     let conn = virt::connect::open(uri)?;
     let removed = reap::reap(&conn, |o| o.cluster_id != id)?;
@@ -41,36 +41,9 @@ pub fn teardown(uri: &str, id: &str, run_dir: &Path, gate: &Gate) -> Result<(), 
     remove_run_dir(run_dir)
 }
 
-/// Where a run records the helper processes it started (e.g. `kthw kubeconfig`'s apiserver forwarder): one
-/// JSON file each, holding at least `{"owner": {"pid", "start"}}`.
-pub const HELPERS_DIR: &str = "pids";
-
-/// Sends SIGTERM to every recorded helper of `run_dir` that still runs (the same process: pid and start time).
-fn stop_helpers(run_dir: &Path) {
-    #[derive(serde::Deserialize)]
-    struct Helper {
-        owner: Owner,
-    }
-    let Ok(entries) = std::fs::read_dir(run_dir.join(HELPERS_DIR)) else { return };
-    for path in entries.flatten().map(|e| e.path()) {
-        let helper = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Helper>(&b).ok());
-        if let Some(Helper { owner }) = helper.filter(|h| h.owner.is_alive()) {
-            tracing::debug!(pid = owner.pid, record = %path.display(), "stopping a helper of the run");
-            // SAFETY: kill has no memory effects; the pid is the recorded process, alive a moment ago.
-            unsafe { libc::kill(owner.pid as libc::pid_t, libc::SIGTERM) };
-        }
-    }
-}
-
 /// Stops the run's helpers, then removes its directory.
-pub fn remove_run_dir(run_dir: &Path) -> Result<(), ClusterError> {
-    stop_helpers(run_dir);
-    match std::fs::remove_dir_all(run_dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(ClusterError::io("remove the run directory", run_dir, e))
-        }
-        _ => Ok(()),
-    }
+pub fn remove_run_dir(run_dir: &RunDir) -> Result<(), ClusterError> {
+    run_dir.remove().map_err(|e| ClusterError::io("remove the run directory", run_dir.root(), e))
 }
 
 /// Tears the cluster down when dropped, unless disarmed.
@@ -78,13 +51,13 @@ pub fn remove_run_dir(run_dir: &Path) -> Result<(), ClusterError> {
 pub struct Teardown {
     pub uri: String,
     pub id: String,
-    pub run_dir: PathBuf,
+    pub run_dir: RunDir,
     pub gate: Gate,
     armed: bool,
 }
 
 impl Teardown {
-    pub fn arm(uri: String, id: String, run_dir: PathBuf) -> Teardown {
+    pub fn arm(uri: String, id: String, run_dir: RunDir) -> Teardown {
         Teardown { uri, id, run_dir, gate: Gate::default(), armed: true }
     }
 
@@ -122,26 +95,6 @@ impl Drop for Teardown {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn removing_a_run_directory_stops_the_helpers_it_records() {
-        let dir = tempfile::tempdir().unwrap();
-        let run_dir = dir.path().join("run");
-        std::fs::create_dir_all(run_dir.join(HELPERS_DIR)).unwrap();
-        let mut helper = std::process::Command::new("sleep").arg("60").spawn().unwrap();
-        let owner = crate::virt::Owner::of(helper.id()).unwrap();
-        let record = serde_json::json!({ "owner": { "pid": owner.pid, "start": owner.start }, "port": 1 });
-        std::fs::write(run_dir.join(HELPERS_DIR).join("forward.json"), record.to_string()).unwrap();
-        // A stale record (same pid, another start time) names some other process: left alone.
-        let stale = serde_json::json!({ "owner": { "pid": std::process::id(), "start": 1 } });
-        std::fs::write(run_dir.join(HELPERS_DIR).join("stale.json"), stale.to_string()).unwrap();
-
-        remove_run_dir(&run_dir).unwrap();
-        let status = helper.wait().unwrap();
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
-        assert!(!run_dir.exists());
-    }
 
     #[test]
     fn nothing_is_created_once_teardown_closed_the_gate() {

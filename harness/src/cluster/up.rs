@@ -9,13 +9,15 @@ use std::time::{Duration, Instant};
 use ::virt::connect::Connect;
 use tokio::task::JoinSet;
 
-use super::state::{console_tail, ClusterState, NodeDir, NodeState, CLIENT_KEY};
+use super::state::{console_tail, ClusterState, NodeState};
 use super::teardown::{Gate, Teardown};
 use super::{gc, validate_name, Cluster, ClusterError, CONSOLE_LINES};
 use crate::accel::{self, Accel};
+use crate::events::{Event, Events};
 use crate::identity::{Mac, Nic, NodeIdentity};
 use crate::image::{self, NodeImage};
 use crate::paths::Paths;
+use crate::rundir::{CreateError, RunDir};
 use crate::spec::ClusterSpec;
 use crate::ssh::{self, KeyPair, Session, SshError};
 use crate::virt::domain::{DomainDef, ManagementNic};
@@ -36,6 +38,8 @@ pub struct UpOptions {
     pub uri: Option<String>,
     /// How long a node may take to answer SSH, written for KVM and scaled by the accelerator.
     pub boot_deadline: Option<Duration>,
+    /// Where the acceleration verdict and each node's boot are announced.
+    pub events: Events,
 }
 
 pub(super) async fn up(
@@ -58,12 +62,18 @@ pub(super) async fn up(
     let image = absolute_image(image)?;
     let probe = accel::detect(&paths.state, Some(&image.kernel));
     tracing::info!(accel = ?probe.accel, reason = %probe.reason, "acceleration");
+    let events = options.events.clone();
+    events.emit(Event::Accel { accel: format!("{:?}", probe.accel).to_uppercase(), reason: probe.reason.clone() });
     let deadline = probe.accel.scale(options.boot_deadline.unwrap_or(BOOT_DEADLINE));
 
-    let run_dir = create_run_dir(paths, name)?;
     let id = names::new_cluster_id();
+    let (state, host_keys) = initial_state(spec, name, &id, &uri, probe.accel, &image)?;
+    let run_dir = RunDir::create(&paths.runs(), name, &state.to_json()).map_err(|e| match e {
+        CreateError::Exists(dir) => ClusterError::AlreadyExists { name: name.to_string(), dir },
+        CreateError::Io { action, path, source } => ClusterError::Io { what: action, path, source },
+    })?;
     let teardown = Teardown::arm(uri.clone(), id.clone(), run_dir.clone());
-    let plan = plan(spec, name, &id, &uri, probe.accel, &image, &run_dir)?;
+    let plan = plan(spec, state, host_keys, &image, &run_dir)?;
     let mut cluster = Cluster {
         state: plan.state.clone(),
         run_dir: run_dir.clone(),
@@ -85,16 +95,18 @@ pub(super) async fn up(
     cluster.state.write(&run_dir)?;
 
     let conn = Arc::new(conn);
+    let events = events.with_timeline(&run_dir);
     let mut waits = JoinSet::new();
     for (node, _, at) in started {
+        events.emit(Event::NodeBooting { node: node.clone() });
         let target = cluster.target(&node)?;
         let domain = cluster.node(&node)?.domain.clone();
-        let console = NodeDir::new(&run_dir, &node).console();
+        let console = run_dir.node(&node).console();
         waits.spawn(wait_for_ssh(target, at, deadline, conn.clone(), domain, console));
     }
     while let Some(done) = waits.join_next().await {
         let (node, session, boot) = done.map_err(|e| VirtError::Join(e.to_string()))??;
-        tracing::info!(node = %node, boot = ?boot, "node answers SSH");
+        events.emit(Event::NodeUp { node: node.clone(), took: boot });
         if let Some(n) = cluster.state.nodes.iter_mut().find(|n| n.name == node) {
             n.boot_ms = Some(boot.as_millis() as u64);
         }
@@ -112,22 +124,6 @@ fn absolute_image(mut image: NodeImage) -> Result<NodeImage, ClusterError> {
     Ok(image)
 }
 
-/// `Paths::run(name)`, created private and fresh: an existing one belongs to a live or kept cluster (the
-/// reaper just removed dead ones).
-fn create_run_dir(paths: &Paths, name: &str) -> Result<PathBuf, ClusterError> {
-    use std::os::unix::fs::DirBuilderExt;
-    let runs = paths.runs();
-    std::fs::create_dir_all(&runs).map_err(|e| ClusterError::io("create", &runs, e))?;
-    let dir = paths.run(name);
-    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-        Ok(()) => std::fs::canonicalize(&dir).map_err(|e| ClusterError::io("resolve", &dir, e)),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            Err(ClusterError::AlreadyExists { name: name.to_string(), dir })
-        }
-        Err(e) => Err(ClusterError::io("create the run directory", &dir, e)),
-    }
-}
-
 /// Everything decided before libvirt is touched.
 struct Plan {
     state: ClusterState,
@@ -136,38 +132,25 @@ struct Plan {
     domains: Vec<(String, DomainDef)>,
 }
 
-/// Writes the state file first (the reaper's handle on this run), then keys and fw_cfg files.
-fn plan(
+/// The state the run directory is born with, and each node's host key (made here, pinned in the state).
+fn initial_state(
     spec: &ClusterSpec,
     name: &str,
     id: &str,
     uri: &str,
     accel: Accel,
     image: &NodeImage,
-    run_dir: &Path,
-) -> Result<Plan, ClusterError> {
-    let owner = Owner::current();
-    let created = metadata::unix_now();
-    let version = env!("CARGO_PKG_VERSION").to_string();
-    let ownership = |node: Option<&str>| Ownership {
-        cluster_id: id.to_string(),
-        cluster_name: name.to_string(),
-        node: node.map(str::to_string),
-        run_dir: run_dir.to_path_buf(),
-        owner,
-        created,
-        harness_version: version.clone(),
-    };
+) -> Result<(ClusterState, Vec<KeyPair>), ClusterError> {
     let host_keys: Vec<KeyPair> = spec.nodes.iter().map(|n| KeyPair::generate(&format!("{}@{name}", n.name))).collect();
     let mut state = ClusterState {
         name: name.to_string(),
         id: id.to_string(),
         uri: uri.to_string(),
         accel,
-        owner,
+        owner: Owner::current(),
         kept: false,
-        created,
-        harness_version: version.clone(),
+        created: metadata::unix_now(),
+        harness_version: env!("CARGO_PKG_VERSION").to_string(),
         image_key: image.key.clone(),
         network: names::network(id),
         bridge: names::bridge(id),
@@ -184,15 +167,35 @@ fn plan(
             boot_ms: None,
         });
     }
-    state.write(run_dir)?;
+    Ok((state, host_keys))
+}
 
+/// Writes the client key and each node's fw_cfg files into the run directory, and decides every libvirt
+/// object.
+fn plan(
+    spec: &ClusterSpec,
+    state: ClusterState,
+    host_keys: Vec<KeyPair>,
+    image: &NodeImage,
+    run_dir: &RunDir,
+) -> Result<Plan, ClusterError> {
+    let ownership = |node: Option<&str>| Ownership {
+        cluster_id: state.id.clone(),
+        cluster_name: state.name.clone(),
+        node: node.map(str::to_string),
+        run_dir: run_dir.root().to_path_buf(),
+        owner: state.owner,
+        created: state.created,
+        harness_version: state.harness_version.clone(),
+    };
+    let (name, uri, accel) = (&state.name, &state.uri, state.accel);
     let client_key = KeyPair::generate(&format!("kthw-client@{name}"));
-    ssh::keys::write_private(&run_dir.join(CLIENT_KEY), &client_key)?;
+    ssh::keys::write_private(&run_dir.client_key(), &client_key)?;
     // SAFETY: geteuid has no preconditions and cannot fail.
     let run_as_root = unsafe { libc::geteuid() } == 0 && uri.starts_with("qemu:///system");
     let mut domains = Vec::new();
     for ((n, key), node) in spec.nodes.iter().zip(&host_keys).zip(&state.nodes) {
-        let dir = NodeDir::new(run_dir, &n.name);
+        let dir = run_dir.node(&n.name);
         let identity = NodeIdentity::for_node(spec, &n.name, client_key.public_openssh(), key.private_openssh())
             .expect("every node of the spec has an identity");
         let fw_cfg =

@@ -87,7 +87,7 @@ pub enum ImageError {
     NotRoot,
     #[error("{step} failed: `{command}` {status}\n{output}\nfix: {fix}")]
     Tool { step: &'static str, command: String, status: String, output: String, fix: String },
-    #[error("{what} {}: {source}", path.display())]
+    #[error("{what} {}", path.display())]
     Io {
         what: &'static str,
         path: PathBuf,
@@ -96,7 +96,7 @@ pub enum ImageError {
     },
     #[error("the image's root filesystem is not what the recipe promises: {0}")]
     Rootfs(String),
-    #[error("{} is damaged ({source}); `kthw image build --force` rebuilds it", path.display())]
+    #[error("{} is damaged; `kthw image build --force` rebuilds it", path.display())]
     Manifest {
         path: PathBuf,
         #[source]

@@ -30,13 +30,13 @@ pub struct Kubeconfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubeconfigError {
-    #[error("cannot build the {name} kubeconfig: {source}")]
+    #[error("cannot build the {name} kubeconfig")]
     Pki {
         name: String,
         #[source]
         source: PkiError,
     },
-    #[error("cannot write kubeconfig {}: {source}", path.display())]
+    #[error("cannot write kubeconfig {}", path.display())]
     Write {
         path: PathBuf,
         #[source]

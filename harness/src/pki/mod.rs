@@ -57,13 +57,13 @@ pub struct ClusterPki {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
-    #[error("cannot generate the {what}: {source}")]
+    #[error("cannot generate the {what}")]
     Generate {
         what: String,
         #[source]
         source: rcgen::Error,
     },
-    #[error("cannot {action} {}: {source}", path.display())]
+    #[error("cannot {action} {}", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,

@@ -124,7 +124,7 @@ pub struct ComponentFlags {
 /// Why a spec could not be read or used. Each variant says where and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    #[error("cannot read cluster spec {}: {source}", path.display())]
+    #[error("cannot read cluster spec {}", path.display())]
     Read {
         path: PathBuf,
         #[source]

@@ -36,7 +36,7 @@ pub enum SshError {
     #[error("tunnel 127.0.0.1 -> {target} through {node}: {detail}")]
     Tunnel { node: String, target: String, detail: String },
 
-    #[error("SSH session to {node}: {what}: {source}")]
+    #[error("SSH session to {node}: {what}")]
     Protocol {
         node: String,
         what: String,
@@ -44,7 +44,7 @@ pub enum SshError {
         source: Box<russh::Error>,
     },
 
-    #[error("terminal: {what}: {source}")]
+    #[error("terminal: {what}")]
     Terminal {
         what: &'static str,
         #[source]

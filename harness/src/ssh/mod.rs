@@ -20,7 +20,7 @@ use std::sync::Arc;
 pub use error::{Direction, SshError};
 pub use keys::KeyPair;
 pub use quote::shell_quote;
-pub use session::{Output, Session};
+pub use session::{Output, Session, Stream};
 pub use tunnel::Tunnel;
 
 /// Where and how to reach one node.

@@ -37,6 +37,16 @@ pub struct Output {
     pub stderr: Vec<u8>,
 }
 
+/// Where [`Session::exec_streaming`] hands output as it arrives.
+type OutputSink<'a> = &'a mut (dyn FnMut(Stream, &[u8]) + Send);
+
+/// Which of a command's output streams a piece of output came on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
 impl Output {
     pub fn success(&self) -> bool {
         self.status == Some(0)
@@ -205,6 +215,26 @@ impl Session {
     /// a [`SshError::Timeout`] carries what it had printed, and the command and everything it started are
     /// killed on the node.
     pub async fn exec(&self, cmd: &str, deadline: Duration) -> Result<Output, SshError> {
+        self.exec_inner(cmd, deadline, None).await
+    }
+
+    /// [`Session::exec`], handing each piece of output to `on_output` as it arrives (`Stream::Stdout` or
+    /// `Stream::Stderr`) instead of collecting it: the returned output holds the exit status only.
+    pub async fn exec_streaming(
+        &self,
+        cmd: &str,
+        deadline: Duration,
+        mut on_output: impl FnMut(Stream, &[u8]) + Send,
+    ) -> Result<Output, SshError> {
+        self.exec_inner(cmd, deadline, Some(&mut on_output)).await
+    }
+
+    async fn exec_inner(
+        &self,
+        cmd: &str,
+        deadline: Duration,
+        mut stream: Option<OutputSink<'_>>,
+    ) -> Result<Output, SshError> {
         let (_permit, mut log) = self.begin(&format!("$ {cmd}")).await;
         let started = Instant::now();
         let mut channel = self.open_session(&format!("run `{cmd}`")).await?;
@@ -221,11 +251,17 @@ impl Session {
                 match msg {
                     ChannelMsg::Data { data } => {
                         log.stdout(&data);
-                        out.stdout.extend_from_slice(&data);
+                        match stream.as_mut() {
+                            Some(f) => f(Stream::Stdout, &data),
+                            None => out.stdout.extend_from_slice(&data),
+                        }
                     }
                     ChannelMsg::ExtendedData { data, .. } => {
                         log.stderr(&data);
-                        out.stderr.extend_from_slice(&data);
+                        match stream.as_mut() {
+                            Some(f) => f(Stream::Stderr, &data),
+                            None => out.stderr.extend_from_slice(&data),
+                        }
                     }
                     ChannelMsg::ExitStatus { exit_status } => out.status = Some(exit_status),
                     ChannelMsg::ExitSignal { signal_name, .. } => out.signal = Some(signal_name_of(&signal_name)),

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use kthw::ssh::SshError;
-use kthw_tests::bench_ssh::write_random_file;
+use kthw_tests::write_random_file;
 
 use crate::sshd::Sshd;
 

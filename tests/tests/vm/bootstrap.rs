@@ -7,16 +7,21 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kthw::bootstrap::{
-    control_plane_files, etcd_files, etcdctl, etcdctl_as, import_image, worker_files, Bootstrap, BootstrapError,
-    Layout, Phase, JOURNAL_LINES, ROOT_KUBECONFIG,
-};
-use kthw::cluster::{Cluster, UpOptions};
-use kthw::image::{self, BuildOptions};
+use kthw::access;
+use kthw::bootstrap::node_files::{control_plane_files, etcd_files, worker_files};
+use kthw::bootstrap::{Bootstrap, BootstrapError, Layout, JOURNAL_LINES};
+use kthw::cluster::Cluster;
+use kthw::events::Events;
+use kthw::oci;
+use kthw::phase::Phase;
 use kthw::pki::ClusterPki;
+use kthw::rundir::Outcome;
 use kthw::spec::{ClusterSpec, EtcdSource};
 use kthw::ssh::Session;
-use kthw_tests::{host_prerequisite, in_ci, kthw_bin, test_paths, vm_host_missing, wait_for_exit};
+use kthw_tests::{
+    host_prerequisite, in_ci, kthw_bin, small_spec, succeed, test_paths, unique_name, up, up_or_panic, vm_host_missing,
+    wait_for_exit,
+};
 
 /// Units whose upstream binary this host cannot have: `systemd-analyze verify` may say only that their
 /// executable is missing, and nothing else about any unit.
@@ -29,40 +34,22 @@ const UPSTREAM_ONLY: [(&str, &str); 4] = [
 
 /// The control plane and one worker, 1 vCPU and 1 GiB each, etcd from the image.
 fn spec() -> ClusterSpec {
-    let mut spec = ClusterSpec { etcd_from: EtcdSource::Debian, ..ClusterSpec::default() };
-    spec.nodes.truncate(2);
-    for n in &mut spec.nodes {
-        n.vcpus = 1;
-        n.memory_mib = 1024;
-    }
-    spec
+    ClusterSpec { etcd_from: EtcdSource::Debian, ..small_spec(2) }
 }
 
-async fn run(s: &Session, cmd: &str) -> String {
-    match s.succeed(cmd).await {
-        Ok(out) => out.stdout_lossy().trim().to_string(),
-        Err(e) => panic!("{e}"),
-    }
-}
+use succeed as run;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pki_kubeconfigs_and_etcd_with_tls_on_real_nodes_idempotently() {
     let Some(()) = host_prerequisite("vm", vm_host_missing()) else { return };
     let paths = test_paths();
     let spec = spec();
-    let name = format!("vm-bootstrap-{}", std::process::id());
+    let name = unique_name("vm-bootstrap");
     let no_downloads = tempfile::tempdir().unwrap();
-    let bootstrap = Bootstrap::new(&paths, Some(no_downloads.path().to_path_buf()));
-    assert_eq!(bootstrap.check(&spec, Phase::Etcd), [], "Debian's etcd needs no artifact");
-
-    let image = image::build(&paths, &BuildOptions::default()).await.expect("the node image builds");
-    let options = UpOptions { image: Some(image), ..UpOptions::default() };
-    let cluster = Cluster::up(&spec, &name, &paths, options).await.unwrap_or_else(|e| panic!("{name}: {e}"));
-
-    let reports = match bootstrap.run_through(&cluster, Phase::Etcd, |_| {}).await {
-        Ok(r) => r,
-        Err(e) => panic!("{e}"),
-    };
+    let up = up(&spec, &name).await.until(Phase::Etcd).artifacts_dir(Some(no_downloads.path().to_path_buf()));
+    assert_eq!(up.bootstrap().check(&spec, Phase::Etcd), [], "Debian's etcd needs no artifact");
+    let running = up_or_panic(up).await;
+    let (cluster, bootstrap, reports) = (running.cluster, running.bootstrap, running.reports);
     for r in &reports {
         eprintln!("phase {:<12} {:>6.1} s, {} files installed", r.phase.name(), r.took.as_secs_f64(), r.changed.len());
         assert!(!r.changed.is_empty(), "a first run of {} installs files", r.phase);
@@ -80,10 +67,15 @@ async fn pki_kubeconfigs_and_etcd_with_tls_on_real_nodes_idempotently() {
     containerd_runs_the_rendered_config_and_imports_an_image_archive(&worker, &spec, &layout, &bootstrap).await;
     let forwarder = host_kubectl_reaches_the_apiserver_port_through_kthw_kubeconfig(&cluster, &cp, &paths).await;
 
-    let timings = std::fs::read_to_string(cluster.run_dir().join(kthw::bootstrap::TIMINGS_FILE)).unwrap();
-    assert_eq!(timings.lines().filter(|l| l.contains("\tok\t")).count(), 8, "{timings}");
+    let records = cluster.run_dir().phase_records();
+    assert_eq!(records.iter().filter(|r| r.outcome == Outcome::Ok).count(), 8, "{records:?}");
+    assert_eq!(records.iter().filter(|r| r.outcome == Outcome::Failed).count(), 1, "{records:?}");
     let log = std::fs::read_to_string(cluster.target("worker-node-1").unwrap().log.unwrap()).unwrap();
     assert!(log.contains("=== kthw: phase etcd begins ==="), "every node's log marks each phase");
+    let timeline = std::fs::read_to_string(cluster.run_dir().timeline()).unwrap();
+    for line in ["node control-plane-1: answers SSH after", "phase pki: begins", "phase etcd: done after"] {
+        assert!(timeline.contains(line), "the run's timeline has {line:?}:\n{timeline}");
+    }
 
     cluster.down().await.unwrap();
     if let Some(pid) = forwarder {
@@ -98,7 +90,7 @@ async fn secrets_are_where_the_seed_puts_them(cp: &Session, worker: &Session) {
     assert!(modes.lines().count() >= 10, "{modes}");
     assert!(modes.lines().all(|l| l.starts_with("600 ")), "{modes}");
     // root's kubeconfig is the admin identity at the control plane's address: the seed's RBAC fix.
-    let root = run(cp, &format!("grep -E 'server:|^- name: ' {ROOT_KUBECONFIG}")).await;
+    let root = run(cp, &format!("grep -E 'server:|^- name: ' {}", Layout::default().root_kubeconfig.display())).await;
     assert!(root.contains("server: https://10.0.0.4:6443") && root.contains("- name: \"admin\""), "{root}");
     // A worker holds its own identity and the CA certificate: no CA key, no other node's key.
     assert_eq!(
@@ -112,7 +104,7 @@ async fn secrets_are_where_the_seed_puts_them(cp: &Session, worker: &Session) {
 }
 
 async fn etcd_serves_our_clients_only(cp: &Session, spec: &ClusterSpec, layout: &Layout) {
-    let etcdctl = etcdctl(spec, layout);
+    let etcdctl = layout.etcdctl(spec);
     let health = cp.succeed(&format!("{etcdctl} endpoint health")).await.unwrap();
     let said = format!("{}{}", health.stdout_lossy(), health.stderr_lossy());
     assert!(said.contains("https://10.0.0.4:2379 is healthy"), "{said}");
@@ -130,7 +122,7 @@ async fn etcd_serves_our_clients_only(cp: &Session, spec: &ClusterSpec, layout: 
     let refused = cp
         .fail(&format!(
             "{} --dial-timeout=5s --command-timeout=10s get /kthw/greeting",
-            etcdctl_as(spec, layout, cert, key)
+            layout.etcdctl_as(spec, cert, key)
         ))
         .await
         .unwrap();
@@ -152,12 +144,12 @@ async fn rerunning_changes_nothing(
 ) {
     let pid = run(cp, "systemctl show -p MainPID --value etcd").await;
     for phase in [Phase::Pki, Phase::Kubeconfigs, Phase::Etcd] {
-        let r = b.run(cluster, phase).await.unwrap_or_else(|e| panic!("{e}"));
+        let r = b.run(cluster, phase, &Events::default()).await.unwrap_or_else(|e| panic!("{}", kthw::chain(&e)));
         eprintln!("phase {:<12} again: {:>6.1} s", phase.name(), r.took.as_secs_f64());
         assert_eq!(r.changed, Vec::<String>::new(), "a second {phase} changed files");
     }
     assert_eq!(run(cp, "systemctl show -p MainPID --value etcd").await, pid, "etcd was not restarted");
-    let value = run(cp, &format!("{} get /kthw/greeting --print-value-only", etcdctl(spec, layout))).await;
+    let value = run(cp, &format!("{} get /kthw/greeting --print-value-only", layout.etcdctl(spec))).await;
     assert_eq!(value, "hello from the host");
 }
 
@@ -169,7 +161,7 @@ async fn a_broken_etcd_fails_with_its_journal_and_rerunning_the_phases_repairs_i
 ) {
     run(cp, "rm /etc/kubernetes/pki/etcd-server.key && systemctl restart --no-block etcd").await;
     let started = Instant::now();
-    let err = b.run(cluster, Phase::Etcd).await.expect_err("etcd cannot serve without its key");
+    let err = b.run(cluster, Phase::Etcd, &Events::default()).await.expect_err("etcd cannot serve without its key");
     eprintln!("the broken etcd phase failed after {:.1} s", started.elapsed().as_secs_f64());
     let text = err.to_string();
     eprintln!("it reads:\n{}\n...", text.lines().take(14).collect::<Vec<_>>().join("\n"));
@@ -179,10 +171,11 @@ async fn a_broken_etcd_fails_with_its_journal_and_rerunning_the_phases_repairs_i
     assert!(failed.diagnostics.contains("etcd-server.key"), "the journal's last lines say why: {text}");
     assert!(text.contains(&format!("journalctl -u etcd -n {JOURNAL_LINES}")), "{text}");
 
-    let repaired = b.run(cluster, Phase::Pki).await.unwrap_or_else(|e| panic!("{e}"));
+    let events = Events::default();
+    let repaired = b.run(cluster, Phase::Pki, &events).await.unwrap_or_else(|e| panic!("{}", kthw::chain(&e)));
     assert_eq!(repaired.changed, ["control-plane-1:/etc/kubernetes/pki/etcd-server.key"]);
-    b.run(cluster, Phase::Etcd).await.unwrap_or_else(|e| panic!("{e}"));
-    let value = run(cp, &format!("{} get /kthw/greeting --print-value-only", etcdctl(spec, &Layout::default()))).await;
+    b.run(cluster, Phase::Etcd, &events).await.unwrap_or_else(|e| panic!("{}", kthw::chain(&e)));
+    let value = run(cp, &format!("{} get /kthw/greeting --print-value-only", Layout::default().etcdctl(spec))).await;
     assert_eq!(value, "hello from the host", "the data outlived the outage");
 }
 
@@ -244,8 +237,8 @@ async fn containerd_runs_the_rendered_config_and_imports_an_image_archive(
     let remote = Path::new("/var/lib/kthw/images/stand-in.oci.tar");
     run(worker, "mkdir -p /var/lib/kthw/images").await;
     worker.upload(&archive, &remote.display().to_string(), 0o644).await.unwrap();
-    import_image(worker, layout, remote, &pause).await.unwrap_or_else(|e| panic!("{e}"));
-    import_image(worker, layout, remote, &pause).await.unwrap_or_else(|e| panic!("again: {e}"));
+    oci::import(worker, &layout.ctr(), remote, &pause).await.unwrap_or_else(|e| panic!("{}", kthw::chain(&e)));
+    oci::import(worker, &layout.ctr(), remote, &pause).await.unwrap_or_else(|e| panic!("again: {}", kthw::chain(&e)));
     let images = run(worker, "ctr -n k8s.io images ls -q").await;
     assert_eq!(images.lines().filter(|l| *l == pause).count(), 1, "{images}");
 }
@@ -331,7 +324,7 @@ async fn host_kubectl_reaches_the_apiserver_port_through_kthw_kubeconfig(
     let (path, note) = kubeconfig("first");
     eprintln!("kthw kubeconfig took {:.1} s", started.elapsed().as_secs_f64());
     assert!(note.contains("control-plane phase has not completed"), "it says nothing answers yet: {note}");
-    let record = kthw::bootstrap::forward::read_record(cluster.run_dir()).expect("the forwarder recorded itself");
+    let record = access::read_record(cluster.run_dir()).expect("the forwarder recorded itself");
     assert!(record.owner.is_alive(), "the forwarder outlives `kthw kubeconfig`");
 
     let server = Command::new("kubectl")
@@ -345,7 +338,7 @@ async fn host_kubectl_reaches_the_apiserver_port_through_kthw_kubeconfig(
     let got = Command::new("kubectl").arg("--kubeconfig").arg(&path).args(["get", "--raw", "/"]).output().unwrap();
     let body = String::from_utf8_lossy(&got.stdout);
     assert!(got.status.success(), "kubectl through the forward: {}", String::from_utf8_lossy(&got.stderr));
-    let admin = ClusterPki::load(&cluster.run_dir().join("pki")).unwrap().leaf("admin").unwrap().cert_pem.clone();
+    let admin = ClusterPki::load(&cluster.run_dir().pki()).unwrap().leaf("admin").unwrap().cert_pem.clone();
     let admin_body: String = admin.lines().filter(|l| !l.starts_with("-----")).collect();
     let seen: String = body.lines().collect();
     assert!(seen.contains(&admin_body), "the stand-in saw the admin client certificate:\n{body}");
@@ -354,7 +347,7 @@ async fn host_kubectl_reaches_the_apiserver_port_through_kthw_kubeconfig(
     // Asked again, the same forwarder serves the same port.
     let (again, _) = kubeconfig("again");
     assert_eq!(again, path);
-    assert_eq!(kthw::bootstrap::forward::read_record(cluster.run_dir()), Some(record.clone()));
+    assert_eq!(access::read_record(cluster.run_dir()), Some(record.clone()));
     run(cp, "systemctl stop kthw-stand-in-apiserver").await;
     Some(record.owner.pid)
 }

@@ -7,47 +7,28 @@ use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kthw::cluster::{self, Cluster, UpOptions};
+use kthw::cluster::{self, Cluster};
 use kthw::identity::{Mac, Nic};
-use kthw::image::{self, BuildOptions, NodeImage};
 use kthw::paths::Paths;
+use kthw::phase::Phase;
+use kthw::rundir::RunDir;
 use kthw::spec::ClusterSpec;
 use kthw::virt::{self, reap};
-use kthw_tests::{host_prerequisite, kthw_bin, test_paths, vm_host_missing};
+use kthw_tests::{
+    host_prerequisite, kthw_bin, small_spec, succeed, test_paths, unique_name, up_until, vm_host_missing,
+};
 
-/// The seed's topology cut to `nodes` nodes of 1 vCPU and 1 GiB: enough for sshd, etcd and containerd,
-/// and three of them fit a 2-core host.
-fn small_spec(nodes: usize, egress: bool) -> ClusterSpec {
-    let mut spec = ClusterSpec { egress, ..ClusterSpec::default() };
-    spec.nodes.truncate(nodes);
-    for n in &mut spec.nodes {
-        n.vcpus = 1;
-        n.memory_mib = 1024;
-    }
-    spec
+/// `small_spec(nodes)` with or without egress.
+fn spec_of(nodes: usize, egress: bool) -> ClusterSpec {
+    ClusterSpec { egress, ..small_spec(nodes) }
 }
 
-/// Run directories are per name: a name per test and process keeps parallel runs apart.
-fn unique_name(test: &str) -> String {
-    format!("vm-{test}-{}", std::process::id())
-}
-
-/// The cached image, built first when missing (the image tier's test normally did that already).
-async fn node_image(paths: &Paths) -> NodeImage {
-    image::build(paths, &BuildOptions::default()).await.expect("the node image builds")
-}
-
-async fn up(spec: &ClusterSpec, name: &str, paths: &Paths, image: &NodeImage) -> Cluster {
-    let options = UpOptions { image: Some(image.clone()), ..UpOptions::default() };
-    match Cluster::up(spec, name, paths, options).await {
-        Ok(c) => c,
-        Err(e) => panic!("cluster {name} did not come up:\n{e}"),
-    }
+async fn up(spec: &ClusterSpec, name: &str) -> Cluster {
+    up_until(spec, name, Phase::Nodes).await.cluster
 }
 
 async fn run(cluster: &Cluster, node: &str, cmd: &str) -> String {
-    let session = cluster.session(node).await.unwrap();
-    session.succeed(cmd).await.unwrap().stdout_lossy().trim().to_string()
+    succeed(&cluster.session(node).await.unwrap(), cmd).await
 }
 
 /// A listener on the host's loopback and whether `node` can open a connection to it through its
@@ -73,10 +54,9 @@ async fn guest_reaches_host_loopback(cluster: &Cluster, node: &str) -> bool {
 async fn three_nodes_boot_with_their_identity_on_an_isolated_network_without_egress() {
     let Some(()) = host_prerequisite("vm", vm_host_missing()) else { return };
     let paths = test_paths();
-    let image = node_image(&paths).await;
-    let spec = small_spec(3, false);
-    let name = unique_name("three");
-    let cluster = up(&spec, &name, &paths, &image).await;
+    let spec = spec_of(3, false);
+    let name = unique_name("vm-three");
+    let cluster = up(&spec, &name).await;
 
     for n in &spec.nodes {
         let boot = cluster.node(&n.name).unwrap().boot_ms.expect("boot time recorded");
@@ -142,11 +122,10 @@ async fn three_nodes_boot_with_their_identity_on_an_isolated_network_without_egr
 async fn two_clusters_run_side_by_side_with_the_same_addresses() {
     let Some(()) = host_prerequisite("vm", vm_host_missing()) else { return };
     let paths = test_paths();
-    let image = node_image(&paths).await;
     // B allows egress: the positive control for the egress probe the other test relies on.
-    let (spec_a, spec_b) = (small_spec(2, false), small_spec(2, true));
-    let (name_a, name_b) = (unique_name("pair-a"), unique_name("pair-b"));
-    let (a, b) = tokio::join!(up(&spec_a, &name_a, &paths, &image), up(&spec_b, &name_b, &paths, &image));
+    let (spec_a, spec_b) = (spec_of(2, false), spec_of(2, true));
+    let (name_a, name_b) = (unique_name("vm-pair-a"), unique_name("vm-pair-b"));
+    let (a, b) = tokio::join!(up(&spec_a, &name_a), up(&spec_b, &name_b));
 
     assert_ne!(a.id(), b.id());
     for node in ["control-plane-1", "worker-node-1"] {
@@ -191,17 +170,16 @@ async fn two_clusters_run_side_by_side_with_the_same_addresses() {
 async fn gc_removes_everything_of_a_killed_up_and_nothing_of_a_live_cluster() {
     let Some(()) = host_prerequisite("vm", vm_host_missing()) else { return };
     let paths = test_paths();
-    let image = node_image(&paths).await;
     let kthw = kthw_bin();
     let home = paths.state.parent().unwrap().to_path_buf();
     let spec_file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(spec_file.path(), toml_of(&small_spec(2, false))).unwrap();
+    std::fs::write(spec_file.path(), toml_of(&spec_of(2, false))).unwrap();
 
     // A live cluster of this process must survive the gc (two nodes: a valid spec has a worker).
-    let live_name = unique_name("live");
-    let live = up(&small_spec(2, false), &live_name, &paths, &image).await;
+    let live_name = unique_name("vm-live");
+    let live = up(&spec_of(2, false), &live_name).await;
 
-    let killed = unique_name("killed");
+    let killed = unique_name("vm-killed");
     let mut child = Command::new(&kthw)
         .args(["up", "--until", "nodes", "--name", &killed, "--spec"])
         .arg(spec_file.path())
@@ -250,7 +228,7 @@ fn wait_until_booting(paths: &Paths, name: &str, nodes: usize, deadline: Duratio
     let start = Instant::now();
     let mut last = String::from("no state file yet");
     while start.elapsed() < deadline {
-        if let Ok(state) = kthw::cluster::ClusterState::read(&paths.run(name)) {
+        if let Ok(state) = kthw::cluster::ClusterState::read(&RunDir::at(paths.run(name))) {
             let running = qemu_pids_of(&state.id).len();
             if running == nodes {
                 return state.id;

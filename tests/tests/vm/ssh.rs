@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use kthw::cluster::Cluster;
 use kthw::ssh::{keys, KeyPair, Session, SshError, Target};
-use kthw_tests::bench_ssh::write_random_file;
+use kthw_tests::write_random_file;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -7,9 +7,15 @@ use std::time::Instant;
 
 use anyhow::Context;
 use kthw::accel;
-use kthw::cluster::{Cluster, UpOptions};
 use kthw::image::{self, BuildOptions};
-use kthw_tests::{bench_boot, bench_image, bench_ssh, test_paths};
+use kthw::phase::Phase;
+use kthw::up::Up;
+use kthw_tests::test_paths;
+
+mod boot;
+mod image_build;
+mod raw_qemu;
+mod ssh;
 
 const ALL: [&str; 4] = ["image", "boot", "initrd", "ssh"];
 
@@ -32,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
 
     if wanted.iter().any(|w| w == "image") {
         eprintln!("bench image: a forced (cold) build, then a warm one (cache hit)...");
-        let t = bench_image::build_cold_and_warm(&paths).await?;
+        let t = image_build::build_cold_and_warm(&paths).await?;
         report.push(format!("image build: {t}"));
     }
     let image = image::build(&paths, &BuildOptions::default()).await.context("the node image")?;
@@ -41,26 +47,27 @@ async fn main() -> anyhow::Result<()> {
 
     if wanted.iter().any(|w| w == "boot") {
         eprintln!("bench boot: three nodes by hand with qemu-system-x86_64, then through Cluster::up...");
-        let b = bench_boot::three_nodes_vs_raw_qemu(&paths, &image).await?;
+        let b = boot::three_nodes_vs_raw_qemu(&paths, &image).await?;
         report.push(b.to_string());
     }
     if wanted.iter().any(|w| w == "initrd") {
         eprintln!("bench initrd: one node to SSH with our initrd and with Debian's initramfs, alternating...");
         let scratch = tempfile::tempdir()?;
-        let c = bench_image::boot_ours_vs_debian(&image, probe.accel, 2, scratch.path())?;
+        let c = image_build::boot_ours_vs_debian(&image, probe.accel, 2, scratch.path())?;
         report.push(c.to_string());
     }
     if wanted.iter().any(|w| w == "ssh") {
         eprintln!("bench ssh: 256 MiB to a node with kthw::ssh and with OpenSSH scp...");
-        let mut spec = bench_boot::small_three_node_spec();
+        let mut spec = boot::small_three_node_spec();
         spec.nodes.truncate(2);
         let name = format!("bench-ssh-{}", std::process::id());
         let cluster = {
             let _lock = kthw_tests::vm_lock()?;
-            Cluster::up(&spec, &name, &paths, UpOptions { image: Some(image.clone()), ..UpOptions::default() }).await?
+            let up = Up::new(spec.clone()).name(&name).until(Phase::Nodes).paths(paths.clone()).image(image.clone());
+            up.run().await?.cluster
         };
         let node = spec.control_plane().name.clone();
-        let result = bench_ssh::upload_vs_scp_on_node(&cluster, &node, 256).await;
+        let result = ssh::upload_vs_scp_on_node(&cluster, &node, 256).await;
         cluster.down().await?;
         report.push(format!("ssh upload: {}", result?));
     }

@@ -6,14 +6,14 @@
 //! installed under the same name in /etc/systemd/system, which shadows the package's unit entirely (masking it
 //! would mask ours too).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use super::node::{install, ssh, start, wait, Put, Wait};
-use super::run::session;
-use super::{etcd_files, Bootstrap, BootstrapError, Layout, Phase};
-use crate::cluster::Cluster;
-use crate::spec::{ClusterSpec, EtcdSource};
+use crate::bootstrap::context::Ctx;
+use crate::bootstrap::node::{install, start, wait, Put, Wait};
+use crate::bootstrap::node_files::etcd_files;
+use crate::bootstrap::BootstrapError;
+use crate::spec::EtcdSource;
 use crate::ssh::shell_quote;
 
 /// Written for KVM (Debian's etcd answers in about a second), scaled by the accelerator.
@@ -24,36 +24,10 @@ fn members(upstream_version: &str) -> Vec<String> {
     ["etcd", "etcdctl"].iter().map(|b| format!("etcd-{upstream_version}-linux-amd64/{b}")).collect()
 }
 
-/// etcdctl beside the etcd binary the spec chooses.
-pub fn etcdctl_binary(spec: &ClusterSpec, layout: &Layout) -> PathBuf {
-    layout.etcd_binary(spec).with_file_name("etcdctl")
-}
-
-/// An etcdctl command line (API v3, which etcd 3.4's etcdctl needs asked for) against the control plane's
-/// client URL over TLS, as the client whose certificate and key are at `cert` and `key`.
-pub fn etcdctl_as(spec: &ClusterSpec, layout: &Layout, cert: &Path, key: &Path) -> String {
-    let q = |p: &Path| shell_quote(&p.display().to_string());
-    format!(
-        "ETCDCTL_API=3 {} --endpoints=https://{}:2379 --cacert={} --cert={} --key={}",
-        q(&etcdctl_binary(spec, layout)),
-        spec.control_plane().address,
-        q(&layout.cert("ca")),
-        q(cert),
-        q(key),
-    )
-}
-
-/// etcdctl as the apiserver's etcd client (`etcd-client`).
-pub fn etcdctl(spec: &ClusterSpec, layout: &Layout) -> String {
-    etcdctl_as(spec, layout, &layout.cert("etcd-client"), &layout.key("etcd-client"))
-}
-
-pub(super) async fn run(b: &Bootstrap, cluster: &Cluster) -> Result<Vec<String>, BootstrapError> {
-    let phase = Phase::Etcd;
-    let spec = cluster.spec();
-    let layout = &b.layout;
+pub(super) async fn run(ctx: &Ctx<'_>) -> Result<Vec<String>, BootstrapError> {
+    let (phase, spec, layout, b) = (ctx.phase, ctx.spec(), ctx.layout(), ctx.b);
     let cp = &spec.control_plane().name;
-    let s = session(cluster, phase, cp).await?;
+    let s = ctx.session(cp).await?;
 
     let mut files: Vec<Put> = match spec.etcd_from {
         EtcdSource::Upstream => {
@@ -64,10 +38,10 @@ pub(super) async fn run(b: &Bootstrap, cluster: &Cluster) -> Result<Vec<String>,
                 .collect()
         }
         EtcdSource::Debian => {
-            let (etcd, etcdctl) = (layout.etcd_binary(spec), etcdctl_binary(spec, layout));
+            let (etcd, etcdctl) = (layout.etcd_binary(spec), layout.etcdctl_binary(spec));
             let q = |p: &Path| shell_quote(&p.display().to_string());
             let probe = format!("test -x {} && test -x {}", q(&etcd), q(&etcdctl));
-            if !ssh(phase, s.exec(&probe, Duration::from_secs(30)).await)?.success() {
+            if !ctx.ssh(s.exec(&probe, Duration::from_secs(30)).await)?.success() {
                 return Err(BootstrapError::Node {
                     phase,
                     detail: format!(
@@ -85,35 +59,22 @@ pub(super) async fn run(b: &Bootstrap, cluster: &Cluster) -> Result<Vec<String>,
     let changed = install(phase, &s, &files).await?;
     // etcd refuses, or warns about, a data directory others can read.
     let data = shell_quote(&layout.etcd_data_dir.display().to_string());
-    ssh(phase, s.succeed(&format!("install -d -m 0700 {data}")).await)?;
+    ctx.ssh(s.succeed(&format!("install -d -m 0700 {data}")).await)?;
     start(phase, &s, &["etcd"], !changed.is_empty()).await?;
-    let check = format!("{} endpoint health", etcdctl(spec, layout));
+    let check = format!("{} endpoint health", layout.etcdctl(spec));
     let w = Wait {
         what: "etcd to answer `endpoint health` over TLS with the etcd-client certificate".into(),
         check,
         unit: Some("etcd".into()),
-        deadline: cluster.accel().scale(HEALTHY_DEADLINE),
+        deadline: ctx.accel().scale(HEALTHY_DEADLINE),
     };
-    wait(phase, &s, &w).await?;
+    wait(phase, &s, &w, ctx.events).await?;
     Ok(changed.into_iter().map(|p| format!("{cp}:{}", p.display())).collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn etcdctl_speaks_v3_over_tls_to_the_control_plane_with_the_chosen_binary() {
-        let mut spec = ClusterSpec { etcd_from: EtcdSource::Debian, ..ClusterSpec::default() };
-        let cmd = etcdctl(&spec, &Layout::default());
-        assert_eq!(
-            cmd,
-            "ETCDCTL_API=3 /usr/bin/etcdctl --endpoints=https://10.0.0.4:2379 --cacert=/etc/kubernetes/pki/ca.crt \
-             --cert=/etc/kubernetes/pki/etcd-client.crt --key=/etc/kubernetes/pki/etcd-client.key"
-        );
-        spec.etcd_from = EtcdSource::Upstream;
-        assert!(etcdctl(&spec, &Layout::default()).starts_with("ETCDCTL_API=3 /usr/local/bin/etcdctl "));
-    }
 
     #[test]
     fn the_upstream_members_follow_the_release_layout() {

@@ -9,11 +9,10 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::node::{install, ssh, start, wait, Put, Wait};
-use super::run::session;
-use super::secrets::ROOT_KUBECONFIG;
-use super::{control_plane_files, Bootstrap, BootstrapError, Layout, Phase};
-use crate::cluster::Cluster;
+use crate::bootstrap::context::Ctx;
+use crate::bootstrap::node::{install, start, wait, Put, Wait};
+use crate::bootstrap::node_files::control_plane_files;
+use crate::bootstrap::{BootstrapError, Layout};
 use crate::pki;
 use crate::spec::ClusterSpec;
 use crate::ssh::shell_quote;
@@ -23,15 +22,6 @@ const LEASE_DEADLINE: Duration = Duration::from_secs(60);
 
 const BINARIES: [&str; 4] = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"];
 const UNITS: [&str; 3] = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"];
-
-/// kubectl on the control plane, as root's admin-internal kubeconfig.
-pub fn kubectl(layout: &Layout) -> String {
-    format!(
-        "{} --kubeconfig={}",
-        shell_quote(&layout.bin_dir.join("kubectl").display().to_string()),
-        shell_quote(ROOT_KUBECONFIG)
-    )
-}
 
 /// The ClusterRole that lets the apiserver use the kubelet API, bound to the apiserver's client identity
 /// (its certificate's CN), as a kubectl-applicable list.
@@ -81,14 +71,12 @@ fn restarts(changed: &[PathBuf], files: &[(&str, Vec<PathBuf>)]) -> Vec<String> 
     files.iter().filter(|(_, paths)| paths.iter().any(|p| changed.contains(p))).map(|(u, _)| u.to_string()).collect()
 }
 
-pub(super) async fn run(b: &Bootstrap, cluster: &Cluster) -> Result<Vec<String>, BootstrapError> {
-    let phase = Phase::ControlPlane;
-    let spec = cluster.spec();
-    let layout = &b.layout;
+pub(super) async fn run(ctx: &Ctx<'_>) -> Result<Vec<String>, BootstrapError> {
+    let (phase, spec, layout) = (ctx.phase, ctx.spec(), ctx.layout());
     let cp = &spec.control_plane().name;
     let members: Vec<String> = BINARIES.iter().map(|n| format!("kubernetes/server/bin/{n}")).collect();
-    let bins = b.binaries(phase, "kubernetes-server", &members)?;
-    let s = session(cluster, phase, cp).await?;
+    let bins = ctx.b.binaries(phase, "kubernetes-server", &members)?;
+    let s = ctx.session(cp).await?;
 
     let bin = |name: &str| layout.bin_dir.join(name);
     let mut files: Vec<Put> =
@@ -116,26 +104,23 @@ pub(super) async fn run(b: &Bootstrap, cluster: &Cluster) -> Result<Vec<String>,
         start(phase, &s, &unchanged, false).await?;
     }
 
-    let kubectl = kubectl(layout);
+    let kubectl = layout.kubectl();
     let healthz = Wait {
         what: "the apiserver's /healthz to answer ok to the admin identity".into(),
         check: format!("{kubectl} get --raw /healthz"),
         unit: Some("kube-apiserver".into()),
-        deadline: cluster.accel().scale(HEALTHZ_DEADLINE),
+        deadline: ctx.accel().scale(HEALTHZ_DEADLINE),
     };
-    wait(phase, &s, &healthz).await?;
-    ssh(
-        phase,
-        s.succeed(&format!("{kubectl} apply -f {}", shell_quote(&rbac_path(layout).display().to_string()))).await,
-    )?;
+    wait(phase, &s, &healthz, ctx.events).await?;
+    ctx.ssh(s.succeed(&format!("{kubectl} apply -f {}", shell_quote(&rbac_path(layout).display().to_string()))).await)?;
     for unit in ["kube-controller-manager", "kube-scheduler"] {
         let lease = Wait {
             what: format!("{unit} to hold its leader lease (running, and authorised by the apiserver)"),
             check: format!("{kubectl} -n kube-system get lease {unit} -o name"),
             unit: Some(unit.into()),
-            deadline: cluster.accel().scale(LEASE_DEADLINE),
+            deadline: ctx.accel().scale(LEASE_DEADLINE),
         };
-        wait(phase, &s, &lease).await?;
+        wait(phase, &s, &lease, ctx.events).await?;
     }
     Ok(changed.into_iter().map(|p| format!("{cp}:{}", p.display())).collect())
 }

@@ -1,12 +1,13 @@
-//! The phases of bringing a cluster up, in the seed's order. `kthw up --until PHASE` stops after any of them.
+//! The phases of bringing a cluster up, in the seed's order: the one list of them. `kthw up --until PHASE`
+//! stops after any of them, the artifact manifest names the phases that need each artifact, and run records
+//! name the phase they time. It sits at the bottom of the library so that every layer can name a phase.
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// One step of the seed's checklist. Cilium and CoreDNS come in later issues: they are not phases until they
-/// do something.
+/// One step of the seed's checklist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
@@ -22,14 +23,29 @@ pub enum Phase {
     ControlPlane,
     /// containerd and the kubelet on every worker, each registered as a node.
     Workers,
+    /// The seed's step 8: Cilium installed with the cilium CLI as CNI and kube-proxy replacement.
+    Cilium,
+    /// The seed's step 9: CoreDNS serving the cluster domain at `network.cluster_dns`.
+    Coredns,
+    /// The seed's step 10: every worker Ready.
+    Ready,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 6] =
-        [Phase::Nodes, Phase::Pki, Phase::Kubeconfigs, Phase::Etcd, Phase::ControlPlane, Phase::Workers];
+    pub const ALL: [Phase; 9] = [
+        Phase::Nodes,
+        Phase::Pki,
+        Phase::Kubeconfigs,
+        Phase::Etcd,
+        Phase::ControlPlane,
+        Phase::Workers,
+        Phase::Cilium,
+        Phase::Coredns,
+        Phase::Ready,
+    ];
 
     /// The last phase: what `kthw up` runs to when given no `--until`.
-    pub const LAST: Phase = Phase::Workers;
+    pub const LAST: Phase = Phase::Ready;
 
     pub fn name(self) -> &'static str {
         match self {
@@ -39,6 +55,9 @@ impl Phase {
             Phase::Etcd => "etcd",
             Phase::ControlPlane => "control-plane",
             Phase::Workers => "workers",
+            Phase::Cilium => "cilium",
+            Phase::Coredns => "coredns",
+            Phase::Ready => "ready",
         }
     }
 
@@ -51,6 +70,9 @@ impl Phase {
             Phase::Etcd => "etcd serving TLS on the control plane",
             Phase::ControlPlane => "apiserver, controller manager and scheduler running",
             Phase::Workers => "containerd and kubelet on every worker, each registered as a node",
+            Phase::Cilium => "Cilium running on every worker as CNI and kube-proxy replacement",
+            Phase::Coredns => "CoreDNS answering cluster names at the cluster DNS address",
+            Phase::Ready => "every worker Ready",
         }
     }
 
@@ -89,12 +111,14 @@ impl FromStr for Phase {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::artifacts::PHASES;
 
     #[test]
     fn names_round_trip_in_seed_order() {
         let names: Vec<String> = Phase::ALL.iter().map(|p| p.to_string()).collect();
-        assert_eq!(names, ["nodes", "pki", "kubeconfigs", "etcd", "control-plane", "workers"]);
+        assert_eq!(
+            names,
+            ["nodes", "pki", "kubeconfigs", "etcd", "control-plane", "workers", "cilium", "coredns", "ready"]
+        );
         for p in Phase::ALL {
             assert_eq!(p.name().parse::<Phase>(), Ok(p));
         }
@@ -104,17 +128,12 @@ mod tests {
 
     #[test]
     fn an_unknown_name_lists_the_phases() {
-        let e = "cilium".parse::<Phase>().unwrap_err().to_string();
+        let e = "kube-proxy".parse::<Phase>().unwrap_err().to_string();
         assert_eq!(
             e,
-            "unknown phase \"cilium\"; the phases, in order: nodes, pki, kubeconfigs, etcd, control-plane, workers"
+            "unknown phase \"kube-proxy\"; the phases, in order: nodes, pki, kubeconfigs, etcd, control-plane, \
+             workers, cilium, coredns, ready"
         );
-    }
-
-    #[test]
-    fn every_phase_after_nodes_is_one_the_artifact_manifest_knows_in_the_same_order() {
-        let ours: Vec<&str> = Phase::ALL[1..].iter().map(|p| p.name()).collect();
-        assert_eq!(ours, PHASES[..ours.len()], "artifacts::PHASES begins with our phases");
     }
 
     #[test]

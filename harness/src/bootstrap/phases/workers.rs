@@ -3,15 +3,17 @@
 //! pinned node tarball. Done when every kubelet runs and its worker is registered as a node (NotReady until a
 //! CNI arrives, as in the seed). No kube-proxy anywhere.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use super::control_plane::kubectl;
-use super::node::{install, ssh, start, wait, wait_on, Put, Wait};
-use super::run::{per_node, session};
-use super::{worker_files, Bootstrap, BootstrapError, Layout, Phase};
 use crate::accel::Accel;
-use crate::cluster::Cluster;
+use crate::bootstrap::context::Ctx;
+use crate::bootstrap::node::{install, ssh, start, wait, wait_on, Put, Wait};
+use crate::bootstrap::node_files::worker_files;
+use crate::bootstrap::{BootstrapError, Layout};
+use crate::events::Events;
+use crate::oci;
+use crate::phase::Phase;
 use crate::ssh::{shell_quote, Session};
 
 const CONTAINERD_DEADLINE: Duration = Duration::from_secs(30);
@@ -28,12 +30,11 @@ struct WorkerWork {
     archive: PathBuf,
     reference: String,
     accel: Accel,
+    events: Events,
 }
 
-pub(super) async fn run(b: &Bootstrap, cluster: &Cluster) -> Result<Vec<String>, BootstrapError> {
-    let phase = Phase::Workers;
-    let spec = cluster.spec();
-    let layout = &b.layout;
+pub(super) async fn run(ctx: &Ctx<'_>) -> Result<Vec<String>, BootstrapError> {
+    let (phase, spec, layout, b) = (ctx.phase, ctx.spec(), ctx.layout(), ctx.b);
     let kubelet = b.binaries(phase, "kubernetes-node", &["kubernetes/node/bin/kubelet".to_string()])?.remove(0);
     let (pause, pause_archive) = b.artifact(phase, "pause")?;
     let reference = pause.locator().to_string();
@@ -52,23 +53,24 @@ pub(super) async fn run(b: &Bootstrap, cluster: &Cluster) -> Result<Vec<String>,
                 layout: layout.clone(),
                 archive: archive.clone(),
                 reference: reference.clone(),
-                accel: cluster.accel(),
+                accel: ctx.accel(),
+                events: ctx.events.clone(),
             };
             (w.name.clone(), work)
         })
         .collect();
-    let changed = per_node(cluster, phase, work, |s, w| async move { worker(&s, w).await }).await?;
+    let changed = ctx.per_node(work, |s, w| async move { worker(&s, w).await }).await?;
 
-    let cp = session(cluster, phase, &spec.control_plane().name).await?;
-    let kubectl = kubectl(layout);
+    let cp = ctx.session(&spec.control_plane().name).await?;
+    let kubectl = layout.kubectl();
     for w in spec.workers() {
         let registered = Wait {
             what: format!("{} to be registered as a node", w.name),
             check: format!("{kubectl} get node {} -o name", shell_quote(&w.name)),
             unit: Some("kubelet".into()),
-            deadline: cluster.accel().scale(REGISTERED_DEADLINE),
+            deadline: ctx.accel().scale(REGISTERED_DEADLINE),
         };
-        wait_on(phase, &cp, &session(cluster, phase, &w.name).await?, &registered).await?;
+        wait_on(phase, &cp, &ctx.session(&w.name).await?, &registered, ctx.events).await?;
     }
     Ok(changed)
 }
@@ -83,12 +85,14 @@ async fn worker(s: &Session, w: WorkerWork) -> Result<Vec<PathBuf>, BootstrapErr
     start(phase, s, &["containerd"], changed.contains(&layout.containerd_config)).await?;
     let containerd = Wait {
         what: "containerd to answer on its socket".into(),
-        check: format!("{} version", ctr(layout)),
+        check: format!("{} version", layout.ctr()),
         unit: Some("containerd".into()),
         deadline: w.accel.scale(CONTAINERD_DEADLINE),
     };
-    wait(phase, s, &containerd).await?;
-    import_image(s, layout, &w.archive, &w.reference).await?;
+    wait(phase, s, &containerd, &w.events).await?;
+    oci::import(s, &layout.ctr(), &w.archive, &w.reference)
+        .await
+        .map_err(|source| BootstrapError::Oci { phase, source: Box::new(source) })?;
 
     let kubelet_files = [layout.bin_dir.join("kubelet"), layout.kubelet_config(), layout.unit("kubelet")];
     start(phase, s, &["kubelet"], kubelet_files.iter().any(|f| changed.contains(f))).await?;
@@ -98,43 +102,6 @@ async fn worker(s: &Session, w: WorkerWork) -> Result<Vec<PathBuf>, BootstrapErr
         unit: Some("kubelet".into()),
         deadline: w.accel.scale(KUBELET_DEADLINE),
     };
-    wait(phase, s, &kubelet).await?;
+    wait(phase, s, &kubelet, &w.events).await?;
     Ok(changed)
-}
-
-fn ctr(layout: &Layout) -> String {
-    format!("ctr --address {}", shell_quote(&layout.containerd_socket.display().to_string()))
-}
-
-/// Imports the OCI archive at `archive` on the node into containerd's Kubernetes namespace as `reference`
-/// (the name the archive's index gives it), unless an image of that name is there already. Guests have no
-/// egress: this is how the sandbox image gets to a worker.
-pub async fn import_image(s: &Session, layout: &Layout, archive: &Path, reference: &str) -> Result<(), BootstrapError> {
-    let phase = Phase::Workers;
-    let ctr = ctr(layout);
-    let listed = |out: &str| out.lines().any(|l| l.trim() == reference);
-    let list = format!("{ctr} -n k8s.io images ls -q");
-    if listed(&ssh(phase, s.succeed(&list).await)?.stdout_lossy()) {
-        return Ok(());
-    }
-    // Names in the archive that lack a registry part get this one; full names must begin with it.
-    let base = reference.rsplit_once(':').map_or(reference, |(repo, _)| repo);
-    let import = format!(
-        "{ctr} -n k8s.io images import --base-name {} --platform linux/amd64 {}",
-        shell_quote(base),
-        shell_quote(&archive.display().to_string())
-    );
-    ssh(phase, s.succeed(&import).await)?;
-    let after = ssh(phase, s.succeed(&list).await)?.stdout_lossy();
-    if !listed(&after) {
-        return Err(BootstrapError::Node {
-            phase,
-            detail: format!(
-                "{}: importing {} did not make {reference}; containerd lists:\n{after}",
-                s.node(),
-                archive.display()
-            ),
-        });
-    }
-    Ok(())
 }

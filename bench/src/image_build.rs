@@ -93,7 +93,7 @@ pub fn boot_ours_vs_debian(
     rounds: usize,
     scratch: &Path,
 ) -> anyhow::Result<BootComparison> {
-    let _lock = crate::vm_lock().context("locking /tmp/kthw-vm.lock")?;
+    let _lock = kthw_tests::vm_lock().context("locking /tmp/kthw-vm.lock")?;
     let (mut ours, mut debian) = (Vec::new(), Vec::new());
     for _ in 0..rounds.max(1) {
         ours.push(boot_to_ssh(image, Initrd::Ours, accel, scratch)?);

@@ -1,7 +1,6 @@
 //! Upload throughput of `kthw::ssh` against OpenSSH's `scp`, same file, same server, same run.
 //! Goal: ratio (ours / scp) at least 0.8.
 
-use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -9,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use kthw::cluster::Cluster;
 use kthw::ssh::{keys, Session, Target};
+use kthw_tests::write_random_file;
 
 /// Megabytes (10^6 bytes) per second of each tool, and ours divided by scp's.
 #[derive(Debug, Clone, Copy)]
@@ -99,21 +99,4 @@ async fn check_sum(node: &Session, remote: &str, expected: &str) -> anyhow::Resu
         Some(sum) if sum == expected => Ok(()),
         other => bail!("{remote} on {} has sha256 {other:?}, expected {expected}", node.node()),
     }
-}
-
-/// `mib` MiB of incompressible data written a chunk at a time (never all in memory); returns its sha256 in hex.
-/// Every chunk differs, so a misplaced chunk changes the sum.
-pub fn write_random_file(path: &Path, mib: usize) -> anyhow::Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut block = vec![0u8; 1024 * 1024];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut block)?;
-    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
-    let mut hash = Sha256::new();
-    for i in 0..mib {
-        block[..8].copy_from_slice(&(i as u64).to_le_bytes());
-        hash.update(&block);
-        file.write_all(&block)?;
-    }
-    file.flush()?;
-    Ok(hex::encode(hash.finalize()))
 }

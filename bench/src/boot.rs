@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use kthw::accel::{self, Accel};
-use kthw::cluster::{Cluster, UpOptions};
 use kthw::identity::NodeIdentity;
 use kthw::image::NodeImage;
 use kthw::paths::Paths;
+use kthw::phase::Phase;
 use kthw::ssh::{KeyPair, Session, Target};
+use kthw::up::Up;
 use kthw::virt::{self, disk};
 use kthw::ClusterSpec;
 
@@ -79,16 +80,16 @@ pub fn small_three_node_spec() -> ClusterSpec {
 
 /// Boots the raw baseline first, then the harness, each once, holding /tmp/kthw-vm.lock throughout.
 pub async fn three_nodes_vs_raw_qemu(paths: &Paths, image: &NodeImage) -> anyhow::Result<NodesBoot> {
-    let _lock = crate::vm_lock()?;
+    let _lock = kthw_tests::vm_lock()?;
     let spec = small_three_node_spec();
     let accel = accel::detect(&paths.state, Some(&image.kernel)).accel;
     let scratch = tempfile::tempdir_in(std::env::temp_dir())?;
     let (raw, raw_rss) = raw_boot(&spec, image, accel, scratch.path()).await?;
 
     let name = format!("bench-boot-{}", std::process::id());
-    let options = UpOptions { image: Some(image.clone()), ..UpOptions::default() };
     let start = Instant::now();
-    let cluster = Cluster::up(&spec, &name, paths, options).await?;
+    let up = Up::new(spec.clone()).name(&name).until(Phase::Nodes).paths(paths.clone()).image(image.clone());
+    let cluster = up.run().await?.cluster;
     let harness = start.elapsed();
     let harness_nodes =
         cluster.nodes().iter().map(|n| (n.name.clone(), Duration::from_millis(n.boot_ms.unwrap_or(0)))).collect();

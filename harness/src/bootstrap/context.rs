@@ -1,0 +1,132 @@
+//! What every phase works with, below the phases and the dispatcher: where artifacts come from
+//! ([`Bootstrap`]) and, while one phase runs, the cluster, the phase and its events ([`Ctx`]).
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use tokio::task::JoinSet;
+
+use super::check::{self, Lack, Reach};
+use super::{unpack, BootstrapError, Layout};
+use crate::accel::Accel;
+use crate::artifacts::{Artifact, Cache, Manifest, State};
+use crate::cluster::Cluster;
+use crate::events::Events;
+use crate::paths::Paths;
+use crate::phase::Phase;
+use crate::spec::ClusterSpec;
+use crate::ssh::{Session, SshError};
+
+/// Where the phases get what they install: the artifact directory, the pinned manifest, the node layout, and
+/// a host directory for binaries unpacked from release tarballs.
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    pub cache: Cache,
+    pub manifest: Manifest,
+    pub layout: Layout,
+    pub unpack_dir: PathBuf,
+}
+
+impl Bootstrap {
+    /// The user's artifact cache, or only `artifacts_dir` when given (air-gapped: `--artifacts-dir`).
+    pub fn new(paths: &Paths, artifacts_dir: Option<PathBuf>) -> Bootstrap {
+        let cache = match artifacts_dir {
+            Some(d) => Cache::air_gapped(d),
+            None => Cache::new(paths.artifacts()),
+        };
+        Bootstrap {
+            cache,
+            manifest: Manifest::pinned(),
+            layout: Layout::default(),
+            unpack_dir: paths.cache.join("unpacked"),
+        }
+    }
+
+    /// What the phases through `until` lack; call it before booting anything.
+    pub fn check(&self, spec: &ClusterSpec, until: Phase) -> Vec<Lack> {
+        check::check_artifacts(spec, until, &self.cache, &self.manifest)
+    }
+
+    /// How far toward `until` the artifacts at hand go.
+    pub fn reach(&self, spec: &ClusterSpec, until: Phase) -> Reach {
+        check::reach(spec, until, &self.cache, &self.manifest)
+    }
+
+    /// The verified artifact `name`, or the error naming what is missing and the command that provides it.
+    pub fn artifact(&self, phase: Phase, name: &str) -> Result<(&Artifact, PathBuf), BootstrapError> {
+        let a = self.manifest.get(name).unwrap_or_else(|| panic!("the pinned manifest has an artifact {name}"));
+        let path = self.cache.path_of(a);
+        if self.cache.state_of(a) == State::Cached {
+            return Ok((a, path));
+        }
+        let lack = Lack { phase, artifact: a.name.clone(), command: self.cache.command_for(a), path };
+        Err(BootstrapError::MissingArtifacts { phase, missing: vec![lack] })
+    }
+
+    /// `members` of the release tarball `artifact`, unpacked on the host, by file name.
+    pub fn binaries(&self, phase: Phase, artifact: &str, members: &[String]) -> Result<Vec<PathBuf>, BootstrapError> {
+        let (a, tarball) = self.artifact(phase, artifact)?;
+        let into = self.unpack_dir.join(&a.name).join(&a.upstream_version);
+        unpack::unpack(phase, &tarball, &into, members)
+    }
+}
+
+/// One phase running on one cluster.
+pub struct Ctx<'a> {
+    pub b: &'a Bootstrap,
+    pub cluster: &'a Cluster,
+    pub phase: Phase,
+    pub events: &'a Events,
+}
+
+impl Ctx<'_> {
+    pub fn spec(&self) -> &ClusterSpec {
+        self.cluster.spec()
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.b.layout
+    }
+
+    pub fn accel(&self) -> Accel {
+        self.cluster.accel()
+    }
+
+    /// An SSH session to `node`.
+    pub async fn session(&self, node: &str) -> Result<Session, BootstrapError> {
+        self.cluster.session(node).await.map_err(|source| BootstrapError::Cluster { phase: self.phase, source })
+    }
+
+    /// An SSH failure as this phase's error.
+    pub fn ssh<T>(&self, r: Result<T, SshError>) -> Result<T, BootstrapError> {
+        r.map_err(|source| BootstrapError::Ssh { phase: self.phase, source })
+    }
+
+    /// Runs `f` for every `(node, work)` at once; returns `node:path` for each file changed. The first failure
+    /// ends the phase (the phase is idempotent: running it again finishes what the others had begun).
+    pub async fn per_node<T, F, Fut>(&self, work: Vec<(String, T)>, f: F) -> Result<Vec<String>, BootstrapError>
+    where
+        F: Fn(Session, T) -> Fut,
+        Fut: Future<Output = Result<Vec<PathBuf>, BootstrapError>> + Send + 'static,
+    {
+        let mut set = JoinSet::new();
+        for (node, item) in work {
+            let fut = f(self.session(&node).await?, item);
+            set.spawn(async move {
+                let changed = fut.await?;
+                Ok::<_, BootstrapError>(
+                    changed.into_iter().map(|p| format!("{node}:{}", p.display())).collect::<Vec<_>>(),
+                )
+            });
+        }
+        let mut changed = Vec::new();
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok(r) => changed.extend(r?),
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
+        }
+        changed.sort();
+        Ok(changed)
+    }
+}

@@ -1,0 +1,35 @@
+//! The table of phases: one module each, every one a function of the shared [`Ctx`]. Adding a phase is one
+//! entry in [`Phase`] and one module here; no phase module imports the dispatcher or another phase.
+
+mod cilium;
+mod control_plane;
+mod coredns;
+mod etcd;
+mod kubeconfigs;
+mod nodes;
+mod pki;
+mod ready;
+mod workers;
+
+pub use control_plane::apiserver_to_kubelet_rbac;
+pub use kubeconfigs::kubeconfig_files;
+pub use pki::{load_or_generate, pki_files};
+
+use super::context::Ctx;
+use super::BootstrapError;
+use crate::phase::Phase;
+
+/// Runs `ctx.phase`; returns `node:path` of every file it installed or replaced.
+pub(super) async fn run(ctx: &Ctx<'_>) -> Result<Vec<String>, BootstrapError> {
+    match ctx.phase {
+        Phase::Nodes => nodes::run(ctx).await,
+        Phase::Pki => pki::run(ctx).await,
+        Phase::Kubeconfigs => kubeconfigs::run(ctx).await,
+        Phase::Etcd => etcd::run(ctx).await,
+        Phase::ControlPlane => control_plane::run(ctx).await,
+        Phase::Workers => workers::run(ctx).await,
+        Phase::Cilium => cilium::run(ctx).await,
+        Phase::Coredns => coredns::run(ctx).await,
+        Phase::Ready => ready::run(ctx).await,
+    }
+}

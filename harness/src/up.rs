@@ -1,0 +1,332 @@
+//! One way up: [`Up`] owns the whole sequence of bringing a cluster up (the artifact preflight, the node
+//! image, the boot, the phases, keeping it, and interruption), and the CLI, the tests, the benchmarks and the
+//! scenarios all call it. What it does reaches the caller as [`Event`]s and the run's timeline.
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), kthw::up::UpError> {
+//! use kthw::{phase::Phase, up::Up, ClusterSpec};
+//! let running = Up::new(ClusterSpec::default()).name("lab").until(Phase::Etcd).run().await?;
+//! let cp = running.cluster.session("control-plane-1").await.expect("a session");
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::bootstrap::{debian_etcd_hint, render_lacks, Bootstrap, BootstrapError, Lack, PhaseReport};
+use crate::cluster::{Cluster, ClusterError, UpOptions};
+use crate::events::{Event, Events};
+use crate::image::{self, BuildOptions, ImageError, NodeImage};
+use crate::paths::Paths;
+use crate::phase::Phase;
+use crate::rundir::RunDir;
+use crate::spec::ClusterSpec;
+
+/// Whether the cluster outlives the process that brought it up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Keep {
+    /// Torn down when the [`Running`] handle is dropped (tests).
+    #[default]
+    Never,
+    /// Kept when a phase fails, for a person to look at; torn down otherwise.
+    OnFailure,
+    /// Kept from the moment every node answers, until `kthw down` (`kthw up`).
+    Always,
+}
+
+/// How far a run goes, decided before anything boots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The last phase to run.
+    pub last: Phase,
+    /// With `partial`: the first phase that cannot run for lack of artifacts, and what it lacks.
+    pub blocked: Option<(Phase, Vec<Lack>)>,
+}
+
+impl Plan {
+    /// What a person should do about the blocked phase, if anything.
+    pub fn hint(&self, spec: &ClusterSpec) -> Option<String> {
+        self.blocked.as_ref().and_then(|(_, lacks)| debian_etcd_hint(spec, lacks))
+    }
+}
+
+/// Why a cluster did not come up.
+#[derive(Debug, thiserror::Error)]
+pub enum UpError {
+    #[error(
+        "the phases through {until} need {} artifact{} this host lacks; no VM was booted:\n{}{}\n\
+         hint: `kthw up --partial` runs every phase the artifacts at hand allow and stops before the first that lacks one",
+        lacks.len(),
+        if lacks.len() == 1 { "" } else { "s" },
+        render_lacks(lacks),
+        hint.as_ref().map(|h| format!("\nhint: {h}")).unwrap_or_default()
+    )]
+    MissingArtifacts { until: Phase, lacks: Vec<Lack>, hint: Option<String> },
+    #[error("no node image, and building one failed")]
+    Image(#[source] ImageError),
+    #[error("cluster {name} did not come up")]
+    Boot {
+        name: String,
+        #[source]
+        source: Box<ClusterError>,
+    },
+    #[error("cluster {name}: {}", if *kept {
+        format!("it stays up to look at (node logs in {}/nodes/*/ssh.log; `kthw down {name}` removes it)", run_dir.root().display())
+    } else {
+        "it was torn down".to_string()
+    })]
+    Phase {
+        name: String,
+        run_dir: RunDir,
+        kept: bool,
+        #[source]
+        source: Box<BootstrapError>,
+    },
+    #[error("interrupted by {signal}: cluster {name} was torn down")]
+    Interrupted { signal: &'static str, name: String },
+    #[error("keeping cluster {name}")]
+    Keep {
+        name: String,
+        #[source]
+        source: Box<ClusterError>,
+    },
+}
+
+/// A cluster brought up as far as its plan goes.
+#[derive(Debug)]
+pub struct Running {
+    pub cluster: Cluster,
+    pub plan: Plan,
+    pub reports: Vec<PhaseReport>,
+    /// Where the phases got their artifacts; run more phases on the cluster with it.
+    pub bootstrap: Bootstrap,
+}
+
+/// The builder: `Up::new(spec)`, then what differs from the defaults, then [`Up::run`].
+#[derive(Debug, Clone)]
+pub struct Up {
+    spec: ClusterSpec,
+    name: Option<String>,
+    until: Phase,
+    partial: bool,
+    artifacts_dir: Option<PathBuf>,
+    keep: Keep,
+    paths: Paths,
+    image: Option<NodeImage>,
+    uri: Option<String>,
+    boot_deadline: Option<Duration>,
+    events: Events,
+}
+
+impl Up {
+    /// Every phase of `spec`, named as the spec names it, under `Paths::from_env()`, torn down when dropped.
+    pub fn new(spec: ClusterSpec) -> Up {
+        Up {
+            spec,
+            name: None,
+            until: Phase::LAST,
+            partial: false,
+            artifacts_dir: None,
+            keep: Keep::Never,
+            paths: Paths::from_env(),
+            image: None,
+            uri: None,
+            boot_deadline: None,
+            events: Events::default(),
+        }
+    }
+
+    /// The cluster's name (its run directory); the spec's `name` by default.
+    pub fn name(mut self, name: impl Into<String>) -> Up {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The last phase to run.
+    pub fn until(mut self, phase: Phase) -> Up {
+        self.until = phase;
+        self
+    }
+
+    /// Run every phase whose artifacts are at hand and stop before the first that lacks one, instead of
+    /// refusing before booting.
+    pub fn partial(mut self, partial: bool) -> Up {
+        self.partial = partial;
+        self
+    }
+
+    /// Use only the artifacts in this directory (air-gapped).
+    pub fn artifacts_dir(mut self, dir: Option<PathBuf>) -> Up {
+        self.artifacts_dir = dir;
+        self
+    }
+
+    pub fn keep(mut self, keep: Keep) -> Up {
+        self.keep = keep;
+        self
+    }
+
+    /// Where images, artifacts and run directories live.
+    pub fn paths(mut self, paths: Paths) -> Up {
+        self.paths = paths;
+        self
+    }
+
+    /// This node image instead of the cached one (built when missing).
+    pub fn image(mut self, image: NodeImage) -> Up {
+        self.image = Some(image);
+        self
+    }
+
+    /// The libvirt URI; `virt::connect::uri()` by default.
+    pub fn uri(mut self, uri: impl Into<String>) -> Up {
+        self.uri = Some(uri.into());
+        self
+    }
+
+    /// How long a node may take to answer SSH, written for KVM and scaled by the accelerator.
+    pub fn boot_deadline(mut self, deadline: Duration) -> Up {
+        self.boot_deadline = Some(deadline);
+        self
+    }
+
+    /// Where events go (they are also logged, and kept in the run's timeline).
+    pub fn events(mut self, events: Events) -> Up {
+        self.events = events;
+        self
+    }
+
+    pub fn cluster_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.spec.name)
+    }
+
+    pub fn bootstrap(&self) -> Bootstrap {
+        Bootstrap::new(&self.paths, self.artifacts_dir.clone())
+    }
+
+    /// How far the run will go with the artifacts at hand; without `partial`, an error listing what is
+    /// missing (and the command that provides each) when that is not all the way to `until`.
+    pub fn plan(&self) -> Result<Plan, UpError> {
+        let bootstrap = self.bootstrap();
+        if self.partial {
+            let reach = bootstrap.reach(&self.spec, self.until);
+            return Ok(Plan { last: reach.last, blocked: reach.blocked });
+        }
+        let lacks = bootstrap.check(&self.spec, self.until);
+        if lacks.is_empty() {
+            return Ok(Plan { last: self.until, blocked: None });
+        }
+        let hint = debian_etcd_hint(&self.spec, &lacks);
+        Err(UpError::MissingArtifacts { until: self.until, lacks, hint })
+    }
+
+    /// Brings the cluster up as far as the plan goes.
+    pub async fn run(self) -> Result<Running, UpError> {
+        self.run_until(std::future::pending()).await
+    }
+
+    /// [`Up::run`], ended by `cancel` (which names why, e.g. "SIGINT"): then everything made so far is torn
+    /// down, kept or not, and the result is [`UpError::Interrupted`].
+    pub async fn run_until(self, cancel: impl Future<Output = &'static str>) -> Result<Running, UpError> {
+        let name = self.cluster_name().to_string();
+        let plan = self.plan()?;
+        tokio::pin!(cancel);
+        let image = match self.image.clone() {
+            Some(i) => i,
+            None => tokio::select! {
+                image = self.cached_or_built() => image?,
+                signal = &mut cancel => return Err(UpError::Interrupted { signal, name }),
+            },
+        };
+        let options = UpOptions {
+            image: Some(image),
+            uri: self.uri.clone(),
+            boot_deadline: self.boot_deadline,
+            events: self.events.clone(),
+        };
+        let mut cluster = tokio::select! {
+            up = Cluster::up(&self.spec, &name, &self.paths, options) => {
+                up.map_err(|e| UpError::Boot { name: name.clone(), source: Box::new(e) })?
+            }
+            // Dropping the `up` future drops its teardown guard: what was created is removed.
+            signal = &mut cancel => return Err(UpError::Interrupted { signal, name }),
+        };
+        let events = self.events.with_timeline(cluster.run_dir());
+        if self.keep == Keep::Always {
+            cluster.keep().map_err(|e| UpError::Keep { name: name.clone(), source: Box::new(e) })?;
+        }
+        let bootstrap = self.bootstrap();
+        let ran = tokio::select! {
+            ran = bootstrap.run_through(&cluster, plan.last, &events) => ran,
+            signal = &mut cancel => {
+                events.emit(Event::Note(format!("interrupted by {signal}: tearing cluster {name} down")));
+                if let Err(e) = cluster.down().await {
+                    tracing::error!(cluster = %name, error = %crate::chain(&e), "tearing down after the interruption failed; `kthw gc` retries");
+                }
+                return Err(UpError::Interrupted { signal, name });
+            }
+        };
+        match ran {
+            Ok(reports) => Ok(Running { cluster, plan, reports, bootstrap }),
+            Err(source) => {
+                let kept = match self.keep {
+                    Keep::Never => false,
+                    Keep::Always => true,
+                    Keep::OnFailure => cluster.keep().is_ok(),
+                };
+                Err(UpError::Phase { name, run_dir: cluster.run_dir().clone(), kept, source: Box::new(source) })
+            }
+        }
+    }
+
+    async fn cached_or_built(&self) -> Result<NodeImage, UpError> {
+        if let Some(i) = image::cached(&self.paths).map_err(UpError::Image)? {
+            return Ok(i);
+        }
+        self.events.emit(Event::ImageBuilding);
+        let start = Instant::now();
+        let built = image::build(&self.paths, &BuildOptions::default()).await.map_err(UpError::Image)?;
+        self.events.emit(Event::ImageReady { key: built.key.clone(), took: start.elapsed() });
+        Ok(built)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up_in(home: &std::path::Path) -> Up {
+        Up::new(ClusterSpec::default()).paths(Paths::under(home.to_path_buf()))
+    }
+
+    #[test]
+    fn without_artifacts_the_plan_refuses_naming_each_and_the_way_on() {
+        let home = tempfile::tempdir().unwrap();
+        let err = up_in(home.path()).until(Phase::Workers).plan().unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("the phases through workers need 4 artifacts this host lacks; no VM was booted"));
+        for a in ["etcd", "kubernetes-server", "kubernetes-node", "pause"] {
+            assert!(text.contains(&format!("  - {a} (for ")), "{a} in {text}");
+        }
+        assert!(text.contains("etcd_from = \"debian\""), "the Debian etcd hint: {text}");
+        assert!(text.contains("kthw up --partial"), "{text}");
+    }
+
+    #[test]
+    fn partial_goes_as_far_as_the_artifacts_allow() {
+        let home = tempfile::tempdir().unwrap();
+        let plan = up_in(home.path()).partial(true).plan().unwrap();
+        assert_eq!(plan.last, Phase::Kubeconfigs);
+        assert_eq!(plan.blocked.as_ref().map(|(p, _)| *p), Some(Phase::Etcd));
+        assert!(plan.hint(&ClusterSpec::default()).is_some());
+        let plan = up_in(home.path()).until(Phase::Pki).plan().unwrap();
+        assert_eq!(plan, Plan { last: Phase::Pki, blocked: None });
+    }
+
+    #[test]
+    fn the_name_defaults_to_the_specs() {
+        assert_eq!(Up::new(ClusterSpec::default()).cluster_name(), "kthw");
+        assert_eq!(Up::new(ClusterSpec::default()).name("bug-1234").cluster_name(), "bug-1234");
+    }
+}
