@@ -128,3 +128,15 @@ fn doctor_lists_every_prerequisite_with_a_verdict() {
         assert!(s.contains("fix:"), "every missing check says how to fix it:\n{s}");
     }
 }
+
+#[test]
+fn what_spec_show_prints_validates_as_a_person_uses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let shown = kthw(&["spec", "show"]);
+    assert!(shown.status.success(), "{}", text(&shown.stderr));
+    let f = dir.path().join("lab.toml");
+    std::fs::write(&f, &shown.stdout).unwrap();
+    let out = kthw(&["spec", "validate", f.to_str().unwrap()]);
+    assert!(out.status.success(), "spec show's output does not validate: {}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("valid: cluster \"kthw\", 3 nodes"), "{}", text(&out.stdout));
+}

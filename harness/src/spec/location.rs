@@ -34,6 +34,34 @@ fn floor_char_boundary(text: &str, mut i: usize) -> usize {
     i
 }
 
+/// The field and value a parse error's span covers, as the file writes them (`network.pods = "10.200.0.0/33"`,
+/// `nodes[1].address = "10.0.0.256"`), so an error names what did not parse and not only where. None when the
+/// span is not a single `key = value` line.
+pub fn describe_span(text: &str, span: std::ops::Range<usize>) -> Option<String> {
+    let start = floor_char_boundary(text, span.start.min(text.len()));
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    let line = text[line_start..line_end].trim();
+    let (key, value) = line.split_once('=')?;
+    let key = key.trim();
+    if key.is_empty() || key.starts_with('[') {
+        return None;
+    }
+    // The table the line is in: the nearest header above it, counting `[[nodes]]` entries.
+    let mut table = String::new();
+    let mut index = 0usize;
+    for l in text[..line_start].lines().map(str::trim) {
+        if let Some(name) = l.strip_prefix("[[").and_then(|r| r.strip_suffix("]]")) {
+            index = if table == format!("{name}[{index}]") { index + 1 } else { 0 };
+            table = format!("{name}[{index}]");
+        } else if let Some(name) = l.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            table = name.to_string();
+        }
+    }
+    let field = if table.is_empty() { key.to_string() } else { format!("{table}.{key}") };
+    Some(format!("{field} = {}", value.trim()))
+}
+
 /// Where the value at a field path like `nodes[1].address` or `cilium.values."k8sServiceHost"` is written.
 /// Falls back to the deepest enclosing part that is written; None when the field is not in the text at all.
 pub fn locate(text: &str, path: &str) -> Option<Location> {

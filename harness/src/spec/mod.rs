@@ -164,7 +164,10 @@ impl ClusterSpec {
         toml::from_str(text).map_err(|e| SpecError::Parse {
             origin: origin.to_string(),
             location: e.span().map(|s| Location::of_offset(text, s.start)),
-            message: e.message().trim_end().to_string(),
+            message: match e.span().and_then(|span| location::describe_span(text, span)) {
+                Some(what) => format!("{what}: {}", e.message().trim_end()),
+                None => e.message().trim_end().to_string(),
+            },
         })
     }
 
@@ -231,16 +234,23 @@ impl ClusterSpec {
         Derived::from_spec(self)
     }
 
-    /// The spec as TOML, followed by a `[derived]` table with every Cilium value and component flag it implies.
+    /// The spec as TOML, followed by every Cilium value and component flag it implies as comments: the output
+    /// is itself a valid spec (`kthw spec show > lab.toml`, edit, `kthw spec validate lab.toml`).
     pub fn to_effective_toml(&self) -> String {
         #[derive(Serialize)]
-        struct Effective<'a> {
-            #[serde(flatten)]
-            spec: &'a ClusterSpec,
+        struct Effective {
             derived: Derived,
         }
-        toml::to_string(&Effective { spec: self, derived: self.derived() })
-            .expect("a ClusterSpec always serializes to TOML")
+        let spec = toml::to_string(self).expect("a ClusterSpec always serializes to TOML");
+        let derived = toml::to_string(&Effective { derived: self.derived() }).expect("derived values serialize");
+        let commented: String = derived
+            .lines()
+            .map(|l| if l.is_empty() { "#\n".to_string() } else { format!("# {l}\n") })
+            .collect();
+        format!(
+            "{spec}\n# What the fields above derive, for reading: set the fields, not these. `cilium.values` and\n\
+             # `components` may repeat a derived value unchanged, never contradict it.\n{commented}"
+        )
     }
 }
 

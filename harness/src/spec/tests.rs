@@ -86,7 +86,7 @@ fn unknown_fields_are_errors_with_line_and_column() {
     let err = ClusterSpec::from_toml("egress = false\n[network]\npod = \"10.1.0.0/16\"\n", "typo.toml").unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, SpecError::Parse { location: Some(Location { line: 3, column: 1 }), .. }), "{err:?}");
-    assert!(msg.starts_with("typo.toml:3:1: unknown field `pod`"), "{msg}");
+    assert!(msg.starts_with("typo.toml:3:1: network.pod = \"10.1.0.0/16\": unknown field `pod`"), "{msg}");
     assert!(msg.contains("pods"), "the message lists the valid fields: {msg}");
 }
 
@@ -278,4 +278,30 @@ proptest! {
             prop_assert_eq!(spec.nodes.iter().filter(|n| n.role == Role::ControlPlane).count(), 1);
         }
     }
+}
+
+#[rstest]
+#[case::cidr("[network]\npods = \"10.200.0.0/33\"\n", "network.pods = \"10.200.0.0/33\"")]
+#[case::second_node(
+    "[[nodes]]\nname = \"cp\"\nrole = \"control-plane\"\naddress = \"10.0.0.4\"\n\n\
+     [[nodes]]\nname = \"w\"\nrole = \"worker\"\naddress = \"10.0.0.256\"\n",
+    "nodes[1].address = \"10.0.0.256\""
+)]
+#[case::top_level("egress = \"yes\"\n", "egress = \"yes\"")]
+fn a_value_that_does_not_parse_is_named_with_its_field(#[case] text: &str, #[case] named: &str) {
+    let err = ClusterSpec::from_toml(text, "lab.toml").unwrap_err().to_string();
+    assert!(err.contains(named), "{err}");
+    assert!(err.starts_with("lab.toml:"), "{err}");
+}
+
+#[test]
+fn what_spec_show_prints_is_itself_a_valid_spec_of_the_same_cluster() {
+    let mut spec = ClusterSpec::default();
+    spec.network.pods = "10.244.0.0/16".parse().unwrap();
+    spec.cilium.values.insert("hubble.enabled".into(), "true".into());
+    let shown = spec.to_effective_toml();
+    assert!(shown.contains("# \"ipam.operator.clusterPoolIPv4PodCIDRList\" = \"10.244.0.0/16\""), "{shown}");
+    assert!(!shown.lines().any(|l| l.trim() == "[derived]"), "derived values are comments, not a table:\n{shown}");
+    let back = ClusterSpec::from_toml_validated(&shown, "shown.toml").unwrap_or_else(|e| panic!("{e}\n{shown}"));
+    assert_eq!(back, spec);
 }
