@@ -30,13 +30,13 @@ test:
     cargo clippy --workspace --all-targets --locked -- -D warnings
     cargo nextest run --workspace --locked --profile ci
 
-# Every tier including the cluster tier (KVM runners with the pinned artifacts).
+# Every tier including the cluster tier and its ignored tests (KVM runners with the pinned artifacts).
 e2e:
-    cargo nextest run --workspace --locked --profile nightly
+    cargo nextest run --workspace --locked --profile nightly --run-ignored all
 
-# Unit tier only: seconds, no host prerequisites.
+# Unit tier only: seconds, no host prerequisites (the README's filter).
 unit:
-    cargo nextest run --workspace -E 'kind(lib)'
+    cargo nextest run --workspace -E 'kind(lib) | binary(cli)'
 
 # Benchmarks: ratios against baselines run in the same command (see bench/README.md).
 bench:
