@@ -70,6 +70,66 @@ pub enum AccessError {
     },
     #[error("cluster {cluster}: the forwarder {why}; its log ({}):\n{tail}", log.display())]
     ForwarderFailed { cluster: String, why: String, log: PathBuf, tail: String },
+    #[error("cluster {cluster}: cannot make an API client from the admin kubeconfig")]
+    Client {
+        cluster: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// A Kubernetes API client for the host, as the admin identity, through an SSH forward to the apiserver that
+/// lives as long as this value (the host never routes into the cluster network). The phases, the tests and
+/// the scenarios share one.
+pub struct ApiClient {
+    pub client: kube::Client,
+    /// 127.0.0.1:port on the host that reaches the apiserver.
+    pub local: SocketAddr,
+    _tunnel: crate::ssh::Tunnel,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient").field("local", &self.local).finish_non_exhaustive()
+    }
+}
+
+/// An [`ApiClient`] for `cluster`: a forward opened in this process, the cluster CA, the admin identity.
+/// Needs the pki phase done; answers once the control-plane phase is.
+pub async fn client(cluster: &Cluster) -> Result<ApiClient, AccessError> {
+    let name = || cluster.name().to_string();
+    let spec = cluster.spec();
+    let cp = spec.control_plane();
+    let session = cluster.session(&cp.name).await.map_err(|e| AccessError::Connect { cluster: name(), source: Box::new(e) })?;
+    let tunnel = session
+        .forward_local(&cp.address.to_string(), spec.network.apiserver_port)
+        .await
+        .map_err(|e| AccessError::Tunnel { cluster: name(), source: Box::new(e) })?;
+    let admin = host_admin(cluster, tunnel.local.port())?;
+    let client_err = |e: Box<dyn std::error::Error + Send + Sync>| AccessError::Client { cluster: name(), source: e };
+    let parsed = kube::config::Kubeconfig::from_yaml(&admin.yaml).map_err(|e| client_err(Box::new(e)))?;
+    let config = kube::Config::from_custom_kubeconfig(parsed, &kube::config::KubeConfigOptions::default())
+        .await
+        .map_err(|e| client_err(Box::new(e)))?;
+    let client = kube::Client::try_from(config).map_err(|e| client_err(Box::new(e)))?;
+    Ok(ApiClient { client, local: tunnel.local, _tunnel: tunnel })
+}
+
+/// The admin kubeconfig with its server at `https://127.0.0.1:<port>` (the apiserver certificate has
+/// 127.0.0.1 among its SANs).
+fn host_admin(cluster: &Cluster, port: u16) -> Result<kubeconfig::Kubeconfig, AccessError> {
+    let name = || cluster.name().to_string();
+    let run_dir = cluster.run_dir();
+    if !run_dir.pki().exists() {
+        return Err(AccessError::NoPki { cluster: name(), dir: run_dir.pki() });
+    }
+    let pki = ClusterPki::load(&run_dir.pki()).map_err(|source| AccessError::Pki { cluster: name(), source })?;
+    let admin = kubeconfig::all(cluster.spec(), &pki)
+        .map_err(|source| AccessError::Kubeconfig { cluster: name(), source })?
+        .into_iter()
+        .find(|k| k.name == "admin")
+        .expect("kubeconfig::all makes admin");
+    Ok(retarget(&admin, "host-admin", port))
 }
 
 /// A running forwarder, as it records itself.
@@ -153,16 +213,7 @@ fn write_record(run_dir: &RunDir, r: &ForwarderRecord) -> std::io::Result<()> {
 pub fn write_host_kubeconfig(cluster: &Cluster, port: u16) -> Result<PathBuf, AccessError> {
     let name = || cluster.name().to_string();
     let run_dir = cluster.run_dir();
-    if !run_dir.pki().exists() {
-        return Err(AccessError::NoPki { cluster: name(), dir: run_dir.pki() });
-    }
-    let pki = ClusterPki::load(&run_dir.pki()).map_err(|source| AccessError::Pki { cluster: name(), source })?;
-    let admin = kubeconfig::all(cluster.spec(), &pki)
-        .map_err(|source| AccessError::Kubeconfig { cluster: name(), source })?
-        .into_iter()
-        .find(|k| k.name == "admin")
-        .expect("kubeconfig::all makes admin");
-    let host = retarget(&admin, "host-admin", port);
+    let host = host_admin(cluster, port)?;
     kubeconfig::write_all(&run_dir.kubeconfigs(), &[host])
         .map_err(|source| AccessError::Kubeconfig { cluster: name(), source })?;
     let path = run_dir.host_kubeconfig();
