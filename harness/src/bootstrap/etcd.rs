@@ -81,7 +81,7 @@ pub(super) async fn run(b: &Bootstrap, cluster: &Cluster) -> Result<Vec<String>,
             Vec::new()
         }
     };
-    files.extend(etcd_files(spec, layout).into_iter().map(Put::from));
+    files.extend(etcd_files(spec, layout, cluster.accel()).into_iter().map(Put::from));
     let changed = install(phase, &s, &files).await?;
     // etcd refuses, or warns about, a data directory others can read.
     let data = shell_quote(&layout.etcd_data_dir.display().to_string());

@@ -23,7 +23,7 @@ mod workers;
 use std::path::{Path, PathBuf};
 
 pub use check::{check_artifacts, debian_etcd_hint, reach, Lack, Reach};
-pub use configs::{containerd_config, kube_scheduler_config, kubelet_config};
+pub use configs::{containerd_config, kube_scheduler_config, kubelet_config, KUBELET_RESOLV_CONF};
 pub use control_plane::{apiserver_to_kubelet_rbac, kubectl};
 pub use error::{render_lacks, BootstrapError, WaitFailed};
 pub use etcd::{etcdctl, etcdctl_as, etcdctl_binary};
@@ -31,9 +31,13 @@ pub use node::{Put, Source, JOURNAL_LINES};
 pub use phase::{Phase, UnknownPhase};
 pub use run::{Bootstrap, PhaseReport, TIMINGS_FILE};
 pub use secrets::{kubeconfig_dir, kubeconfig_files, load_or_generate, pki_dir, pki_files, ROOT_KUBECONFIG};
-pub use units::{etcd_unit, kube_apiserver_unit, kube_controller_manager_unit, kube_scheduler_unit, kubelet_unit};
+pub use units::{
+    containerd_unit, etcd_unit, kube_apiserver_unit, kube_controller_manager_unit, kube_scheduler_unit, kubelet_unit,
+    start_timeout, SYSTEMD_DEFAULT_START_TIMEOUT,
+};
 pub use workers::import_image;
 
+use crate::accel::Accel;
 use crate::pki;
 use crate::spec::{ClusterSpec, EtcdSource};
 
@@ -114,15 +118,17 @@ fn file(path: PathBuf, contents: String) -> NodeFile {
     NodeFile { path, contents, mode: 0o644 }
 }
 
-/// The units and configuration files the `etcd` phase installs on the control plane.
-pub fn etcd_files(spec: &ClusterSpec, layout: &Layout) -> Vec<NodeFile> {
-    vec![file(layout.unit("etcd"), etcd_unit(spec, layout))]
+/// The units and configuration files the `etcd` phase installs on the control plane; `accel` scales the
+/// unit's start timeout.
+pub fn etcd_files(spec: &ClusterSpec, layout: &Layout, accel: Accel) -> Vec<NodeFile> {
+    vec![file(layout.unit("etcd"), etcd_unit(spec, layout, accel))]
 }
 
-/// The units and configuration files the `control-plane` phase installs on the control plane.
-pub fn control_plane_files(spec: &ClusterSpec, layout: &Layout) -> Vec<NodeFile> {
+/// The units and configuration files the `control-plane` phase installs on the control plane; `accel`
+/// scales the apiserver's start timeout.
+pub fn control_plane_files(spec: &ClusterSpec, layout: &Layout, accel: Accel) -> Vec<NodeFile> {
     vec![
-        file(layout.unit("kube-apiserver"), kube_apiserver_unit(spec, layout)),
+        file(layout.unit("kube-apiserver"), kube_apiserver_unit(spec, layout, accel)),
         file(layout.unit("kube-controller-manager"), kube_controller_manager_unit(spec, layout)),
         file(layout.unit("kube-scheduler"), kube_scheduler_unit(spec, layout)),
         file(layout.kube_scheduler_config(), kube_scheduler_config(layout)),

@@ -188,8 +188,8 @@ async fn a_broken_etcd_fails_with_its_journal_and_rerunning_the_phases_repairs_i
 
 async fn rendered_units_pass_systemd_analyze_verify(cp: &Session, spec: &ClusterSpec, layout: &Layout, b: &Bootstrap) {
     let pause = b.manifest.get("pause").unwrap().locator().to_string();
-    let mut files = etcd_files(spec, layout);
-    files.extend(control_plane_files(spec, layout));
+    let mut files = etcd_files(spec, layout, kthw::accel::Accel::Tcg);
+    files.extend(control_plane_files(spec, layout, kthw::accel::Accel::Tcg));
     files.extend(worker_files(spec, "worker-node-1", layout, &pause));
     let units: Vec<_> = files.iter().filter(|f| f.path.extension().is_some_and(|e| e == "service")).collect();
     assert_eq!(units.len(), 5, "etcd, three control plane units, the kubelet");
