@@ -7,8 +7,10 @@
 //! and `forward` gives the host its way to the apiserver.
 
 mod check;
+mod cilium_install;
 mod configs;
 mod control_plane;
+pub mod coredns_manifest;
 mod error;
 mod etcd;
 pub mod forward;
@@ -23,8 +25,13 @@ mod workers;
 use std::path::{Path, PathBuf};
 
 pub use check::{check_artifacts, debian_etcd_hint, reach, Lack, Reach};
+pub use cilium_install::{
+    device_values, install_argv, install_values, status_argv, validate_values, UnknownCiliumValue,
+    CHART_TOP_LEVEL_KEYS, CHART_VERSION, CILIUM_CLI, CLUSTER_NIC,
+};
 pub use configs::{containerd_config, kube_scheduler_config, kubelet_config, KUBELET_RESOLV_CONF};
 pub use control_plane::{apiserver_to_kubelet_rbac, kubectl};
+pub use coredns_manifest::{coredns, corefile, CoreDns};
 pub use error::{render_lacks, BootstrapError, WaitFailed};
 pub use etcd::{etcdctl, etcdctl_as, etcdctl_binary};
 pub use node::{Put, Source, JOURNAL_LINES};
