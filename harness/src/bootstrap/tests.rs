@@ -74,6 +74,18 @@ fn etcd_serves_tls_on_the_control_plane_and_loopback_from_the_chosen_binary() {
 }
 
 #[test]
+fn etcds_loopback_urls_are_names_its_certificates_carry() {
+    // Peers on 127.0.0.1 (and clients there too, once spec::derive moves them): the etcd-peer and
+    // etcd-server certificates must name loopback, or TLS fails between etcd and itself or the apiserver.
+    let spec = ClusterSpec::default();
+    let loopback = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    for stem in ["etcd-peer", "etcd-server"] {
+        let p = crate::pki::profiles(&spec).into_iter().find(|p| p.stem == stem).unwrap();
+        assert!(p.ip_addresses.contains(&loopback), "{stem}: {:?}", p.ip_addresses);
+    }
+}
+
+#[test]
 fn apiserver_uses_the_spec_service_range_and_etcd_on_the_control_plane() {
     let spec = ClusterSpec::default();
     let unit = kube_apiserver_unit(&spec, &Layout::default(), Accel::Kvm);

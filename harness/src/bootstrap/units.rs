@@ -163,6 +163,13 @@ pub fn kube_apiserver_unit(spec: &ClusterSpec, layout: &Layout, accel: Accel) ->
     .render()
 }
 
+/// kube-controller-manager. Its pod-network flags come from `spec::derive`: `--cluster-cidr` is Cilium's pool
+/// (the seed's invariant). Which of the two allocates per-node blocks is Cilium's to say: with
+/// `ipam.mode=cluster-pool` "CIDR Configuration" is done by Cilium, with `ipam: kubernetes` by Kubernetes
+/// (Cilium's IPAM overview, https://docs.cilium.io/en/stable/network/concepts/ipam/, the modes table), and
+/// only the Kubernetes host-scope page asks to "run the kube-controller-manager with the flag
+/// --allocate-node-cidrs" (https://docs.cilium.io/en/latest/network/concepts/ipam/kubernetes/). Kubernetes
+/// the hard way passes `--cluster-cidr` without it (units/kube-controller-manager.service at commit 52eb26d).
 pub fn kube_controller_manager_unit(spec: &ClusterSpec, layout: &Layout) -> String {
     let p = |s: &str| path_str(&layout.cert(s));
     let base = [
