@@ -9,6 +9,7 @@ pub mod access;
 pub mod artifacts;
 pub mod bootstrap;
 pub mod cluster;
+pub mod diagnosis;
 pub mod doctor;
 pub mod events;
 pub mod files;

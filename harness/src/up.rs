@@ -305,8 +305,8 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let err = up_in(home.path()).until(Phase::Workers).plan().unwrap_err();
         let text = err.to_string();
-        assert!(text.starts_with("the phases through workers need 4 artifacts this host lacks; no VM was booted"));
-        for a in ["etcd", "kubernetes-server", "kubernetes-node", "pause"] {
+        assert!(text.starts_with("the phases through workers need 7 artifacts this host lacks; no VM was booted"));
+        for a in ["etcd", "kubernetes-server", "kubernetes-node", "pause", "containerd", "runc", "cni-plugins"] {
             assert!(text.contains(&format!("  - {a} (for ")), "{a} in {text}");
         }
         assert!(text.contains("etcd_from = \"debian\""), "the Debian etcd hint: {text}");

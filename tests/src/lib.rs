@@ -155,10 +155,9 @@ pub async fn up_until(spec: &ClusterSpec, name: &str, phase: Phase) -> Running {
 
 /// Runs `up`, or fails the test with the whole error.
 pub async fn up_or_panic(up: Up) -> Running {
-    let name = up.cluster_name().to_string();
     match up.run().await {
         Ok(r) => r,
-        Err(e) => panic!("cluster {name} did not come up:\n{}", kthw::chain(&e)),
+        Err(e) => panic!("{}", kthw::chain(&e)),
     }
 }
 

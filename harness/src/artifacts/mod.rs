@@ -16,7 +16,10 @@ pub use cache::{Cache, Entry, Missing, State};
 pub use checksum::{Algorithm, Checksum};
 
 use crate::phase::Phase;
-use crate::spec::{ClusterSpec, EtcdSource};
+use crate::spec::{ClusterSpec, Origin};
+
+/// The artifacts `containerd_from = "debian"` replaces with the node image's packages.
+pub const CONTAINER_RUNTIME: [&str; 3] = ["containerd", "runc", "cni-plugins"];
 
 const MANIFEST: &str = include_str!("../../artifacts.toml");
 
@@ -124,7 +127,8 @@ impl Manifest {
         self.artifacts
             .iter()
             .filter(|a| a.phases.iter().any(|p| *p <= until))
-            .filter(|a| !(a.component == "etcd" && spec.etcd_from == EtcdSource::Debian))
+            .filter(|a| !(a.component == "etcd" && spec.etcd_from == Origin::Debian))
+            .filter(|a| !(CONTAINER_RUNTIME.contains(&a.name.as_str()) && spec.containerd_from == Origin::Debian))
             .collect()
     }
 

@@ -31,6 +31,23 @@ fn every_pinned_artifact_has_a_published_sum_with_its_source_and_the_spec_defaul
 }
 
 #[test]
+fn the_pinned_container_runtime_is_one_containerd_supports_for_kubernetes_1_32() {
+    let m = Manifest::pinned();
+    let version = |name: &str| {
+        let a = m.get(name).unwrap_or_else(|| panic!("{name} must be pinned"));
+        assert_eq!(a.phases, [Phase::Workers], "{name}: the workers phase installs it");
+        assert!(a.source.contains("kubespray") && a.source.contains(".sha256"), "{name}: {}", a.source);
+        a.upstream_version.trim_start_matches('v').split('.').map(|p| p.parse().unwrap()).collect::<Vec<u32>>()
+    };
+    // containerd/containerd RELEASES.md, "Kubernetes Support": 1.32 wants 2.1.0+, 2.0.1+, 1.7.24+ or 1.6.36+.
+    let containerd = version("containerd");
+    assert!(containerd[..2] == [1, 7] && containerd[2] >= 24, "{containerd:?}");
+    // The runc containerd 1.7.27 is tested with (its script/setup/runc-version).
+    assert_eq!(version("runc"), [1, 2, 5]);
+    assert_eq!(version("cni-plugins"), [1, 6, 2]);
+}
+
+#[test]
 fn a_phase_needs_only_what_it_and_earlier_phases_use() {
     let m = Manifest::pinned();
     let names = |spec: &ClusterSpec, until: Phase| -> Vec<String> {
@@ -39,10 +56,15 @@ fn a_phase_needs_only_what_it_and_earlier_phases_use() {
     let mut spec = ClusterSpec::default();
     assert!(names(&spec, Phase::Kubeconfigs).is_empty());
     assert_eq!(names(&spec, Phase::Etcd), ["etcd"]);
-    assert_eq!(names(&spec, Phase::Workers), ["kubernetes-server", "kubernetes-node", "etcd", "pause"]);
+    assert_eq!(
+        names(&spec, Phase::Workers),
+        ["kubernetes-server", "kubernetes-node", "etcd", "pause", "containerd", "runc", "cni-plugins"]
+    );
     assert_eq!(names(&spec, Phase::Coredns).len(), m.artifacts.len());
-    spec.etcd_from = crate::spec::EtcdSource::Debian;
+    spec.etcd_from = crate::spec::Origin::Debian;
     assert!(names(&spec, Phase::Etcd).is_empty(), "etcd from the image's Debian package needs no download");
+    spec.containerd_from = crate::spec::Origin::Debian;
+    assert_eq!(names(&spec, Phase::Workers), ["kubernetes-server", "kubernetes-node", "pause"], "nor containerd");
 }
 
 /// A manifest with one file artifact served from `url`, pinned to `checksum`.

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use crate::artifacts::{Cache, Manifest};
 use crate::phase::Phase;
-use crate::spec::{ClusterSpec, EtcdSource};
+use crate::spec::{ClusterSpec, Origin};
 
 /// An artifact a phase needs and the artifact directory does not verifiably hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +52,7 @@ pub fn reach(spec: &ClusterSpec, until: Phase, cache: &Cache, manifest: &Manifes
 /// A hint for a run that cannot reach `etcd` only for lack of upstream etcd: the image's Debian etcd works
 /// without any download.
 pub fn debian_etcd_hint(spec: &ClusterSpec, lacks: &[Lack]) -> Option<String> {
-    let upstream_etcd_missing = spec.etcd_from == EtcdSource::Upstream && lacks.iter().any(|l| l.phase == Phase::Etcd);
+    let upstream_etcd_missing = spec.etcd_from == Origin::Upstream && lacks.iter().any(|l| l.phase == Phase::Etcd);
     upstream_etcd_missing.then(|| {
         "etcd_from = \"debian\" in the spec uses the node image's etcd 3.4 (Debian's etcd-server) and needs no \
          download: a run gets through the etcd phase on a host without the upstream artifacts"
@@ -93,7 +93,10 @@ mod tests {
                 (Phase::Etcd, "etcd"),
                 (Phase::ControlPlane, "kubernetes-server"),
                 (Phase::Workers, "kubernetes-node"),
-                (Phase::Workers, "pause")
+                (Phase::Workers, "pause"),
+                (Phase::Workers, "containerd"),
+                (Phase::Workers, "runc"),
+                (Phase::Workers, "cni-plugins")
             ]
         );
         for l in &lacks {
@@ -117,7 +120,7 @@ mod tests {
         assert_eq!((blocked, names(&lacks)), (Phase::Etcd, vec![(Phase::Etcd, "etcd")]));
         assert!(debian_etcd_hint(&spec, &lacks).unwrap().contains("etcd_from = \"debian\""));
 
-        spec.etcd_from = EtcdSource::Debian;
+        spec.etcd_from = Origin::Debian;
         let r = reach(&spec, Phase::Workers, &cache, &manifest);
         assert_eq!(r.last, Phase::Etcd);
         let (blocked, lacks) = r.blocked.unwrap();

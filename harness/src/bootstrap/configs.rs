@@ -10,6 +10,17 @@ use crate::spec::{ClusterSpec, Component};
 /// Kubelet flags the spec derives whose values go into the KubeletConfiguration instead of the command line.
 pub(super) const KUBELET_FLAGS_IN_CONFIG: &[&str] = &["cluster-dns", "cluster-domain"];
 
+/// The resolver configuration the kubelet gives `dnsPolicy: Default` pods (CoreDNS among them) and appends
+/// to the others' search paths. The node image runs systemd-resolved, whose /etc/resolv.conf names only its
+/// stub at 127.0.0.53, which is unreachable from a pod's network namespace and makes CoreDNS's `loop`
+/// plugin halt when forwarded to. Kubernetes' own advice for this case: "With `systemd-resolved`, this is
+/// `/run/systemd/resolve/resolv.conf`" (kubernetes/website content/en/docs/tasks/administer-cluster/
+/// dns-debugging-resolution.md, "Known issues"), the file that lists resolved's real upstream servers;
+/// kubeadm sets it the same way (kubernetes/kubernetes pull request #64665). Kubernetes the hard way keeps
+/// the field's default, /etc/resolv.conf (configs/kubelet-config.yaml at commit 52eb26d), because its
+/// Debian nodes run no systemd-resolved.
+pub const KUBELET_RESOLV_CONF: &str = "/run/systemd/resolve/resolv.conf";
+
 pub fn kube_scheduler_config(layout: &Layout) -> String {
     let v = json!({
         "apiVersion": "kubescheduler.config.k8s.io/v1",
@@ -21,7 +32,8 @@ pub fn kube_scheduler_config(layout: &Layout) -> String {
 }
 
 /// The kubelet of `worker`: cluster DNS and domain as `spec.derived()` gives them, TLS with its own
-/// certificate, client certificates checked against the cluster CA, the systemd cgroup driver.
+/// certificate, client certificates checked against the cluster CA, the systemd cgroup driver, and
+/// systemd-resolved's upstream list as the pods' resolver configuration ([`KUBELET_RESOLV_CONF`]).
 pub fn kubelet_config(spec: &ClusterSpec, worker: &str, layout: &Layout) -> String {
     let derived = spec.derived();
     let flags = derived.flags.get(Component::Kubelet.name());
@@ -43,6 +55,7 @@ pub fn kubelet_config(spec: &ClusterSpec, worker: &str, layout: &Layout) -> Stri
         "clusterDNS": [flag("cluster-dns")],
         "clusterDomain": flag("cluster-domain"),
         "containerRuntimeEndpoint": format!("unix://{}", path_str(&layout.containerd_socket)),
+        "resolvConf": KUBELET_RESOLV_CONF,
         "runtimeRequestTimeout": "15m",
         "tlsCertFile": path_str(&layout.cert(&stem)),
         "tlsPrivateKeyFile": path_str(&layout.key(&stem)),

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::pki;
-use crate::spec::{ClusterSpec, EtcdSource};
+use crate::spec::{ClusterSpec, Origin};
 use crate::ssh::shell_quote;
 
 /// Where the phases put things on a node. The default follows the hard way's layout.
@@ -58,8 +58,8 @@ impl Layout {
     /// etcd's binary: the release tarball's in `bin_dir`, or the Debian package's.
     pub fn etcd_binary(&self, spec: &ClusterSpec) -> PathBuf {
         match spec.etcd_from {
-            EtcdSource::Upstream => self.bin_dir.join("etcd"),
-            EtcdSource::Debian => "/usr/bin/etcd".into(),
+            Origin::Upstream => self.bin_dir.join("etcd"),
+            Origin::Debian => "/usr/bin/etcd".into(),
         }
     }
 
@@ -85,13 +85,13 @@ impl Layout {
         self.etcd_binary(spec).with_file_name("etcdctl")
     }
 
-    /// An etcdctl command line (API v3, which etcd 3.4's etcdctl needs asked for) against the control plane's
-    /// client URL over TLS, as the client whose certificate and key are at `cert` and `key`.
+    /// An etcdctl command line (API v3, which etcd 3.4's etcdctl needs asked for) against etcd's client URL
+    /// (loopback on the control plane) over TLS, as the client whose certificate and key are at `cert` and `key`.
     pub fn etcdctl_as(&self, spec: &ClusterSpec, cert: &Path, key: &Path) -> String {
         format!(
-            "ETCDCTL_API=3 {} --endpoints=https://{}:2379 --cacert={} --cert={} --key={}",
+            "ETCDCTL_API=3 {} --endpoints={} --cacert={} --cert={} --key={}",
             q(&self.etcdctl_binary(spec)),
-            spec.control_plane().address,
+            crate::spec::ETCD_CLIENT_URL,
             q(&self.cert("ca")),
             q(cert),
             q(key),
@@ -119,14 +119,14 @@ mod tests {
 
     #[test]
     fn etcdctl_speaks_v3_over_tls_to_the_control_plane_with_the_chosen_binary() {
-        let mut spec = ClusterSpec { etcd_from: EtcdSource::Debian, ..ClusterSpec::default() };
+        let mut spec = ClusterSpec { etcd_from: Origin::Debian, ..ClusterSpec::default() };
         let cmd = Layout::default().etcdctl(&spec);
         assert_eq!(
             cmd,
-            "ETCDCTL_API=3 /usr/bin/etcdctl --endpoints=https://10.0.0.4:2379 --cacert=/etc/kubernetes/pki/ca.crt \
+            "ETCDCTL_API=3 /usr/bin/etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/ca.crt \
              --cert=/etc/kubernetes/pki/etcd-client.crt --key=/etc/kubernetes/pki/etcd-client.key"
         );
-        spec.etcd_from = EtcdSource::Upstream;
+        spec.etcd_from = Origin::Upstream;
         assert!(Layout::default().etcdctl(&spec).starts_with("ETCDCTL_API=3 /usr/local/bin/etcdctl "));
     }
 

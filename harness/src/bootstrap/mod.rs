@@ -7,8 +7,10 @@
 //! which `run` times and records. [`check`] says before any VM boots what the pinned artifacts lack.
 
 mod check;
+pub mod cilium_install;
 pub mod configs;
 mod context;
+pub mod coredns_manifest;
 mod error;
 mod layout;
 mod node;

@@ -5,6 +5,7 @@ use super::node_files::*;
 use super::units::*;
 use super::*;
 use crate::spec::ClusterSpec;
+use crate::accel::Accel;
 
 /// The ExecStart flags of a unit, as `--name=value` pairs, joined across continuation lines.
 fn exec_flags(unit: &str) -> Vec<(String, String)> {
@@ -25,8 +26,8 @@ fn flag(unit: &str, name: &str) -> Option<String> {
 
 fn all_rendered(spec: &ClusterSpec) -> Vec<NodeFile> {
     let layout = Layout::default();
-    let mut files = etcd_files(spec, &layout);
-    files.extend(control_plane_files(spec, &layout));
+    let mut files = etcd_files(spec, &layout, Accel::Kvm);
+    files.extend(control_plane_files(spec, &layout, Accel::Kvm));
     for w in spec.workers() {
         files.extend(worker_files(spec, &w.name, &layout, "registry.k8s.io/pause:3.10"));
     }
@@ -39,7 +40,8 @@ fn controller_manager_cluster_cidr_is_ciliums_pool() {
     let unit = kube_controller_manager_unit(&spec, &Layout::default());
     let pool = &spec.derived().cilium_values["ipam.operator.clusterPoolIPv4PodCIDRList"];
     assert_eq!(flag(&unit, "cluster-cidr").as_ref(), Some(pool));
-    assert_eq!(flag(&unit, "allocate-node-cidrs").as_deref(), Some("true"));
+    // One allocator: Cilium's cluster-pool IPAM, not the controller manager too (see spec::derive).
+    assert_eq!(flag(&unit, "allocate-node-cidrs").as_deref(), Some("false"));
     assert_eq!(flag(&unit, "node-cidr-mask-size").as_deref(), Some("24"));
     assert_eq!(flag(&unit, "service-cluster-ip-range").as_deref(), Some("10.32.0.0/24"));
     assert_eq!(flag(&unit, "kubeconfig").as_deref(), Some("/etc/kubernetes/kube-controller-manager.kubeconfig"));
@@ -56,30 +58,45 @@ fn nothing_rendered_mentions_kube_proxy() {
 }
 
 #[test]
-fn etcd_serves_tls_on_the_control_plane_and_loopback_from_the_chosen_binary() {
+fn etcd_serves_tls_on_loopback_only_from_the_chosen_binary() {
     let mut spec = ClusterSpec::default();
     let layout = Layout::default();
-    let unit = etcd_unit(&spec, &layout);
+    let unit = etcd_unit(&spec, &layout, Accel::Kvm);
     assert!(unit.contains("ExecStart=/usr/local/bin/etcd \\\n"), "{unit}");
-    assert_eq!(flag(&unit, "listen-client-urls").as_deref(), Some("https://10.0.0.4:2379,https://127.0.0.1:2379"));
-    assert_eq!(flag(&unit, "advertise-client-urls").as_deref(), Some("https://10.0.0.4:2379"));
-    assert_eq!(flag(&unit, "listen-peer-urls").as_deref(), Some("https://10.0.0.4:2380"));
+    // Clients on loopback only: etcd trusts the whole cluster CA, and its one client shares the node.
+    assert_eq!(flag(&unit, "listen-client-urls").as_deref(), Some("https://127.0.0.1:2379"));
+    assert_eq!(flag(&unit, "advertise-client-urls").as_deref(), Some("https://127.0.0.1:2379"));
+    // One member: its peer port is on loopback only (as Kubernetes the hard way's units/etcd.service).
+    assert_eq!(flag(&unit, "listen-peer-urls").as_deref(), Some("https://127.0.0.1:2380"));
+    assert_eq!(flag(&unit, "initial-advertise-peer-urls").as_deref(), Some("https://127.0.0.1:2380"));
     assert_eq!(flag(&unit, "client-cert-auth").as_deref(), Some("true"));
     assert_eq!(flag(&unit, "cert-file").as_deref(), Some("/etc/kubernetes/pki/etcd-server.crt"));
     assert_eq!(flag(&unit, "trusted-ca-file").as_deref(), Some("/etc/kubernetes/pki/ca.crt"));
-    assert_eq!(flag(&unit, "initial-cluster").as_deref(), Some("control-plane-1=https://10.0.0.4:2380"));
+    assert_eq!(flag(&unit, "initial-cluster").as_deref(), Some("control-plane-1=https://127.0.0.1:2380"));
     assert!(unit.contains("Type=notify"));
 
-    spec.etcd_from = crate::spec::EtcdSource::Debian;
-    assert!(etcd_unit(&spec, &layout).contains("ExecStart=/usr/bin/etcd \\\n"));
+    spec.etcd_from = crate::spec::Origin::Debian;
+    assert!(etcd_unit(&spec, &layout, Accel::Kvm).contains("ExecStart=/usr/bin/etcd \\\n"));
 }
 
 #[test]
-fn apiserver_uses_the_spec_service_range_and_etcd_on_the_control_plane() {
+fn etcds_loopback_urls_are_names_its_certificates_carry() {
+    // Peers on 127.0.0.1 (and clients there too, once spec::derive moves them): the etcd-peer and
+    // etcd-server certificates must name loopback, or TLS fails between etcd and itself or the apiserver.
     let spec = ClusterSpec::default();
-    let unit = kube_apiserver_unit(&spec, &Layout::default());
+    let loopback = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    for stem in ["etcd-peer", "etcd-server"] {
+        let p = crate::pki::profiles(&spec).into_iter().find(|p| p.stem == stem).unwrap();
+        assert!(p.ip_addresses.contains(&loopback), "{stem}: {:?}", p.ip_addresses);
+    }
+}
+
+#[test]
+fn apiserver_uses_the_spec_service_range_and_etcd_on_loopback() {
+    let spec = ClusterSpec::default();
+    let unit = kube_apiserver_unit(&spec, &Layout::default(), Accel::Kvm);
     assert_eq!(flag(&unit, "service-cluster-ip-range").as_deref(), Some("10.32.0.0/24"));
-    assert_eq!(flag(&unit, "etcd-servers").as_deref(), Some("https://10.0.0.4:2379"));
+    assert_eq!(flag(&unit, "etcd-servers").as_deref(), Some("https://127.0.0.1:2379"));
     assert_eq!(flag(&unit, "advertise-address").as_deref(), Some("10.0.0.4"));
     assert_eq!(flag(&unit, "secure-port").as_deref(), Some("6443"));
     assert_eq!(flag(&unit, "service-account-key-file").as_deref(), Some("/etc/kubernetes/pki/service-account.pub"));
@@ -97,10 +114,10 @@ fn extra_component_flags_are_appended() {
     spec.components.kubelet.insert("node-labels".to_string(), "role=worker".to_string());
     spec.components.etcd.insert("quota-backend-bytes".to_string(), "8589934592".to_string());
     let layout = Layout::default();
-    let api = kube_apiserver_unit(&spec, &layout);
+    let api = kube_apiserver_unit(&spec, &layout, Accel::Kvm);
     assert_eq!(flag(&api, "kubelet-preferred-address-types").as_deref(), Some("InternalIP,Hostname"));
     assert_eq!(flag(&kubelet_unit(&spec, "worker-node-1", &layout), "node-labels").as_deref(), Some("role=worker"));
-    assert_eq!(flag(&etcd_unit(&spec, &layout), "quota-backend-bytes").as_deref(), Some("8589934592"));
+    assert_eq!(flag(&etcd_unit(&spec, &layout, Accel::Kvm), "quota-backend-bytes").as_deref(), Some("8589934592"));
 }
 
 #[test]
@@ -115,10 +132,15 @@ fn kubelet_config_carries_the_spec_cluster_dns_and_its_own_certificate() {
     assert_eq!(v["tlsCertFile"], "/etc/kubernetes/pki/kubelet-worker-node-2.crt");
     assert_eq!(v["authentication"]["x509"]["clientCAFile"], "/etc/kubernetes/pki/ca.crt");
     assert_eq!(v["containerRuntimeEndpoint"], "unix:///run/containerd/containerd.sock");
+    // The image runs systemd-resolved: pods get its upstream list, not the 127.0.0.53 stub (Kubernetes'
+    // DNS debugging guide, "Known issues").
+    assert_eq!(v["resolvConf"], "/run/systemd/resolve/resolv.conf");
+    assert!(images_debian("packages.txt").lines().any(|l| l.trim() == "systemd-resolved"));
 
     let unit = kubelet_unit(&spec, "worker-node-2", &layout);
     assert_eq!(flag(&unit, "kubeconfig").as_deref(), Some("/etc/kubernetes/kubelet-worker-node-2.kubeconfig"));
     assert_eq!(flag(&unit, "cluster-dns"), None, "DNS is set in the config file, once");
+    assert_eq!(flag(&unit, "node-ip").as_deref(), Some("10.0.0.6"), "the InternalIP is the cluster address");
     assert!(unit.contains("Requires=containerd.service"));
 }
 
@@ -157,6 +179,71 @@ fn units_are_well_formed_and_escape_systemd_specifiers() {
         let exec: Vec<&str> = exec.collect();
         assert!(exec[..exec.len() - 1].iter().all(|l| l.ends_with(" \\")), "continuations: {exec:?}");
     }
-    let etcd = etcd_unit(&spec, &Layout::default());
+    let etcd = etcd_unit(&spec, &Layout::default(), Accel::Kvm);
     assert_eq!(flag(&etcd, "log-format").as_deref(), Some("100%%$$HOME"));
+}
+
+/// A file of the node image recipe, read at test time (the recipe is data, not compiled in).
+pub(super) fn images_debian(path: &str) -> String {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/debian").join(path);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn every_kubelet_registers_its_own_cluster_address() {
+    let spec = ClusterSpec::default();
+    for w in spec.workers() {
+        let unit = kubelet_unit(&spec, &w.name, &Layout::default());
+        assert_eq!(flag(&unit, "node-ip"), Some(w.address.to_string()), "{}", w.name);
+    }
+}
+
+#[test]
+fn notify_units_wait_for_readiness_as_long_as_the_accelerator_needs() {
+    let spec = ClusterSpec::default();
+    let layout = Layout::default();
+    // systemd's compiled-in default, which Debian's /etc/systemd/system.conf shows commented out.
+    assert_eq!(SYSTEMD_DEFAULT_START_TIMEOUT.as_secs(), 90);
+    for (accel, secs) in [(Accel::Kvm, 90), (Accel::Tcg, 90 * u64::from(Accel::Tcg.slowdown()))] {
+        assert_eq!(start_timeout(accel).as_secs(), secs);
+        let line = format!("TimeoutStartSec={secs}\n");
+        assert!(etcd_unit(&spec, &layout, accel).contains(&line), "etcd under {accel:?}");
+        assert!(kube_apiserver_unit(&spec, &layout, accel).contains(&line), "apiserver under {accel:?}");
+        assert!(containerd_unit(&layout, accel).contains(&line), "containerd under {accel:?}");
+    }
+    for simple in [
+        kube_controller_manager_unit(&spec, &layout),
+        kube_scheduler_unit(&spec, &layout),
+        kubelet_unit(&spec, "worker-node-1", &layout),
+    ] {
+        assert!(simple.contains("Type=simple") && !simple.contains("TimeoutStartSec"), "{simple}");
+    }
+}
+
+#[test]
+fn upstream_containerd_runs_as_its_release_unit_says() {
+    let unit = containerd_unit(&Layout::default(), Accel::Kvm);
+    // containerd/containerd containerd.service at tag v1.7.27.
+    for line in [
+        "ExecStartPre=-/sbin/modprobe overlay",
+        "ExecStart=/usr/local/bin/containerd",
+        "Type=notify",
+        "Delegate=yes",
+        "KillMode=process",
+        "Restart=always",
+        "LimitNOFILE=infinity",
+        "TasksMax=infinity",
+        "OOMScoreAdjust=-999",
+        "WantedBy=multi-user.target",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "missing {line:?}:\n{unit}");
+    }
+}
+
+#[test]
+fn the_image_and_the_workers_phase_name_the_same_pinned_sandbox_image() {
+    let pause = crate::artifacts::Manifest::pinned().get("pause").unwrap().locator().to_string();
+    assert_eq!(pause, "registry.k8s.io/pause:3.10");
+    let baked: toml::Value = toml::from_str(&images_debian("files/etc/containerd/config.toml")).unwrap();
+    assert_eq!(baked["plugins"]["io.containerd.grpc.v1.cri"]["sandbox_image"].as_str(), Some(pause.as_str()));
 }

@@ -3,12 +3,26 @@
 //! flags of `spec.components`), which win over a base flag of the same name. There is no kube-proxy unit.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use super::{path_str, Layout};
+use crate::accel::Accel;
 use crate::pki::{kubelet_stem, SERVICE_ACCOUNT_KEY, SERVICE_ACCOUNT_PUB};
 use crate::spec::{ClusterSpec, Component};
 
 const ETCD_PEER_PORT: u16 = 2380;
+
+/// systemd's start timeout when a unit sets none: `DefaultTimeoutStartSec=` (systemd-system.conf(5)), which
+/// Debian 12's systemd package ships commented out at its compiled-in value, `#DefaultTimeoutStartSec=90s`
+/// in /etc/systemd/system.conf. A `Type=notify` service that has not said READY=1 by then is killed and, with
+/// `Restart=on-failure`, started again from scratch: under TCG etcd and the apiserver can take longer.
+pub const SYSTEMD_DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The start timeout of our `Type=notify` units: systemd's default, written for KVM, scaled like every
+/// other deadline of the harness.
+pub fn start_timeout(accel: Accel) -> Duration {
+    accel.scale(SYSTEMD_DEFAULT_START_TIMEOUT)
+}
 
 struct Unit<'a> {
     description: &'a str,
@@ -16,6 +30,8 @@ struct Unit<'a> {
     after: &'a str,
     requires: Option<&'a str>,
     service_type: &'a str,
+    /// `TimeoutStartSec=`, for units that report readiness (`Type=notify`).
+    start_timeout: Option<Duration>,
     binary: String,
     flags: BTreeMap<String, String>,
 }
@@ -32,6 +48,7 @@ impl Unit<'_> {
             exec.push_str(&format!(" \\\n  --{k}={}", escape(v)));
         }
         let requires = self.requires.map(|r| format!("Requires={r}\n")).unwrap_or_default();
+        let timeout = self.start_timeout.map(|t| format!("TimeoutStartSec={}\n", t.as_secs())).unwrap_or_default();
         format!(
             "[Unit]\n\
              Description={}\n\
@@ -41,6 +58,7 @@ impl Unit<'_> {
              {requires}\n\
              [Service]\n\
              Type={}\n\
+             {timeout}\
              ExecStart={exec}\n\
              Restart=on-failure\n\
              RestartSec=5\n\
@@ -62,9 +80,13 @@ fn flags(spec: &ClusterSpec, component: Component, base: &[(&str, String)]) -> B
     f
 }
 
-pub fn etcd_unit(spec: &ClusterSpec, layout: &Layout) -> String {
+/// etcd on the control plane. Peers listen on loopback only: there is one member (as in Kubernetes the hard
+/// way, whose units/etcd.service at commit 52eb26d puts both its peer and client URLs on 127.0.0.1), and
+/// every certificate of the cluster CA is a valid peer certificate, so a peer port on the node address would
+/// let any kubelet's certificate speak raft to etcd. The etcd-peer certificate names 127.0.0.1 (`pki`).
+pub fn etcd_unit(spec: &ClusterSpec, layout: &Layout, accel: Accel) -> String {
     let cp = spec.control_plane();
-    let peer = format!("https://{}:{ETCD_PEER_PORT}", cp.address);
+    let peer = format!("https://127.0.0.1:{ETCD_PEER_PORT}");
     let p = |s: &str| path_str(&layout.cert(s));
     let k = |s: &str| path_str(&layout.key(s));
     let base = [
@@ -90,13 +112,14 @@ pub fn etcd_unit(spec: &ClusterSpec, layout: &Layout) -> String {
         after: "network-online.target",
         requires: None,
         service_type: "notify",
+        start_timeout: Some(start_timeout(accel)),
         binary: path_str(&layout.etcd_binary(spec)),
         flags: flags(spec, Component::Etcd, &base),
     }
     .render()
 }
 
-pub fn kube_apiserver_unit(spec: &ClusterSpec, layout: &Layout) -> String {
+pub fn kube_apiserver_unit(spec: &ClusterSpec, layout: &Layout, accel: Accel) -> String {
     let cp = spec.control_plane();
     let p = |s: &str| path_str(&layout.cert(s));
     let k = |s: &str| path_str(&layout.key(s));
@@ -133,12 +156,20 @@ pub fn kube_apiserver_unit(spec: &ClusterSpec, layout: &Layout) -> String {
         after: "network-online.target etcd.service",
         requires: None,
         service_type: "notify",
+        start_timeout: Some(start_timeout(accel)),
         binary: path_str(&layout.bin_dir.join("kube-apiserver")),
         flags: flags(spec, Component::KubeApiserver, &base),
     }
     .render()
 }
 
+/// kube-controller-manager. Its pod-network flags come from `spec::derive`: `--cluster-cidr` is Cilium's pool
+/// (the seed's invariant). Which of the two allocates per-node blocks is Cilium's to say: with
+/// `ipam.mode=cluster-pool` "CIDR Configuration" is done by Cilium, with `ipam: kubernetes` by Kubernetes
+/// (Cilium's IPAM overview, https://docs.cilium.io/en/stable/network/concepts/ipam/, the modes table), and
+/// only the Kubernetes host-scope page asks to "run the kube-controller-manager with the flag
+/// --allocate-node-cidrs" (https://docs.cilium.io/en/latest/network/concepts/ipam/kubernetes/). Kubernetes
+/// the hard way passes `--cluster-cidr` without it (units/kube-controller-manager.service at commit 52eb26d).
 pub fn kube_controller_manager_unit(spec: &ClusterSpec, layout: &Layout) -> String {
     let p = |s: &str| path_str(&layout.cert(s));
     let base = [
@@ -159,6 +190,7 @@ pub fn kube_controller_manager_unit(spec: &ClusterSpec, layout: &Layout) -> Stri
         after: "network-online.target kube-apiserver.service",
         requires: None,
         service_type: "simple",
+        start_timeout: None,
         binary: path_str(&layout.bin_dir.join("kube-controller-manager")),
         flags: flags(spec, Component::KubeControllerManager, &base),
     }
@@ -173,6 +205,7 @@ pub fn kube_scheduler_unit(spec: &ClusterSpec, layout: &Layout) -> String {
         after: "network-online.target kube-apiserver.service",
         requires: None,
         service_type: "simple",
+        start_timeout: None,
         binary: path_str(&layout.bin_dir.join("kube-scheduler")),
         flags: flags(spec, Component::KubeScheduler, &base),
     }
@@ -181,10 +214,19 @@ pub fn kube_scheduler_unit(spec: &ClusterSpec, layout: &Layout) -> String {
 
 /// The kubelet's settings live in its KubeletConfiguration (`configs::kubelet_config`, which takes the
 /// cluster DNS and domain the spec derives); only the other derived/extra flags go on the command line.
+///
+/// `--node-ip` is the worker's cluster address. Unset, the kubelet "will use the node's default IPv4
+/// address" (kubernetes/kubernetes cmd/kubelet/app/options/options.go, KubeletFlags.AddFlags, v1.32):
+/// the address of the NIC with the default route, which on our nodes is the user-mode management NIC (or
+/// none without egress). The InternalIP must be the cluster address whether or not node names resolve. It
+/// is a command-line flag only: KubeletConfiguration has no field for it.
 pub fn kubelet_unit(spec: &ClusterSpec, worker: &str, layout: &Layout) -> String {
+    let address =
+        spec.workers().find(|w| w.name == worker).unwrap_or_else(|| panic!("{worker} is a worker of the spec")).address;
     let base = [
         ("config", path_str(&layout.kubelet_config())),
         ("kubeconfig", path_str(&layout.kubeconfig(&kubelet_stem(worker)))),
+        ("node-ip", address.to_string()),
         ("v", "2".to_string()),
     ];
     let mut f = flags(spec, Component::Kubelet, &base);
@@ -197,8 +239,44 @@ pub fn kubelet_unit(spec: &ClusterSpec, worker: &str, layout: &Layout) -> String
         after: "containerd.service",
         requires: Some("containerd.service"),
         service_type: "simple",
+        start_timeout: None,
         binary: path_str(&layout.bin_dir.join("kubelet")),
         flags: f,
     }
     .render()
+}
+
+/// containerd's unit for the upstream release in `layout.bin_dir`, as containerd ships it
+/// (containerd/containerd containerd.service at tag v1.7.27, commit 05044ec0a9a75232cad458027ca83437aae3f4da):
+/// overlay loaded first, `Type=notify`, its own cgroup delegated, only the daemon killed on stop so that
+/// running containers survive a restart. It replaces Debian's /lib/systemd/system/containerd.service (same
+/// name, /etc wins); `containerd`, `containerd-shim-runc-v2` and runc are found through systemd's PATH,
+/// where /usr/local comes before /usr.
+pub fn containerd_unit(layout: &Layout, accel: Accel) -> String {
+    format!(
+        "[Unit]\n\
+         Description=containerd container runtime\n\
+         Documentation=https://containerd.io\n\
+         After=network.target local-fs.target dbus.service\n\
+         \n\
+         [Service]\n\
+         ExecStartPre=-/sbin/modprobe overlay\n\
+         ExecStart={}\n\
+         Type=notify\n\
+         TimeoutStartSec={}\n\
+         Delegate=yes\n\
+         KillMode=process\n\
+         Restart=always\n\
+         RestartSec=5\n\
+         LimitNPROC=infinity\n\
+         LimitCORE=infinity\n\
+         LimitNOFILE=infinity\n\
+         TasksMax=infinity\n\
+         OOMScoreAdjust=-999\n\
+         \n\
+         [Install]\n\
+         WantedBy=multi-user.target\n",
+        escape(&path_str(&layout.bin_dir.join("containerd"))),
+        start_timeout(accel).as_secs(),
+    )
 }

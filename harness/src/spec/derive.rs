@@ -94,6 +94,9 @@ fn dv(value: impl ToString, from: &'static str) -> DerivedValue {
     DerivedValue { value: value.to_string(), from }
 }
 
+/// Where etcd serves its clients: loopback on the control plane, beside the apiserver.
+pub const ETCD_CLIENT_URL: &str = "https://127.0.0.1:2379";
+
 /// The Cilium values the spec fixes. An extra value may not contradict one of these.
 pub(super) fn cilium_derived(spec: &ClusterSpec) -> BTreeMap<&'static str, DerivedValue> {
     let cp = spec.nodes.iter().find(|n| n.role == super::Role::ControlPlane);
@@ -118,13 +121,21 @@ pub(super) fn component_derived(spec: &ClusterSpec, component: Component) -> BTr
         Component::KubeApiserver => {
             if let Some(a) = &cp_addr {
                 m.insert("advertise-address", dv(a, "the control plane's nodes[].address"));
-                m.insert("etcd-servers", dv(format!("https://{a}:2379"), "the control plane's nodes[].address"));
             }
+            // etcd trusts the whole cluster CA, so any kubelet's certificate would be an etcd client on a
+            // network address; the apiserver shares the node, so etcd serves clients on loopback only, as in
+            // Kubernetes the hard way (kelseyhightower/kubernetes-the-hard-way units/etcd.service,
+            // units/kube-apiserver.service: --etcd-servers=http://127.0.0.1:2379).
+            m.insert("etcd-servers", dv(ETCD_CLIENT_URL, "the harness (etcd serves clients on loopback)"));
             m.insert("secure-port", dv(net.apiserver_port, "network.apiserver_port"));
             m.insert("service-cluster-ip-range", dv(net.services, "network.services"));
         }
         Component::KubeControllerManager => {
-            m.insert("allocate-node-cidrs", dv(true, "network.pods"));
+            // With `ipam.mode=cluster-pool` Cilium's operator carves the pool itself and ignores
+            // Node.spec.podCIDR; `--allocate-node-cidrs` is what Cilium documents for `ipam: kubernetes` only
+            // (cilium/cilium Documentation/network/concepts/ipam/cluster-pool.rst and kubernetes.rst). One
+            // allocator, not two handing out different blocks; --cluster-cidr stays the pool, as the seed asks.
+            m.insert("allocate-node-cidrs", dv(false, "the harness (Cilium's cluster-pool IPAM allocates)"));
             m.insert("cluster-cidr", dv(net.pods, "network.pods"));
             m.insert("node-cidr-mask-size", dv(net.pod_mask_size, "network.pod_mask_size"));
             m.insert("service-cluster-ip-range", dv(net.services, "network.services"));
@@ -135,16 +146,8 @@ pub(super) fn component_derived(spec: &ClusterSpec, component: Component) -> BTr
             m.insert("cluster-domain", dv(&net.cluster_domain, "network.cluster_domain"));
         }
         Component::Etcd => {
-            if let Some(a) = &cp_addr {
-                m.insert(
-                    "advertise-client-urls",
-                    dv(format!("https://{a}:2379"), "the control plane's nodes[].address"),
-                );
-                m.insert(
-                    "listen-client-urls",
-                    dv(format!("https://{a}:2379,https://127.0.0.1:2379"), "the control plane's nodes[].address"),
-                );
-            }
+            m.insert("advertise-client-urls", dv(ETCD_CLIENT_URL, "the harness (etcd serves clients on loopback)"));
+            m.insert("listen-client-urls", dv(ETCD_CLIENT_URL, "the harness (etcd serves clients on loopback)"));
         }
     }
     m

@@ -17,7 +17,7 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-pub use derive::{Component, Derived, CILIUM_IPAM_MODE};
+pub use derive::{Component, Derived, CILIUM_IPAM_MODE, ETCD_CLIENT_URL};
 pub use location::Location;
 pub use validate::{Violation, ViolationKind};
 
@@ -32,7 +32,11 @@ pub struct ClusterSpec {
     /// Write every node's name into every node's /etc/hosts, so the apiserver reaches kubelets by name.
     pub resolve_node_names: bool,
     /// Where etcd comes from: the pinned upstream release, or the node image's Debian package.
-    pub etcd_from: EtcdSource,
+    pub etcd_from: Origin,
+    /// Where containerd, runc and the CNI plugins come from: the pinned upstream releases (containerd's
+    /// support table asks 1.7.24+ for Kubernetes 1.32; Debian 12 has 1.6.20), or the node image's packages.
+    pub containerd_from: Origin,
+    pub images: ImagesSpec,
     pub network: NetworkSpec,
     pub nodes: Vec<NodeSpec>,
     pub cilium: CiliumSpec,
@@ -41,11 +45,30 @@ pub struct ClusterSpec {
     pub components: ComponentFlags,
 }
 
+/// Where a component's binaries come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum EtcdSource {
+pub enum Origin {
+    /// The pinned upstream release (an artifact).
     Upstream,
+    /// The node image's Debian package: no download, so it runs where upstream cannot be fetched.
     Debian,
+}
+
+/// How container images reach the nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImagesSpec {
+    /// Put every image a phase deploys into each worker's containerd from the host's artifact cache before
+    /// the phase, by its multi-arch index digest, so pods start with no pull. False reproduces the seed's cold
+    /// pulls (which need `egress = true`).
+    pub preload: bool,
+}
+
+impl Default for ImagesSpec {
+    fn default() -> Self {
+        ImagesSpec { preload: true }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -279,7 +302,9 @@ impl Default for ClusterSpec {
             name: "kthw".to_string(),
             egress: false,
             resolve_node_names: true,
-            etcd_from: EtcdSource::Upstream,
+            etcd_from: Origin::Upstream,
+            containerd_from: Origin::Upstream,
+            images: ImagesSpec::default(),
             network: NetworkSpec::default(),
             nodes: vec![
                 NodeSpec::seed("control-plane-1", Role::ControlPlane, 4),
@@ -325,7 +350,7 @@ impl Default for Versions {
             kubernetes: "1.32.4".to_string(),
             etcd: "3.5.21".to_string(),
             cilium: "1.17.4".to_string(),
-            cilium_cli: "0.18.3".to_string(),
+            cilium_cli: "0.18.4".to_string(),
             coredns: "1.12.1".to_string(),
         }
     }

@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kthw::access;
+use kthw::accel::Accel;
 use kthw::bootstrap::node_files::{control_plane_files, etcd_files, worker_files};
 use kthw::bootstrap::{Bootstrap, BootstrapError, Layout, JOURNAL_LINES};
 use kthw::cluster::Cluster;
@@ -16,7 +17,7 @@ use kthw::oci;
 use kthw::phase::Phase;
 use kthw::pki::ClusterPki;
 use kthw::rundir::Outcome;
-use kthw::spec::{ClusterSpec, EtcdSource};
+use kthw::spec::{ClusterSpec, Origin};
 use kthw::ssh::Session;
 use kthw_tests::{
     host_prerequisite, in_ci, kthw_bin, small_spec, succeed, test_paths, unique_name, up, up_or_panic, vm_host_missing,
@@ -34,7 +35,7 @@ const UPSTREAM_ONLY: [(&str, &str); 4] = [
 
 /// The control plane and one worker, 1 vCPU and 1 GiB each, etcd from the image.
 fn spec() -> ClusterSpec {
-    ClusterSpec { etcd_from: EtcdSource::Debian, ..small_spec(2) }
+    ClusterSpec { etcd_from: Origin::Debian, ..small_spec(2) }
 }
 
 use succeed as run;
@@ -107,7 +108,7 @@ async fn etcd_serves_our_clients_only(cp: &Session, spec: &ClusterSpec, layout: 
     let etcdctl = layout.etcdctl(spec);
     let health = cp.succeed(&format!("{etcdctl} endpoint health")).await.unwrap();
     let said = format!("{}{}", health.stdout_lossy(), health.stderr_lossy());
-    assert!(said.contains("https://10.0.0.4:2379 is healthy"), "{said}");
+    assert!(said.contains("https://127.0.0.1:2379 is healthy"), "etcd serves clients on loopback: {said}");
     run(cp, &format!("{etcdctl} put /kthw/greeting 'hello from the host'")).await;
     assert_eq!(run(cp, &format!("{etcdctl} get /kthw/greeting --print-value-only")).await, "hello from the host");
     assert_eq!(run(cp, "etcd --version | head -1").await.split_whitespace().nth(2).map(|v| &v[..4]), Some("3.4."));
@@ -181,8 +182,8 @@ async fn a_broken_etcd_fails_with_its_journal_and_rerunning_the_phases_repairs_i
 
 async fn rendered_units_pass_systemd_analyze_verify(cp: &Session, spec: &ClusterSpec, layout: &Layout, b: &Bootstrap) {
     let pause = b.manifest.get("pause").unwrap().locator().to_string();
-    let mut files = etcd_files(spec, layout);
-    files.extend(control_plane_files(spec, layout));
+    let mut files = etcd_files(spec, layout, Accel::Tcg);
+    files.extend(control_plane_files(spec, layout, Accel::Tcg));
     files.extend(worker_files(spec, "worker-node-1", layout, &pause));
     let units: Vec<_> = files.iter().filter(|f| f.path.extension().is_some_and(|e| e == "service")).collect();
     assert_eq!(units.len(), 5, "etcd, three control plane units, the kubelet");

@@ -81,7 +81,7 @@ pub(super) async fn run(ctx: &Ctx<'_>) -> Result<Vec<String>, BootstrapError> {
     let bin = |name: &str| layout.bin_dir.join(name);
     let mut files: Vec<Put> =
         bins.iter().map(|p| Put::file(bin(&p.file_name().expect("a binary").to_string_lossy()), p, 0o755)).collect();
-    files.extend(control_plane_files(spec, layout).into_iter().map(Put::from));
+    files.extend(control_plane_files(spec, layout, ctx.accel()).into_iter().map(Put::from));
     files.push(Put::bytes(rbac_path(layout), apiserver_to_kubelet_rbac(spec), 0o644));
     let changed = install(phase, &s, &files).await?;
 

@@ -13,7 +13,7 @@ use crate::bootstrap::context::Ctx;
 use crate::bootstrap::node::{install, start, wait, Put, Wait};
 use crate::bootstrap::node_files::etcd_files;
 use crate::bootstrap::BootstrapError;
-use crate::spec::EtcdSource;
+use crate::spec::Origin;
 use crate::ssh::shell_quote;
 
 /// Written for KVM (Debian's etcd answers in about a second), scaled by the accelerator.
@@ -30,14 +30,14 @@ pub(super) async fn run(ctx: &Ctx<'_>) -> Result<Vec<String>, BootstrapError> {
     let s = ctx.session(cp).await?;
 
     let mut files: Vec<Put> = match spec.etcd_from {
-        EtcdSource::Upstream => {
+        Origin::Upstream => {
             let (a, _) = b.artifact(phase, "etcd")?;
             let bins = b.binaries(phase, "etcd", &members(&a.upstream_version))?;
             bins.into_iter()
                 .map(|p| Put::file(layout.bin_dir.join(p.file_name().expect("a binary")), p, 0o755))
                 .collect()
         }
-        EtcdSource::Debian => {
+        Origin::Debian => {
             let (etcd, etcdctl) = (layout.etcd_binary(spec), layout.etcdctl_binary(spec));
             let q = |p: &Path| shell_quote(&p.display().to_string());
             let probe = format!("test -x {} && test -x {}", q(&etcd), q(&etcdctl));
@@ -55,7 +55,7 @@ pub(super) async fn run(ctx: &Ctx<'_>) -> Result<Vec<String>, BootstrapError> {
             Vec::new()
         }
     };
-    files.extend(etcd_files(spec, layout).into_iter().map(Put::from));
+    files.extend(etcd_files(spec, layout, ctx.accel()).into_iter().map(Put::from));
     let changed = install(phase, &s, &files).await?;
     // etcd refuses, or warns about, a data directory others can read.
     let data = shell_quote(&layout.etcd_data_dir.display().to_string());

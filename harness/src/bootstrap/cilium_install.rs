@@ -1,0 +1,430 @@
+//! The command lines of the `cilium` phase, as the seed ran them on control-plane-1: `cilium install` with the
+//! values the spec derives, and `cilium status --wait`. Pure functions of the spec; the phase runs them over
+//! SSH as root with root's kubeconfig, admin-internal (`Layout::root_kubeconfig`, https://10.0.0.4:6443),
+//! never a component's identity: the seed's RBAC lesson (the rbac-failure scenario passes another on purpose).
+//!
+//! Every flag is one of cilium-cli v0.18.4's, the pinned CLI (cilium/cilium-cli tag v0.18.4 vendors the CLI from
+//! cilium/cilium, vendor/github.com/cilium/cilium/cilium-cli/cli/): `--kubeconfig` is a persistent flag of
+//! the root command (cli/cmd.go), `--version` and `--set` are install's (cli/install.go:
+//! addCommonInstallFlags registers "version"; addCommonHelmFlags registers "helm-set", which normalizeFlags
+//! names "set"), `--wait` and `--wait-duration` are status's (cli/status.go; the latter a Go duration).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::spec::ClusterSpec;
+
+/// Where the phase installs the pinned cilium CLI on the control plane.
+pub const CILIUM_CLI: &str = "/usr/local/bin/cilium";
+
+/// The guest's name for its cluster NIC. The image boots with `net.ifnames=0` (images/debian/recipe.toml), so
+/// virtio NICs are named eth0, eth1, ... in PCI order; the cluster NIC is the domain's libvirt-managed
+/// interface, the management NIC sits at PCI slot 0x10 far above it (`virt::domain::MANAGEMENT_PCI_SLOT`),
+/// and the vm tier sees the node address on eth0 (tests/tests/vm/ssh.rs).
+pub const CLUSTER_NIC: &str = "eth0";
+
+/// Helm values the harness adds to the spec's, unless `cilium.values` sets them. Without `devices` Cilium
+/// "will automatically detect devices that have a non-local route" (values.yaml of the chart 1.17.4, the
+/// `devices` comment): both NICs, so NodePort and the kube-proxy replacement would also serve the user-mode
+/// management NIC. `devices` is rendered into cilium-config as `devices` and `nodePort.directRoutingDevice`
+/// as `direct-routing-device` (templates/cilium-configmap.yaml of the same chart); the latter is the device
+/// NodePort forwards to remote backends through, the cluster network here.
+pub fn device_values() -> BTreeMap<&'static str, &'static str> {
+    BTreeMap::from([("devices", CLUSTER_NIC), ("nodePort.directRoutingDevice", CLUSTER_NIC)])
+}
+
+/// The chart version whose keys [`CHART_TOP_LEVEL_KEYS`] lists.
+pub const CHART_VERSION: &str = "1.17.4";
+
+/// Every top-level key of the Cilium Helm chart 1.17.4: the properties of its values.schema.json, and the keys
+/// its templates read that values.yaml documents only in comments (`kubeProxyReplacement`, `devices`, ...).
+/// Taken from the published chart cilium-1.17.4.tgz (sha256 06dcedfe25c08c770d193690d561037153e233f9cde31e0705a06802d24cea87,
+/// the digest helm.cilium.io's index.yaml gives it) as cilium/cilium-cli vendors it at tag v0.18.4
+/// (vendor/github.com/cilium/charts/cilium-1.17.4.tgz). The schema does not forbid unknown keys, so Helm would
+/// take a misspelt one silently: this list is what catches it.
+pub const CHART_TOP_LEVEL_KEYS: &[&str] = &[
+    "MTU",
+    "affinity",
+    "agent",
+    "agentNotReadyTaintKey",
+    "aksbyocni",
+    "alibabacloud",
+    "annotateK8sNode",
+    "annotations",
+    "apiRateLimit",
+    "authentication",
+    "autoDirectNodeRoutes",
+    "azure",
+    "bandwidthManager",
+    "bgpControlPlane",
+    "bpf",
+    "bpfClockProbe",
+    "certgen",
+    "cgroup",
+    "ciliumEndpointSlice",
+    "cleanBpfState",
+    "cleanState",
+    "cluster",
+    "clusterHealthPort",
+    "clustermesh",
+    "cni",
+    "commonLabels",
+    "conntrackGCInterval",
+    "conntrackGCMaxInterval",
+    "crdWaitTimeout",
+    "customCalls",
+    "daemon",
+    "dashboards",
+    "debug",
+    "defaultLBServiceIPAM",
+    "devices",
+    "directRoutingSkipUnreachable",
+    "disableEndpointCRD",
+    "disableEnvoyVersionCheck",
+    "disableIptablesFeederRules",
+    "dnsPolicy",
+    "dnsPolicyUnloadOnShutdown",
+    "dnsProxy",
+    "egressGateway",
+    "egressMasqueradeInterfaces",
+    "enableCiliumEndpointSlice",
+    "enableCnpStatusUpdates",
+    "enableCriticalPriorityClass",
+    "enableIPv4BIGTCP",
+    "enableIPv4Masquerade",
+    "enableIPv6BIGTCP",
+    "enableIPv6Masquerade",
+    "enableIdentityMark",
+    "enableInternalTrafficPolicy",
+    "enableK8sEndpointSlice",
+    "enableK8sEventHandover",
+    "enableK8sTerminatingEndpoint",
+    "enableLBIPAM",
+    "enableMasqueradeRouteSource",
+    "enableNonDefaultDenyPolicies",
+    "enableRuntimeDeviceDetection",
+    "enableXTSocketFallback",
+    "encryption",
+    "endpointHealthChecking",
+    "endpointLockdownOnMapOverflow",
+    "endpointRoutes",
+    "eni",
+    "envoy",
+    "envoyConfig",
+    "etcd",
+    "externalIPs",
+    "externalWorkloads",
+    "extraArgs",
+    "extraConfig",
+    "extraContainers",
+    "extraEnv",
+    "extraHostPathMounts",
+    "extraInitContainers",
+    "extraVolumeMounts",
+    "extraVolumes",
+    "forceDeviceDetection",
+    "fragmentTracking",
+    "gatewayAPI",
+    "gke",
+    "global",
+    "healthCheckICMPFailureThreshold",
+    "healthChecking",
+    "healthPort",
+    "highScaleIPcache",
+    "hostFirewall",
+    "hostPort",
+    "hostServices",
+    "hubble",
+    "identityAllocationMode",
+    "identityChangeGracePeriod",
+    "image",
+    "imagePullSecrets",
+    "ingressController",
+    "initResources",
+    "installNoConntrackIptablesRules",
+    "ipMasqAgent",
+    "ipam",
+    "iptablesLockTimeout",
+    "iptablesRandomFully",
+    "ipv4",
+    "ipv4NativeRoutingCIDR",
+    "ipv6",
+    "ipv6NativeRoutingCIDR",
+    "k8s",
+    "k8sClientRateLimit",
+    "k8sNetworkPolicy",
+    "k8sServiceHost",
+    "k8sServiceLookupConfigMapName",
+    "k8sServiceLookupNamespace",
+    "k8sServicePort",
+    "keepDeprecatedLabels",
+    "keepDeprecatedProbes",
+    "kubeConfigPath",
+    "kubeProxyReplacement",
+    "kubeProxyReplacementHealthzBindAddr",
+    "l2NeighDiscovery",
+    "l2announcements",
+    "l2podAnnouncements",
+    "l7Proxy",
+    "labels",
+    "livenessProbe",
+    "loadBalancer",
+    "localRedirectPolicy",
+    "logOptions",
+    "logSystemLoad",
+    "maglev",
+    "monitor",
+    "name",
+    "namespaceOverride",
+    "nat",
+    "nat46x64Gateway",
+    "nodeIPAM",
+    "nodePort",
+    "nodeSelector",
+    "nodeSelectorLabels",
+    "nodeinit",
+    "operator",
+    "pmtuDiscovery",
+    "podAnnotations",
+    "podLabels",
+    "podSecurityContext",
+    "policyAuditMode",
+    "policyCIDRMatchMode",
+    "policyEnforcementMode",
+    "pprof",
+    "preflight",
+    "priorityClassName",
+    "prometheus",
+    "rbac",
+    "readinessProbe",
+    "resourceQuotas",
+    "resources",
+    "rollOutCiliumPods",
+    "routingMode",
+    "scheduling",
+    "sctp",
+    "securityContext",
+    "serviceAccounts",
+    "serviceNoBackendResponse",
+    "sessionAffinity",
+    "sleepAfterInit",
+    "socketLB",
+    "startupProbe",
+    "svcSourceRangeCheck",
+    "synchronizeK8sNodes",
+    "sysctlfix",
+    "terminationGracePeriodSeconds",
+    "tls",
+    "tolerations",
+    "tunnel",
+    "tunnelPort",
+    "tunnelProtocol",
+    "tunnelSourcePortRange",
+    "updateStrategy",
+    "upgradeCompatibility",
+    "vtep",
+    "waitForKubeProxy",
+    "wellKnownIdentities",
+];
+
+/// A `cilium.values` key the pinned chart does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "cilium.values: {key:?} is not a value of the Cilium {chart} Helm chart: it has no top-level key {top:?} \
+     (see `helm show values cilium/cilium --version {chart}`)"
+)]
+pub struct UnknownCiliumValue {
+    pub key: String,
+    pub top: String,
+    pub chart: &'static str,
+}
+
+/// The top-level key of a Helm `--set` path: up to the first unescaped `.` or `[` (Helm's strvals
+/// syntax, where `\.` is a literal dot).
+fn top_level(key: &str) -> String {
+    let mut top = String::new();
+    let mut chars = key.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => top.extend(chars.next()),
+            '.' | '[' => break,
+            c => top.push(c),
+        }
+    }
+    top
+}
+
+/// Checks every `cilium.values` key against the pinned chart's top-level keys, before anything reaches a node.
+pub fn validate_values(spec: &ClusterSpec) -> Result<(), UnknownCiliumValue> {
+    for key in spec.cilium.values.keys() {
+        let top = top_level(key);
+        if !CHART_TOP_LEVEL_KEYS.contains(&top.as_str()) {
+            return Err(UnknownCiliumValue { key: key.clone(), top, chart: CHART_VERSION });
+        }
+    }
+    Ok(())
+}
+
+/// Every Helm value the install sets: the spec's (`spec.derived().cilium_values`: the seed's six and
+/// `cilium.values`), then [`device_values`] where the spec sets none of its own.
+pub fn install_values(spec: &ClusterSpec) -> BTreeMap<String, String> {
+    let mut values = spec.derived().cilium_values;
+    for (k, v) in device_values() {
+        values.entry(k.to_string()).or_insert_with(|| v.to_string());
+    }
+    values
+}
+
+/// `cilium install --version <pinned> --kubeconfig <admin-internal> --set key=value ...`, one `--set` per value.
+pub fn install_argv(spec: &ClusterSpec, kubeconfig: &Path) -> Vec<String> {
+    let mut argv = vec![
+        CILIUM_CLI.to_string(),
+        "install".to_string(),
+        "--version".to_string(),
+        spec.versions.cilium.clone(),
+        "--kubeconfig".to_string(),
+        kubeconfig.display().to_string(),
+    ];
+    for (k, v) in install_values(spec) {
+        argv.push("--set".to_string());
+        argv.push(format!("{k}={v}"));
+    }
+    argv
+}
+
+/// A duration as Go's time.ParseDuration reads it (what a cobra DurationVar flag takes).
+fn go_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// `cilium status --wait --wait-duration <cilium.status_wait> --kubeconfig <admin-internal>`, as the seed ran it.
+pub fn status_argv(spec: &ClusterSpec, kubeconfig: &Path) -> Vec<String> {
+    vec![
+        CILIUM_CLI.to_string(),
+        "status".to_string(),
+        "--wait".to_string(),
+        "--wait-duration".to_string(),
+        go_duration(spec.cilium.status_wait),
+        "--kubeconfig".to_string(),
+        kubeconfig.display().to_string(),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> std::path::PathBuf {
+        crate::bootstrap::Layout::default().root_kubeconfig
+    }
+
+    /// The `--set` values of an argv, in order.
+    fn sets(argv: &[String]) -> Vec<(String, String)> {
+        argv.windows(2)
+            .filter(|w| w[0] == "--set")
+            .map(|w| {
+                let (k, v) = w[1].split_once('=').expect("key=value");
+                (k.to_string(), v.to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_install_sets_exactly_the_seeds_table_and_the_cluster_nic() {
+        let spec = ClusterSpec::default();
+        let argv = install_argv(&spec, &root());
+        assert_eq!(
+            argv[..6],
+            ["/usr/local/bin/cilium", "install", "--version", "1.17.4", "--kubeconfig", "/root/.kube/config"]
+        );
+        let expected: Vec<(String, String)> = [
+            // seed/cilium-bootstrap.md, "Key Installation Parameters Explained".
+            ("devices", "eth0"),
+            ("ipam.mode", "cluster-pool"),
+            ("ipam.operator.clusterPoolIPv4MaskSize", "24"),
+            ("ipam.operator.clusterPoolIPv4PodCIDRList", "10.200.0.0/16"),
+            ("k8sServiceHost", "10.0.0.4"),
+            ("k8sServicePort", "6443"),
+            ("kubeProxyReplacement", "true"),
+            ("nodePort.directRoutingDevice", "eth0"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(sets(&argv), expected);
+        assert_eq!(argv.len(), 6 + 2 * expected.len(), "nothing else: {argv:?}");
+    }
+
+    #[test]
+    fn spec_values_are_added_and_may_choose_other_devices() {
+        let mut spec = ClusterSpec::default();
+        spec.cilium.values.insert("hubble.relay.enabled".into(), toml::Value::Boolean(true));
+        spec.cilium.values.insert("devices".into(), toml::Value::Array(vec!["eth0".into(), "eth1".into()]));
+        let sets = sets(&install_argv(&spec, &root()));
+        assert!(sets.contains(&("hubble.relay.enabled".into(), "true".into())));
+        assert!(sets.contains(&("devices".into(), "{eth0,eth1}".into())), "{sets:?}");
+        assert_eq!(sets.iter().filter(|(k, _)| k == "devices").count(), 1);
+    }
+
+    #[test]
+    fn the_cluster_nic_is_eth0_because_the_image_keeps_kernel_names_and_the_management_nic_comes_last() {
+        let recipe: toml::Value = toml::from_str(&crate::bootstrap::tests::images_debian("recipe.toml")).unwrap();
+        let cmdline = recipe["cmdline"].as_str().unwrap();
+        assert!(cmdline.split_whitespace().any(|a| a == "net.ifnames=0"), "{cmdline}");
+        // libvirt places the cluster NIC at the first free slot (0x02 or 0x03, after the host bridge and
+        // the IDE/ISA bridge of the `pc` machine); the management NIC is passed to QEMU at this one.
+        const { assert!(crate::virt::domain::MANAGEMENT_PCI_SLOT >= 0x10) };
+        assert_eq!(CLUSTER_NIC, "eth0");
+    }
+
+    #[test]
+    fn status_waits_as_long_as_the_spec_says() {
+        let mut spec = ClusterSpec::default();
+        assert_eq!(
+            status_argv(&spec, &root()),
+            [
+                "/usr/local/bin/cilium",
+                "status",
+                "--wait",
+                "--wait-duration",
+                "180s",
+                "--kubeconfig",
+                "/root/.kube/config"
+            ]
+        );
+        spec.cilium.status_wait = Duration::from_millis(90_500);
+        assert_eq!(status_argv(&spec, &root())[4], "90500ms");
+    }
+
+    #[test]
+    fn every_value_the_harness_sets_is_a_key_of_the_pinned_chart() {
+        let spec = ClusterSpec::default();
+        assert_eq!(spec.versions.cilium, CHART_VERSION, "the key list is the pinned chart's");
+        for key in install_values(&spec).keys() {
+            assert!(CHART_TOP_LEVEL_KEYS.contains(&top_level(key).as_str()), "{key}");
+        }
+        assert!(CHART_TOP_LEVEL_KEYS.windows(2).all(|w| w[0] < w[1]), "sorted, no duplicates");
+        assert_eq!(CHART_TOP_LEVEL_KEYS.len(), 182);
+    }
+
+    #[test]
+    fn an_unknown_value_is_an_error_naming_it() {
+        let mut spec = ClusterSpec::default();
+        spec.cilium.values.insert("hubble.relay.enabled".into(), toml::Value::Boolean(true));
+        assert_eq!(validate_values(&spec), Ok(()));
+        spec.cilium.values.insert("kubeProxyReplacment".into(), toml::Value::Boolean(true));
+        let err = validate_values(&spec).unwrap_err();
+        assert_eq!(err.top, "kubeProxyReplacment");
+        let text = err.to_string();
+        assert!(text.contains("\"kubeProxyReplacment\"") && text.contains("1.17.4"), "{text}");
+        assert_eq!(top_level("ipam.operator.clusterPoolIPv4PodCIDRList"), "ipam");
+        assert_eq!(top_level("extraArgs[0]"), "extraArgs");
+        assert_eq!(top_level("podAnnotations.example\\.com/team"), "podAnnotations");
+        assert_eq!(top_level("a\\.b.c"), "a.b");
+    }
+}

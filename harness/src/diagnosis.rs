@@ -1,0 +1,624 @@
+//! Findings in the text a cluster prints, keyed to the seed's failure modes: what `cilium status`, kubectl,
+//! pod events and pod statuses say when a wait fails, turned into the cause a person can act on.
+//!
+//! Every recogniser is tested against real output transcribed from public sources (each fixture names its
+//! own); the seed's own words are in shared/seed/cilium-bootstrap.md.
+
+use std::fmt;
+
+/// One recognised symptom, with the values a person needs to act on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// `dial tcp: lookup worker-node-2 on 127.0.0.53:53: server misbehaving`: a node name the asking host could
+    /// not resolve. In the seed this is the apiserver reaching a kubelet by hostname through systemd-resolved.
+    NodeNameUnresolvable { name: String, resolver: String, reason: String },
+    /// `cilium status` could not get one agent's own status (it execs into the pod, through the apiserver and
+    /// the node's kubelet): `unable to retrieve cilium status: <detail>`.
+    AgentStatusUnavailable { pod: String, detail: String },
+    /// `User "system:kube-controller-manager" cannot get resource "clusterroles" in API group
+    /// "rbac.authorization.k8s.io" at the cluster scope`: an identity without the rights the action needs.
+    Forbidden { user: String, verb: String, resource: String, api_group: String },
+    /// An image not on the node yet: being pulled (`Pulling` event without its `Pulled`), or a container
+    /// waiting with no image ID. The seed's cold-image `status --wait` timeout.
+    ImageNotPulled { image: Option<String>, node: Option<String>, since: Option<String>, state: String },
+    /// A container that keeps exiting; `last_lines` are its previous run's last log lines, once attached
+    /// ([`attach_last_lines`]).
+    CrashLoop { pod: String, state: String, restarts: String, last_lines: Vec<String> },
+    /// The apiserver did not answer at all: `Get "<url>": dial tcp <addr>: connect: connection refused`.
+    ApiserverUnreachable { endpoint: String, reason: String },
+}
+
+/// The kubeconfig a Forbidden install should have used: the seed's RBAC fix.
+const ADMIN_KUBECONFIG: &str = "the admin kubeconfig (CN=admin, O=system:masters): admin-internal, which is root's \
+     /root/.kube/config on control-plane-1, not a component's scoped identity";
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Finding::NodeNameUnresolvable { name, resolver, reason } => write!(
+                f,
+                "node name {name:?} does not resolve through {resolver} ({reason}): write node names into /etc/hosts \
+                 (resolve_node_names = true) or prefer InternalIP in --kubelet-preferred-address-types"
+            ),
+            Finding::AgentStatusUnavailable { pod, detail } => write!(
+                f,
+                "cilium status could not ask agent {pod} for its status ({detail}): the apiserver reaches the pod \
+                 through its node's kubelet"
+            ),
+            Finding::Forbidden { user, verb, resource, api_group } => {
+                write!(f, "{user} may not {verb} {resource} ({api_group}): use {ADMIN_KUBECONFIG}")
+            }
+            Finding::ImageNotPulled { image, node, since, state } => {
+                let image = image.as_deref().unwrap_or("an image");
+                write!(f, "{image} is not on ")?;
+                match node {
+                    Some(n) => write!(f, "{n}")?,
+                    None => write!(f, "its node")?,
+                }
+                write!(f, " yet ({state}")?;
+                if let Some(s) = since {
+                    write!(f, " for {s}")?;
+                }
+                write!(f, "): a cold node, or no registry access; preload the pinned images")
+            }
+            Finding::CrashLoop { pod, state, restarts, last_lines } => {
+                write!(f, "{pod} keeps crashing ({state}, {restarts} restarts)")?;
+                if last_lines.is_empty() {
+                    write!(f, "; see `kubectl logs --previous {pod}`")
+                } else {
+                    write!(f, "; its last lines:\n  {}", last_lines.join("\n  "))
+                }
+            }
+            Finding::ApiserverUnreachable { endpoint, reason } => write!(
+                f,
+                "the apiserver at {endpoint} does not answer ({reason}): check the kubeconfig's server (no \
+                 kubeconfig means localhost:8080) and that kube-apiserver runs"
+            ),
+        }
+    }
+}
+
+/// Why a wait (the harness's own, or `cilium status --wait`) timed out, as far as the text around it tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitTimeoutCause {
+    /// Nothing else matters while the apiserver does not answer.
+    ApiserverUnreachable(String),
+    /// The installing identity lacks rights: the seed's first attempt.
+    Forbidden { user: String },
+    /// Per-node status could not be fetched because node names do not resolve; warm images would not help.
+    UnresolvableNodeNames(Vec<String>),
+    /// Pods that keep crashing: waiting longer will not help.
+    CrashLoop(Vec<String>),
+    /// Agents were still pulling images: the seed's explanation, true only when nothing above is wrong.
+    ColdImages(Vec<String>),
+    /// Agents ran but `cilium status` could not reach them (apiserver to kubelet).
+    AgentStatusUnavailable(Vec<String>),
+    /// None of these: look at the bundle.
+    Unknown,
+}
+
+/// Every finding in `text`, in order of appearance, each reported once. An image whose pull finished later in
+/// the same text is not reported.
+pub fn diagnose(text: &str) -> Vec<Finding> {
+    let mut out: Vec<Finding> = Vec::new();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut node: Option<String> = None;
+    let mut image: Option<String> = None;
+    for (i, line) in lines.iter().enumerate() {
+        let next = lines.get(i + 1).copied().unwrap_or("");
+        // Context that later lines refer to: `kubectl describe pod`'s node, a status's container image.
+        if let Some(n) = line.trim_start().strip_prefix("Node:") {
+            node = n.split('/').next().map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+        }
+        if let Some(v) = yaml_value(line, "image") {
+            image = Some(v);
+        }
+        let mut found = Vec::new();
+        found.extend(status_json(line));
+        found.extend(forbidden(line, next));
+        found.extend(agent_status(line));
+        found.extend(node_name_lookup(line));
+        found.extend(apiserver_unreachable(line));
+        found.extend(crash_loop(line));
+        found.extend(image_not_pulled(line, next, node.as_deref(), image.as_deref()));
+        for f in found {
+            if !out.contains(&f) {
+                out.push(f);
+            }
+        }
+        if let Some(done) = pulled(line) {
+            out.retain(|f| !matches!(f, Finding::ImageNotPulled { image: Some(i), .. } if *i == done));
+        }
+    }
+    out
+}
+
+/// Fills in the last `n` lines of `logs` (e.g. `kubectl logs --previous POD`) for `pod`'s crash loop.
+pub fn attach_last_lines(findings: &mut [Finding], pod: &str, logs: &str, n: usize) {
+    let lines: Vec<&str> = logs.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail: Vec<String> = lines[lines.len().saturating_sub(n)..].iter().map(|l| l.to_string()).collect();
+    for f in findings.iter_mut() {
+        if let Finding::CrashLoop { pod: p, last_lines, .. } = f {
+            if p == pod {
+                *last_lines = tail.clone();
+            }
+        }
+    }
+}
+
+/// The most telling cause first: an unreachable apiserver or a missing right explains everything after it;
+/// unresolvable node names make `status --wait` fail even with warm images, so they come before cold images.
+pub fn wait_timeout_cause(findings: &[Finding]) -> WaitTimeoutCause {
+    let collect = |pick: fn(&Finding) -> Option<String>| -> Vec<String> {
+        let mut v: Vec<String> = Vec::new();
+        for s in findings.iter().filter_map(pick) {
+            if !v.contains(&s) {
+                v.push(s);
+            }
+        }
+        v
+    };
+    if let Some(Finding::ApiserverUnreachable { endpoint, .. }) =
+        findings.iter().find(|f| matches!(f, Finding::ApiserverUnreachable { .. }))
+    {
+        return WaitTimeoutCause::ApiserverUnreachable(endpoint.clone());
+    }
+    if let Some(Finding::Forbidden { user, .. }) = findings.iter().find(|f| matches!(f, Finding::Forbidden { .. })) {
+        return WaitTimeoutCause::Forbidden { user: user.clone() };
+    }
+    let names = collect(|f| match f {
+        Finding::NodeNameUnresolvable { name, .. } => Some(name.clone()),
+        _ => None,
+    });
+    if !names.is_empty() {
+        return WaitTimeoutCause::UnresolvableNodeNames(names);
+    }
+    let crashing = collect(|f| match f {
+        Finding::CrashLoop { pod, .. } => Some(pod.clone()),
+        _ => None,
+    });
+    if !crashing.is_empty() {
+        return WaitTimeoutCause::CrashLoop(crashing);
+    }
+    if findings.iter().any(|f| matches!(f, Finding::ImageNotPulled { .. })) {
+        return WaitTimeoutCause::ColdImages(collect(|f| match f {
+            Finding::ImageNotPulled { image: Some(i), .. } => Some(i.clone()),
+            _ => None,
+        }));
+    }
+    let agents = collect(|f| match f {
+        Finding::AgentStatusUnavailable { pod, .. } => Some(pod.clone()),
+        _ => None,
+    });
+    if !agents.is_empty() {
+        return WaitTimeoutCause::AgentStatusUnavailable(agents);
+    }
+    WaitTimeoutCause::Unknown
+}
+
+/// `key: value` of a YAML line (`- key: value` too), unquoted.
+fn yaml_value(line: &str, key: &str) -> Option<String> {
+    let t = line.trim_start().trim_start_matches("- ");
+    let v = t.strip_prefix(key)?.strip_prefix(':')?.trim();
+    Some(v.trim_matches('"').to_string())
+}
+
+/// Go's resolver error: `lookup NAME on RESOLVER: REASON`.
+fn node_name_lookup(line: &str) -> Option<Finding> {
+    let rest = &line[line.find("lookup ")? + "lookup ".len()..];
+    let (name, rest) = rest.split_once(" on ")?;
+    let (resolver, reason) = rest.split_once(": ")?;
+    // A dotted name is a service or external host, not a node's single-label hostname.
+    if name.is_empty() || name.contains('.') || name.contains(' ') {
+        return None;
+    }
+    let reason = reason.split([',', '"']).next().unwrap_or(reason).trim();
+    Some(Finding::NodeNameUnresolvable { name: name.into(), resolver: resolver.into(), reason: reason.into() })
+}
+
+/// A row of `cilium status`'s Errors table: `<workload> <pod> unable to retrieve cilium status: <detail>`
+/// (cilium-cli status/k8s.go reports each agent it could not exec into this way).
+fn agent_status(line: &str) -> Option<Finding> {
+    const MARK: &str = "unable to retrieve cilium status: ";
+    let at = line.find(MARK)?;
+    let pod = line[..at].split_whitespace().last()?.to_string();
+    let detail = line[at + MARK.len()..].trim().to_string();
+    Some(Finding::AgentStatusUnavailable { pod, detail })
+}
+
+/// Kubernetes' RBAC denial: `User "U" cannot VERB resource "R" in API group "G" ...`. Terminals and logs
+/// wrap it, so the user or the group may be on the next line.
+fn forbidden(line: &str, next: &str) -> Option<Finding> {
+    if line.trim_end().ends_with("User") {
+        return forbidden_text(&format!("{} {}", line.trim_end(), next.trim_start()));
+    }
+    let f = forbidden_text(line)?;
+    match &f {
+        Finding::Forbidden { api_group, .. } if api_group == "core" && !line.contains("in API group") => {
+            forbidden_text(&format!("{line} {next}")).or(Some(f))
+        }
+        _ => Some(f),
+    }
+}
+
+fn forbidden_text(text: &str) -> Option<Finding> {
+    let rest = &text[text.find("User \"")? + "User \"".len()..];
+    let (user, rest) = rest.split_once("\" cannot ")?;
+    let (verb, rest) = rest.split_once(" resource \"")?;
+    let (resource, rest) = rest.split_once('"')?;
+    let api_group = rest
+        .split_once("in API group \"")
+        .and_then(|(_, g)| g.split_once('"'))
+        .map(|(g, _)| if g.is_empty() { "core".to_string() } else { g.to_string() })
+        .unwrap_or_else(|| "core".to_string());
+    Some(Finding::Forbidden { user: user.into(), verb: verb.into(), resource: resource.into(), api_group })
+}
+
+/// The apiserver's own answer, a `Status` object (`"kind":"Status"`), as a client prints its body: the
+/// message carries user, verb and resource, `details.group` the group.
+fn status_json(line: &str) -> Option<Finding> {
+    let start = line.find("{\"kind\":\"Status\"")?;
+    let mut stream = serde_json::Deserializer::from_str(&line[start..]).into_iter::<serde_json::Value>();
+    let status = stream.next()?.ok()?;
+    if status["reason"] != "Forbidden" {
+        return None;
+    }
+    match forbidden_text(status["message"].as_str()?)? {
+        Finding::Forbidden { user, verb, resource, api_group } => {
+            let group = status["details"]["group"].as_str().filter(|g| !g.is_empty()).map(str::to_string);
+            Some(Finding::Forbidden { user, verb, resource, api_group: group.unwrap_or(api_group) })
+        }
+        other => Some(other),
+    }
+}
+
+/// `Get "<url>": dial tcp <addr>: connect: connection refused` against an API path, or kubectl's
+/// `Unable to connect to the server: <reason>`.
+fn apiserver_unreachable(line: &str) -> Option<Finding> {
+    if let Some(rest) = line.split_once("Unable to connect to the server: ").map(|(_, r)| r) {
+        return Some(Finding::ApiserverUnreachable { endpoint: "the kubeconfig's server".into(), reason: rest.into() });
+    }
+    let rest = &line[line.find("Get \"")? + "Get \"".len()..];
+    let (url, rest) = rest.split_once("\": ")?;
+    let (scheme, after) = url.split_once("://")?;
+    let (host, path) = after.split_once('/')?;
+    if !(path.starts_with("api/") || path.starts_with("apis/")) || !rest.starts_with("dial tcp") {
+        return None;
+    }
+    Some(Finding::ApiserverUnreachable { endpoint: format!("{scheme}://{host}"), reason: rest.trim().into() })
+}
+
+/// A `kubectl get pods` row in CrashLoopBackOff (`Init:CrashLoopBackOff` for an init container).
+fn crash_loop(line: &str) -> Option<Finding> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.iter().position(|w| w.ends_with("CrashLoopBackOff"))?;
+    if at < 2 {
+        return None;
+    }
+    let pod = words[0].trim_start_matches("pod/").to_string();
+    let restarts = words.get(at + 1).unwrap_or(&"?").to_string();
+    Some(Finding::CrashLoop { pod, state: words[at].to_string(), restarts, last_lines: Vec::new() })
+}
+
+/// The image a line says has arrived: a `Pulled` event's `Successfully pulled image "X"` or `Container
+/// image "X" already present on machine`.
+fn pulled(line: &str) -> Option<String> {
+    let quoted = |marker: &str| {
+        let lower = line.to_ascii_lowercase();
+        let at = lower.find(marker)? + marker.len();
+        line[at..].split('"').next().map(str::to_string)
+    };
+    quoted("successfully pulled image \"")
+        .or_else(|| line.contains("already present on machine").then(|| quoted("container image \"")).flatten())
+}
+
+/// Kubelet `Pulling` events (`Normal  Pulling  5m36s  kubelet, k8s2  pulling image "X"`: age, and the node
+/// where the event source names it), pod states while an image is missing, and container statuses whose
+/// `imageID` is still empty.
+fn image_not_pulled(line: &str, next: &str, node: Option<&str>, image: Option<&str>) -> Option<Finding> {
+    let lower = line.to_ascii_lowercase();
+    if let Some(i) = lower.find("pulling image \"") {
+        let pulling = line[i + "pulling image \"".len()..].split('"').next().map(str::to_string);
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let (since, from_node) = match words.iter().position(|w| *w == "Pulling") {
+            Some(p) => {
+                let since = words.get(p + 1).map(|s| s.to_string());
+                let from = words.get(p + 2) == Some(&"kubelet,");
+                (since, if from { words.get(p + 3).map(|n| n.to_string()) } else { None })
+            }
+            None => (None, None),
+        };
+        let node = from_node.or_else(|| node.map(str::to_string));
+        return Some(Finding::ImageNotPulled { image: pulling, node, since, state: "Pulling".into() });
+    }
+    if yaml_value(line, "imageID").is_some_and(|v| v.is_empty()) {
+        let waiting = |l: &str| yaml_value(l, "reason");
+        let state = waiting(next).unwrap_or_else(|| "no image ID".into());
+        return Some(Finding::ImageNotPulled {
+            image: image.map(str::to_string),
+            node: node.map(str::to_string),
+            since: None,
+            state,
+        });
+    }
+    ["ImagePullBackOff", "ErrImagePull", "ContainerCreating"]
+        .into_iter()
+        .find(|s| line.split_whitespace().any(|w| w == *s || w.starts_with(&format!("{s}:"))))
+        .map(|s| Finding::ImageNotPulled { image: None, node: None, since: None, state: s.into() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The seed's own words (shared/seed/cilium-bootstrap.md).
+    const SEED_DNS: &str = "dial tcp: lookup worker-node-2 on 127.0.0.53:53: server misbehaving";
+    const SEED_RBAC: &str = "User \"system:kube-controller-manager\" cannot get resource \"clusterroles\"\n\
+        in API group \"rbac.authorization.k8s.io\" at the cluster scope";
+
+    /// kubectl exec through an apiserver that cannot resolve a node name: kubernetes/kubernetes issue #39026,
+    /// comment by jamstar, 2017-01-13 (https://github.com/kubernetes/kubernetes/issues/39026). 10.0.2.3 is
+    /// QEMU user networking's DNS, as on our management NIC.
+    const KUBECTL_EXEC_LOOKUP: &str =
+        "Error from server: error dialing backend: dial tcp: lookup node-2 on 10.0.2.3:53: server misbehaving";
+
+    /// `cilium status --wait` timing out with agents it cannot reach: cilium/cilium issue #16097, description
+    /// (https://github.com/cilium/cilium/issues/16097), up to the Warnings row.
+    const STATUS_WAIT_AGENTS_UNREACHABLE: &str = r"Run cilium status --wait
+Error: Unable to determine status:  timeout while waiting for status to become successful: context deadline exceeded
+    /¯¯\
+ /¯¯\__/¯¯\    Cilium:         2 errors
+ \__/¯¯\__/    Operator:       1 errors
+ /¯¯\__/¯¯\    Hubble:         1 warnings
+ \__/¯¯\__/    ClusterMesh:    1 warnings
+    \__/
+
+DaemonSet         cilium                   Desired: 2, Ready: 2/2, Available: 2/2
+Containers:       cilium                   Running: 2
+Image versions    cilium                   quay.io/cilium/cilium-ci:08b0f90fc2de5ff22d648a7478ace9bb2788ad7e: 2
+Errors:           cilium                   cilium-4j8vt             unable to retrieve cilium status: error dialing backend: dial tcp 10.240.0.35:10250: i/o timeout
+                  cilium                   cilium-2zptk             unable to retrieve cilium status: error dialing backend: dial tcp 10.240.0.4:10250: i/o timeout
+                  cilium-operator          cilium-operator          context deadline exceeded";
+
+    /// `kubectl describe pod` events while images are pulled: cilium/cilium issue #6778, comment by
+    /// joestringer, 2019-03-27 (https://github.com/cilium/cilium/issues/6778), pods_status.txt; its first
+    /// twelve event rows, which end while the last image is still being pulled.
+    const DESCRIBE_EVENTS_PULLING: &str = r#"  Normal  Scheduled  5m40s  default-scheduler  Successfully assigned default/ratings-v1-69998f89d6-nr6bq to k8s2
+  Normal  Pulled     5m37s  kubelet, k8s2      Container image "busybox:1.28.4" already present on machine
+  Normal  Created    5m37s  kubelet, k8s2      Created container
+  Normal  Started    5m37s  kubelet, k8s2      Started container
+  Normal  Pulling    5m36s  kubelet, k8s2      pulling image "docker.io/istio/proxy_init:1.0.0"
+  Normal  Pulled     5m30s  kubelet, k8s2      Successfully pulled image "docker.io/istio/proxy_init:1.0.0"
+  Normal  Created    5m30s  kubelet, k8s2      Created container
+  Normal  Started    5m30s  kubelet, k8s2      Started container
+  Normal  Pulled     5m29s  kubelet, k8s2      Container image "docker.io/istio/examples-bookinfo-ratings-v1:1.6.0" already present on machine
+  Normal  Created    5m28s  kubelet, k8s2      Created container
+  Normal  Started    5m28s  kubelet, k8s2      Started container
+  Normal  Pulling    5m28s  kubelet, k8s2      pulling image "docker.io/cilium/istio_proxy_debug:1.0.0""#;
+
+    /// A Cilium agent's init container that never started (no image ID yet), from a sysdump's pod status:
+    /// cilium/cilium issue #31385, description (https://github.com/cilium/cilium/issues/31385).
+    const INIT_CONTAINER_NO_IMAGE: &str = r#"     initContainerStatuses:
+     - image: quay.io/cilium/cilium-ci:cacb323c18515702b9a21e025f64c3016cd783ed
+       imageID: ""
+       lastState: {}
+       name: config
+       ready: false
+       restartCount: 0
+       state:
+         waiting:
+           reason: PodInitializing"#;
+
+    /// `kubectl apply` as a node identity, wrapped by the terminal: kubernetes/kubernetes issue #104176,
+    /// description (https://github.com/kubernetes/kubernetes/issues/104176), with the reporter's bold marks.
+    const APPLY_FORBIDDEN_WRAPPED: &str = r#"Error from server (Forbidden): error when retrieving current configuration of:
+Resource: "rbac.authorization.k8s.io/v1, Resource=clusterroles", GroupVersionKind: "rbac.authorization.k8s.io/v1, Kind=ClusterRole"
+Name: "cloud-console-reader", Namespace: ""
+from server for: "cloud-console-reader.yaml": clusterroles.rbac.authorization.k8s.io "**cloud-console-reader" is forbidden: User 
+"system:node:anth-admin-host1" cannot get resource "clusterroles" in API group "rbac.authorization.k8s.io" at the cluster scope**"#;
+
+    /// The apiserver's Forbidden body, exactly as its responsewriters write it: kubernetes/kubernetes
+    /// staging/src/k8s.io/apiserver/pkg/endpoints/handlers/responsewriters/errors_test.go, TestForbidden's
+    /// expected bodies, at commit 083e3f3e0db4c37bf3fb4e6715a9d8d035cab428.
+    const STATUS_FORBIDDEN_GROUP: &str = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"pod.v2 is forbidden: User \"NAME\" cannot get resource \"pod/quota\" in API group \"v2\" in the namespace \"test\"","reason":"Forbidden","details":{"group":"v2","kind":"pod"},"code":403}"#;
+    const STATUS_FORBIDDEN_CORE: &str = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"pod is forbidden: User \"NAME\" cannot get resource \"pod\" in API group \"\" at the cluster scope","reason":"Forbidden","details":{"kind":"pod"},"code":403}"#;
+
+    /// Cilium pods crash-looping: kubernetes-sigs/cluster-api issue #8984, comment by debjitk, 2023-07-11
+    /// (https://github.com/kubernetes-sigs/cluster-api/issues/8984), its first five rows.
+    const GET_PODS_CRASHLOOP: &str = r"pod/cilium-bpgwl                                                          0/1     Init:CrashLoopBackOff   4 (41s ago)   7m41s
+pod/cilium-mqdzd                                                          0/1     Init:CrashLoopBackOff   4 (76s ago)   8m7s
+pod/cilium-operator-d5f57588-gfdcv                                        1/1     Running                 5 (96s ago)   8m43s
+pod/cilium-operator-d5f57588-jd76q                                        0/1     CrashLoopBackOff        4 (76s ago)   8m24s
+pod/cilium-q2824                                                          0/1     Init:CrashLoopBackOff   4 (55s ago)   7m54s";
+
+    /// `cilium status` with no reachable apiserver (no kubeconfig: client-go's localhost:8080): easzlab/kubeasz
+    /// issue #1422, description (https://github.com/easzlab/kubeasz/issues/1422), two Errors rows.
+    const STATUS_APISERVER_REFUSED: &str = r#"Errors:                cilium-operator          cilium-operator          Get "http://localhost:8080/apis/apps/v1/namespaces/kube-system/deployments/cilium-operator": dial tcp 127.0.0.1:8080: connect: connection refused
+                       cilium                   cilium                   Get "http://localhost:8080/apis/apps/v1/namespaces/kube-system/daemonsets/cilium": dial tcp 127.0.0.1:8080: connect: connection refused"#;
+
+    #[test]
+    fn the_seeds_dns_error_names_the_node_and_the_resolver() {
+        let f = diagnose(SEED_DNS);
+        assert_eq!(
+            f,
+            [Finding::NodeNameUnresolvable {
+                name: "worker-node-2".into(),
+                resolver: "127.0.0.53:53".into(),
+                reason: "server misbehaving".into()
+            }]
+        );
+        assert!(f[0].to_string().contains("resolve_node_names"));
+        assert_eq!(
+            diagnose(KUBECTL_EXEC_LOOKUP),
+            [Finding::NodeNameUnresolvable {
+                name: "node-2".into(),
+                resolver: "10.0.2.3:53".into(),
+                reason: "server misbehaving".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_status_wait_timeout_names_the_agents_it_could_not_ask() {
+        let f = diagnose(STATUS_WAIT_AGENTS_UNREACHABLE);
+        let agents: Vec<&Finding> = f.iter().filter(|f| matches!(f, Finding::AgentStatusUnavailable { .. })).collect();
+        assert_eq!(
+            agents[0],
+            &Finding::AgentStatusUnavailable {
+                pod: "cilium-4j8vt".into(),
+                detail: "error dialing backend: dial tcp 10.240.0.35:10250: i/o timeout".into()
+            }
+        );
+        assert_eq!(agents.len(), 2);
+        assert!(!f.iter().any(|f| matches!(f, Finding::ApiserverUnreachable { .. })), "10250 is a kubelet: {f:?}");
+        assert_eq!(
+            wait_timeout_cause(&f),
+            WaitTimeoutCause::AgentStatusUnavailable(vec!["cilium-4j8vt".into(), "cilium-2zptk".into()])
+        );
+    }
+
+    #[test]
+    fn a_per_agent_lookup_failure_is_blamed_on_node_names() {
+        // The seed's error as a row of `cilium status`'s Errors table carries it.
+        let row = format!("Errors:   cilium   cilium-abcde   unable to retrieve cilium status: {SEED_DNS}");
+        let f = diagnose(&row);
+        assert!(f.contains(&Finding::AgentStatusUnavailable { pod: "cilium-abcde".into(), detail: SEED_DNS.into() }));
+        assert_eq!(wait_timeout_cause(&f), WaitTimeoutCause::UnresolvableNodeNames(vec!["worker-node-2".into()]));
+    }
+
+    #[test]
+    fn the_seeds_rbac_error_names_the_identity_resource_and_the_kubeconfig_to_use() {
+        let expected = Finding::Forbidden {
+            user: "system:kube-controller-manager".into(),
+            verb: "get".into(),
+            resource: "clusterroles".into(),
+            api_group: "rbac.authorization.k8s.io".into(),
+        };
+        assert_eq!(diagnose(&SEED_RBAC.replace('\n', " ")), std::slice::from_ref(&expected));
+        assert_eq!(diagnose(SEED_RBAC), std::slice::from_ref(&expected), "wrapped over two lines, as in the seed");
+        let text = expected.to_string();
+        assert!(text.contains("admin-internal") && text.contains("/root/.kube/config"), "{text}");
+        assert_eq!(
+            wait_timeout_cause(&[expected]),
+            WaitTimeoutCause::Forbidden { user: "system:kube-controller-manager".into() }
+        );
+    }
+
+    #[test]
+    fn a_forbidden_wrapped_after_user_is_read_across_the_line_break() {
+        assert_eq!(
+            diagnose(APPLY_FORBIDDEN_WRAPPED),
+            [Finding::Forbidden {
+                user: "system:node:anth-admin-host1".into(),
+                verb: "get".into(),
+                resource: "clusterroles".into(),
+                api_group: "rbac.authorization.k8s.io".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn the_apiservers_forbidden_status_is_read_with_its_group() {
+        assert_eq!(
+            diagnose(STATUS_FORBIDDEN_GROUP),
+            [Finding::Forbidden {
+                user: "NAME".into(),
+                verb: "get".into(),
+                resource: "pod/quota".into(),
+                api_group: "v2".into()
+            }]
+        );
+        assert_eq!(
+            diagnose(STATUS_FORBIDDEN_CORE),
+            [Finding::Forbidden {
+                user: "NAME".into(),
+                verb: "get".into(),
+                resource: "pod".into(),
+                api_group: "core".into()
+            }]
+        );
+        // As a client prints it after a prefix, as kube's and client-go's errors do.
+        assert_eq!(diagnose(&format!("HTTP response body: {STATUS_FORBIDDEN_CORE}")).len(), 1);
+    }
+
+    #[test]
+    fn a_pull_still_running_names_image_node_and_how_long_and_finished_pulls_are_not_blamed() {
+        let f = diagnose(DESCRIBE_EVENTS_PULLING);
+        assert_eq!(
+            f,
+            [Finding::ImageNotPulled {
+                image: Some("docker.io/cilium/istio_proxy_debug:1.0.0".into()),
+                node: Some("k8s2".into()),
+                since: Some("5m28s".into()),
+                state: "Pulling".into()
+            }]
+        );
+        let text = f[0].to_string();
+        assert!(text.contains("k8s2") && text.contains("5m28s") && text.contains("istio_proxy_debug"), "{text}");
+        assert_eq!(
+            wait_timeout_cause(&f),
+            WaitTimeoutCause::ColdImages(vec!["docker.io/cilium/istio_proxy_debug:1.0.0".into()])
+        );
+    }
+
+    #[test]
+    fn a_container_without_an_image_id_is_waiting_for_its_image() {
+        assert_eq!(
+            diagnose(INIT_CONTAINER_NO_IMAGE),
+            [Finding::ImageNotPulled {
+                image: Some("quay.io/cilium/cilium-ci:cacb323c18515702b9a21e025f64c3016cd783ed".into()),
+                node: None,
+                since: None,
+                state: "no image ID".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn crash_loops_name_the_pods_and_carry_their_last_lines() {
+        let mut f = diagnose(GET_PODS_CRASHLOOP);
+        let pods: Vec<&str> = f
+            .iter()
+            .filter_map(|f| match f {
+                Finding::CrashLoop { pod, .. } => Some(pod.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(pods, ["cilium-bpgwl", "cilium-mqdzd", "cilium-operator-d5f57588-jd76q", "cilium-q2824"]);
+        assert_eq!(
+            f[0],
+            Finding::CrashLoop {
+                pod: "cilium-bpgwl".into(),
+                state: "Init:CrashLoopBackOff".into(),
+                restarts: "4".into(),
+                last_lines: vec![]
+            }
+        );
+        attach_last_lines(&mut f, "cilium-operator-d5f57588-jd76q", "first\nsecond\n\nthird\n", 2);
+        let op = f.iter().find(|x| matches!(x, Finding::CrashLoop { pod, .. } if pod.starts_with("cilium-operator")));
+        assert!(op.unwrap().to_string().ends_with("last lines:\n  second\n  third"), "{}", op.unwrap());
+        assert!(matches!(wait_timeout_cause(&f), WaitTimeoutCause::CrashLoop(p) if p.len() == 4));
+    }
+
+    #[test]
+    fn an_unreachable_apiserver_is_named_and_explains_everything_else() {
+        let f = diagnose(STATUS_APISERVER_REFUSED);
+        assert_eq!(
+            f,
+            [Finding::ApiserverUnreachable {
+                endpoint: "http://localhost:8080".into(),
+                reason: "dial tcp 127.0.0.1:8080: connect: connection refused".into()
+            }]
+        );
+        let mut all = diagnose(&format!("{STATUS_APISERVER_REFUSED}\n{SEED_DNS}\n{DESCRIBE_EVENTS_PULLING}"));
+        assert_eq!(wait_timeout_cause(&all), WaitTimeoutCause::ApiserverUnreachable("http://localhost:8080".into()));
+        all.retain(|f| !matches!(f, Finding::ApiserverUnreachable { .. }));
+        assert_eq!(wait_timeout_cause(&all), WaitTimeoutCause::UnresolvableNodeNames(vec!["worker-node-2".into()]));
+    }
+
+    #[test]
+    fn service_name_lookups_are_not_node_names_and_calm_text_says_nothing() {
+        assert!(diagnose("dial tcp: lookup kubernetes.default.svc on 10.32.0.10:53: no such host").is_empty());
+        assert_eq!(wait_timeout_cause(&diagnose("all fine")), WaitTimeoutCause::Unknown);
+    }
+}
