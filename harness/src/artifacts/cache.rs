@@ -208,7 +208,9 @@ impl Cache {
     /// `--all` keeps the multi-arch index and every platform's image (skopeo-copy(1): "attempt to copy all of the
     /// images in the list, and the list itself"); `--preserve-digests` fails rather than change a digest. The
     /// chart references images by the index digest, so a single platform's manifest would not match it and
-    /// containerd would pull cold (cilium/cilium-cli#1106).
+    /// containerd would pull cold (cilium/cilium-cli#1106). An OCI index keeps its digest in the archive; a
+    /// Docker manifest list would have to be converted to an OCI index (a new digest), which
+    /// `--preserve-digests` refuses, where a plain copy silently changes it (both tried with skopeo 1.9.3).
     pub(super) fn skopeo_args(&self, a: &Artifact, digest: &Checksum, to: &Path) -> Vec<String> {
         let reference = a.locator();
         let repo = reference.rsplit_once(':').map_or(reference, |(r, _)| r);
