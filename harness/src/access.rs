@@ -100,7 +100,8 @@ pub async fn client(cluster: &Cluster) -> Result<ApiClient, AccessError> {
     let name = || cluster.name().to_string();
     let spec = cluster.spec();
     let cp = spec.control_plane();
-    let session = cluster.session(&cp.name).await.map_err(|e| AccessError::Connect { cluster: name(), source: Box::new(e) })?;
+    let session =
+        cluster.session(&cp.name).await.map_err(|e| AccessError::Connect { cluster: name(), source: Box::new(e) })?;
     let tunnel = session
         .forward_local(&cp.address.to_string(), spec.network.apiserver_port)
         .await

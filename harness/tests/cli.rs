@@ -140,3 +140,62 @@ fn what_spec_show_prints_validates_as_a_person_uses_it() {
     assert!(out.status.success(), "spec show's output does not validate: {}", text(&out.stderr));
     assert!(text(&out.stdout).contains("valid: cluster \"kthw\", 3 nodes"), "{}", text(&out.stdout));
 }
+
+/// Answers every request on a loopback port with 404, recording each request line; returns the base URL.
+fn not_found_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut first = String::new();
+            let _ = reader.read_line(&mut first);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            log.lock().unwrap().push(first.trim().to_string());
+            let _ = conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (base, seen)
+}
+
+/// `kthw artifacts fetch` with proxies from the environment removed: only the loopback server is contacted.
+fn fetch_through(args: &[&str], env_mirror: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kthw"));
+    cmd.args(["artifacts", "fetch"]).args(args).env("RUST_LOG", "warn").env_remove("KTHW_ARTIFACT_MIRROR");
+    for v in ["http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
+        cmd.env_remove(v);
+    }
+    if let Some(m) = env_mirror {
+        cmd.env("KTHW_ARTIFACT_MIRROR", m);
+    }
+    cmd.output().expect("run kthw")
+}
+
+#[test]
+fn artifacts_fetch_uses_the_mirror_from_the_flag_or_the_environment() {
+    let (base, seen) = not_found_server();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let flag = fetch_through(&["--dir", d, "--mirror", &format!("{base}/m1"), "etcd"], None);
+    let env = fetch_through(&["--dir", d, "etcd"], Some(&format!("{base}/m2/")));
+    for (out, prefix) in [(&flag, "/m1"), (&env, "/m2")] {
+        assert_eq!(out.status.code(), Some(1), "a 404 fails the fetch");
+        let err = text(&out.stderr);
+        let url = format!("{base}{prefix}/etcd-io/etcd/releases/download/v3.5.21/etcd-v3.5.21-linux-amd64.tar.gz");
+        assert!(err.contains(&url) && err.contains("404 Not Found"), "names the mirrored URL and the status: {err}");
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "a 404 is asked once: {seen:?}");
+    assert!(seen[0].starts_with("GET /m1/etcd-io/etcd/releases/download/v3.5.21/"), "{seen:?}");
+    assert!(seen[1].starts_with("GET /m2/etcd-io/etcd/releases/download/v3.5.21/"), "{seen:?}");
+
+    let bad = fetch_through(&["--dir", d, "--mirror", "mirror.example/kthw", "etcd"], None);
+    assert!(!bad.status.success());
+    assert!(text(&bad.stderr).contains("give an http(s) URL"), "{}", text(&bad.stderr));
+}

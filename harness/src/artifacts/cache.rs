@@ -1,11 +1,11 @@
 //! A directory of artifacts: where each one lives, whether it is there and verified, and fetching it.
-//! Files come with `curl` (progress on a terminal), images with `skopeo`, pulled by digest.
+//! Files come over HTTP(S) ([`Download`]: retries, resume, progress), images with `skopeo`, pulled by digest;
+//! either from upstream or from a [`Mirror`].
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::{Artifact, ArtifactError, Checksum, Kind, Manifest};
+use super::{Artifact, ArtifactError, Checksum, Download, Kind, Manifest, Mirror};
 use crate::phase::Phase;
 use crate::spec::ClusterSpec;
 
@@ -15,6 +15,9 @@ pub struct Cache {
     pub dir: PathBuf,
     /// Given with `--artifacts-dir`: nothing is downloaded into it by a run.
     pub air_gapped: bool,
+    /// Fetch from here instead of upstream.
+    pub mirror: Option<Mirror>,
+    pub download: Download,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +55,8 @@ fn marker(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn part(path: &Path) -> PathBuf {
+/// Where a download or pull is written until it is complete.
+pub(super) fn part(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(".part");
     PathBuf::from(s)
@@ -60,11 +64,21 @@ fn part(path: &Path) -> PathBuf {
 
 impl Cache {
     pub fn new(dir: PathBuf) -> Cache {
-        Cache { dir, air_gapped: false }
+        Cache { dir, air_gapped: false, mirror: None, download: Download::default() }
     }
 
     pub fn air_gapped(dir: PathBuf) -> Cache {
-        Cache { dir, air_gapped: true }
+        Cache { air_gapped: true, ..Cache::new(dir) }
+    }
+
+    /// Fetches through `mirror` (see [`Mirror`] for its layout) instead of upstream.
+    pub fn with_mirror(self, mirror: Option<Mirror>) -> Cache {
+        Cache { mirror, ..self }
+    }
+
+    /// Downloads with these retries and timeouts instead of the defaults.
+    pub fn with_download(self, download: Download) -> Cache {
+        Cache { download, ..self }
     }
 
     /// Where `a` lives in this directory.
@@ -137,19 +151,85 @@ impl Cache {
         }
         let dir = path.parent().expect("artifact paths have a parent");
         std::fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+        // A file's `.part` is kept between runs: the download resumes it.
         let tmp = part(&path);
-        let _ = std::fs::remove_file(&tmp);
         match a.kind {
-            Kind::File => download(a, &tmp)?,
-            Kind::Image => pull(a, &sum, &tmp)?,
+            Kind::File => self.download(a, &tmp)?,
+            Kind::Image => {
+                let _ = std::fs::remove_file(&tmp);
+                self.pull(a, &sum, &tmp)?
+            }
         }
         std::fs::rename(&tmp, &path).map_err(io_err("move into place", &path))?;
         match a.kind {
             Kind::File => self.verify(a, &path, &sum)?,
-            // skopeo checked every blob against the digest it pulled by; record that.
+            // skopeo checked the index it pulled by against the digest, and kept that digest; record that.
             Kind::Image => write_marker(&path, &sum)?,
         }
         Ok(path)
+    }
+
+    /// The URL a file artifact is downloaded from: upstream's, or the mirror's copy of it.
+    pub fn url_of(&self, a: &Artifact) -> String {
+        match &self.mirror {
+            Some(m) => m.file_url(a.locator()),
+            None => a.locator().to_string(),
+        }
+    }
+
+    fn download(&self, a: &Artifact, to: &Path) -> Result<(), ArtifactError> {
+        let url = self.url_of(a);
+        tracing::info!("downloading {} from {url}", a.name);
+        let size = self.download.fetch(&url, to, &a.name).map_err(|source| ArtifactError::Download {
+            name: a.name.clone(),
+            url: url.clone(),
+            source,
+        })?;
+        tracing::info!("downloaded {} ({size} bytes)", a.name);
+        Ok(())
+    }
+
+    fn pull(&self, a: &Artifact, digest: &Checksum, to: &Path) -> Result<(), ArtifactError> {
+        let args = self.skopeo_args(a, digest, to);
+        let reference = format!("{}@{digest}", a.locator());
+        tracing::info!("pulling {} with skopeo {}", a.name, args.join(" "));
+        let status = Command::new("skopeo").args(&args).stdin(Stdio::null()).status();
+        let fail = |e: ArtifactError| {
+            let _ = std::fs::remove_file(to);
+            e
+        };
+        match status {
+            Err(source) => Err(fail(ArtifactError::Skopeo { reference, source })),
+            Ok(status) if !status.success() => Err(fail(ArtifactError::Pull { reference, status })),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    /// `skopeo copy` of the image by its pinned digest into an OCI archive tagged with the upstream reference.
+    /// `--all` keeps the multi-arch index and every platform's image (skopeo-copy(1): "attempt to copy all of the
+    /// images in the list, and the list itself"); `--preserve-digests` fails rather than change a digest. The
+    /// chart references images by the index digest, so a single platform's manifest would not match it and
+    /// containerd would pull cold (cilium/cilium-cli#1106). An OCI index keeps its digest in the archive; a
+    /// Docker manifest list would have to be converted to an OCI index (a new digest), which
+    /// `--preserve-digests` refuses, where a plain copy silently changes it (both tried with skopeo 1.9.3).
+    pub(super) fn skopeo_args(&self, a: &Artifact, digest: &Checksum, to: &Path) -> Vec<String> {
+        let reference = a.locator();
+        let repo = reference.rsplit_once(':').map_or(reference, |(r, _)| r);
+        let mut args = vec!["copy".to_string(), "--quiet".into(), "--all".into(), "--preserve-digests".into()];
+        args.push(format!("--retry-times={}", self.download.attempts.saturating_sub(1)));
+        let source = match &self.mirror {
+            Some(m) => {
+                if m.plain_http() {
+                    // skopeo-copy(1): `--src-tls-verify=false` drops "Require HTTPS and verify certificates".
+                    args.push("--src-tls-verify=false".into());
+                }
+                m.repository(repo)
+            }
+            None => repo.to_string(),
+        };
+        args.push(format!("docker://{source}@{digest}"));
+        args.push(format!("oci-archive:{}:{reference}", to.display()));
+        args
     }
 
     /// Hashes the file at `path`; on a mismatch deletes it and fails showing both sums.
@@ -173,53 +253,4 @@ impl Cache {
 fn write_marker(path: &Path, sum: &Checksum) -> Result<(), ArtifactError> {
     let m = marker(path);
     std::fs::write(&m, format!("{sum}\n")).map_err(io_err("write", &m))
-}
-
-fn download(a: &Artifact, to: &Path) -> Result<(), ArtifactError> {
-    let url = a.locator();
-    tracing::info!("downloading {} from {url}", a.name);
-    let progress = if std::io::stderr().is_terminal() { "--progress-bar" } else { "--silent" };
-    let out = Command::new("curl")
-        .args(["--fail", "--location", "--show-error", "--connect-timeout", "30", progress, "--output"])
-        .arg(to)
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|c| c.wait_with_output());
-    let fail = |detail: String| {
-        let _ = std::fs::remove_file(to);
-        ArtifactError::Download { name: a.name.clone(), url: url.to_string(), detail }
-    };
-    match out {
-        Err(e) => Err(fail(format!("cannot run curl ({e}); install curl"))),
-        Ok(o) if !o.status.success() => {
-            let stderr = String::from_utf8_lossy(&o.stderr);
-            // With --progress-bar, stderr holds the bar too; the error is the last line.
-            let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
-            Err(fail(format!("curl exited with {}: {last}", o.status)))
-        }
-        Ok(_) => Ok(()),
-    }
-}
-
-fn pull(a: &Artifact, digest: &Checksum, to: &Path) -> Result<(), ArtifactError> {
-    let reference = a.locator();
-    let repo = reference.rsplit_once(':').map_or(reference, |(r, _)| r);
-    let src = format!("docker://{repo}@{digest}");
-    tracing::info!("pulling {} as {src}", a.name);
-    let status = Command::new("skopeo")
-        .args(["copy", "--quiet", &src])
-        .arg(format!("oci-archive:{}:{reference}", to.display()))
-        .status();
-    let fail = |detail: String| {
-        let _ = std::fs::remove_file(to);
-        ArtifactError::Pull { reference: format!("{reference}@{digest}"), detail }
-    };
-    match status {
-        Err(e) => Err(fail(format!("cannot run skopeo ({e}); install it (`apt-get install skopeo`)"))),
-        Ok(s) if !s.success() => Err(fail(format!("skopeo copy {src} exited with {s}"))),
-        Ok(_) => Ok(()),
-    }
 }

@@ -7,6 +7,10 @@
 
 mod cache;
 mod checksum;
+mod download;
+mod mirror;
+#[cfg(test)]
+mod test_server;
 
 use std::path::PathBuf;
 
@@ -14,6 +18,8 @@ use serde::Deserialize;
 
 pub use cache::{Cache, Entry, Missing, State};
 pub use checksum::{Algorithm, Checksum};
+pub use download::{Attempt, Download, DownloadError};
+pub use mirror::Mirror;
 
 use crate::phase::Phase;
 use crate::spec::{ClusterSpec, Origin};
@@ -72,13 +78,29 @@ pub enum ArtifactError {
     Manifest { origin: String, message: String },
     #[error("{name}: no published checksum is pinned ({reason}); refusing to fetch what cannot be verified")]
     NoChecksum { name: String, reason: String },
-    #[error("cannot download {name} from {url}: {detail}\n  if this host cannot reach it, run `kthw artifacts fetch --dir DIR` where it can and pass `--artifacts-dir DIR` here")]
-    Download { name: String, url: String, detail: String },
-    #[error("cannot pull image {reference}: {detail}")]
-    Pull { reference: String, detail: String },
+    #[error(
+        "cannot download {name} from {url}\n  if this host cannot reach it, run `kthw artifacts fetch --dir DIR` where \
+         it can and pass `--artifacts-dir DIR` here, or fetch through a mirror (`--mirror URL`)"
+    )]
+    Download {
+        name: String,
+        url: String,
+        #[source]
+        source: DownloadError,
+    },
+    #[error("cannot run skopeo to pull image {reference}: install it (`apt-get install skopeo`)")]
+    Skopeo {
+        reference: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot pull image {reference}: skopeo exited with {status} (its messages are above)")]
+    Pull { reference: String, status: std::process::ExitStatus },
+    #[error("artifact mirror {value:?} {why}: give an http(s) URL such as https://mirror.example/kthw")]
+    Mirror { value: String, why: &'static str },
     #[error("checksum mismatch for {name} ({}); the file was deleted\n  expected {expected}\n  actual   {actual}", path.display())]
     Mismatch { name: String, path: PathBuf, expected: String, actual: String },
-    #[error("cannot {action} {}: {source}", path.display())]
+    #[error("cannot {action} {}", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,

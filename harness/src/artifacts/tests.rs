@@ -1,12 +1,13 @@
-//! The pinned manifest's promises, and the fetch/verify path against files served from this machine only
-//! (a file:// URL and an HTTP server on 127.0.0.1), through test-double manifests.
+//! The pinned manifest's promises, and the fetch/verify path against an HTTP server on 127.0.0.1 only,
+//! through test-double manifests.
 
-use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
 
+use super::cache::part;
+use super::test_server::{quick, Reply, Server};
 use super::*;
-use crate::pki::test_tools::{run, verifier_present};
+use crate::pki::test_tools::run;
 
 #[test]
 fn every_pinned_artifact_has_a_published_sum_with_its_source_and_the_spec_default_version() {
@@ -96,16 +97,19 @@ fn payload(dir: &Path) -> (std::path::PathBuf, String) {
     (path, format!("sha256:{}", out.split_whitespace().next().unwrap()))
 }
 
+/// A cache in a fresh directory that downloads with short timeouts and no proxy.
+fn quick_cache(dir: &Path) -> Cache {
+    Cache::new(dir.to_path_buf()).with_download(quick())
+}
+
 #[test]
-fn fetch_verifies_a_good_file_and_list_then_shows_it_cached() {
-    if !verifier_present("curl", "fetch_verifies_a_good_file_and_list_then_shows_it_cached") {
-        return;
-    }
+fn fetch_downloads_verifies_and_list_then_shows_it_cached() {
     let src = tempfile::tempdir().unwrap();
     let (file, sum) = payload(src.path());
-    let m = double(&format!("file://{}", file.display()), &sum);
+    let server = Server::start(std::fs::read(&file).unwrap(), &[]);
+    let m = double(&server.url("/v9/payload-v9.tar.gz"), &sum);
     let dir = tempfile::tempdir().unwrap();
-    let cache = Cache::new(dir.path().to_path_buf());
+    let cache = quick_cache(dir.path());
     let spec = ClusterSpec::default();
 
     let missing = cache.missing(&m, &spec, Phase::Etcd);
@@ -113,31 +117,61 @@ fn fetch_verifies_a_good_file_and_list_then_shows_it_cached() {
     assert_eq!(missing[0].command, format!("kthw artifacts fetch --dir {}", cache.dir.display()));
 
     let got = cache.fetch(&m.artifacts[0]).unwrap();
+    assert_eq!(got, dir.path().join("payload/v9/payload-v9.tar.gz"));
     assert_eq!(std::fs::read(&got).unwrap(), std::fs::read(&file).unwrap());
+    assert!(!part(&got).exists(), "the .part file was moved into place");
     assert_eq!(cache.state_of(&m.artifacts[0]), State::Cached);
     assert!(cache.missing(&m, &spec, Phase::Etcd).is_empty());
+    assert!(cache.missing(&m, &spec, Phase::Etcd).is_empty());
+    // Cached now: a second fetch asks the server nothing.
+    cache.fetch(&m.artifacts[0]).unwrap();
+    assert_eq!(server.requests().len(), 1);
 }
 
 #[test]
-fn a_mismatching_file_is_deleted_and_the_error_shows_both_sums() {
-    if !verifier_present("curl", "a_mismatching_file_is_deleted_and_the_error_shows_both_sums") {
-        return;
-    }
+fn a_truncated_download_resumes_and_is_verified() {
     let src = tempfile::tempdir().unwrap();
-    let (file, actual) = payload(src.path());
-    let wrong = format!("sha256:{}", "0".repeat(64));
-    let m = double(&format!("file://{}", file.display()), &wrong);
+    let (file, sum) = payload(src.path());
+    let server = Server::start(std::fs::read(&file).unwrap(), &[Reply::Truncate(10_000)]);
+    let m = double(&server.url("/payload-v9.tar.gz"), &sum);
     let dir = tempfile::tempdir().unwrap();
-    let cache = Cache::new(dir.path().to_path_buf());
+    let cache = quick_cache(dir.path());
+    cache.fetch(&m.artifacts[0]).unwrap();
+    assert_eq!(cache.state_of(&m.artifacts[0]), State::Cached);
+    let ranges: Vec<_> = server.requests().into_iter().map(|s| s.range).collect();
+    assert_eq!(ranges, [None, Some("bytes=10000-".to_string())]);
+}
+
+#[test]
+fn wrong_bytes_are_refused_deleted_and_the_error_shows_both_sums() {
+    let src = tempfile::tempdir().unwrap();
+    let (file, expected) = payload(src.path());
+    let server = Server::start(std::fs::read(&file).unwrap(), &[Reply::Wrong]);
+    let m = double(&server.url("/payload-v9.tar.gz"), &expected);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = quick_cache(dir.path());
 
     let err = cache.fetch(&m.artifacts[0]).unwrap_err();
-    assert!(matches!(err, ArtifactError::Mismatch { .. }), "{err}");
+    let ArtifactError::Mismatch { actual, .. } = &err else { panic!("{err:?}") };
     let text = err.to_string();
-    assert!(text.contains(&wrong) && text.contains(&actual), "both sums must be shown: {text}");
-    assert!(!cache.path_of(&m.artifacts[0]).exists(), "the mismatching file must be deleted");
+    assert!(text.contains(&expected) && text.contains(actual.as_str()), "both sums must be shown: {text}");
+    let path = cache.path_of(&m.artifacts[0]);
+    assert!(!path.exists() && !part(&path).exists(), "the mismatching file must be deleted");
     assert_eq!(cache.state_of(&m.artifacts[0]), State::Absent);
 
-    // A file already in an air-gapped directory that does not match is deleted the same way.
+    // The next fetch starts afresh (no Range: nothing was kept) and gets the right bytes.
+    cache.fetch(&m.artifacts[0]).unwrap();
+    assert_eq!(cache.state_of(&m.artifacts[0]), State::Cached);
+    assert_eq!(server.requests().iter().map(|s| s.range.clone()).collect::<Vec<_>>(), [None, None]);
+}
+
+#[test]
+fn a_mismatching_file_already_in_the_directory_is_deleted() {
+    let src = tempfile::tempdir().unwrap();
+    let (file, _) = payload(src.path());
+    let m = double("https://upstream.invalid/payload-v9.tar.gz", &format!("sha256:{}", "0".repeat(64)));
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::air_gapped(dir.path().to_path_buf());
     let placed = cache.path_of(&m.artifacts[0]);
     std::fs::create_dir_all(placed.parent().unwrap()).unwrap();
     std::fs::copy(&file, &placed).unwrap();
@@ -146,51 +180,83 @@ fn a_mismatching_file_is_deleted_and_the_error_shows_both_sums() {
     assert!(!placed.exists());
 }
 
-/// Serves `body` once over HTTP on 127.0.0.1; returns the URL.
-fn serve_once(body: Vec<u8>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let (mut conn, _) = listener.accept().unwrap();
-        let mut req = [0u8; 4096];
-        let _ = conn.read(&mut req);
-        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-        conn.write_all(head.as_bytes()).unwrap();
-        conn.write_all(&body).unwrap();
-    });
-    format!("http://127.0.0.1:{port}/payload-v9.tar.gz")
-}
-
 #[test]
-fn fetch_downloads_over_http_from_a_loopback_server_and_verifies() {
-    if !verifier_present("curl", "fetch_downloads_over_http_from_a_loopback_server_and_verifies") {
-        return;
-    }
-    let src = tempfile::tempdir().unwrap();
-    let (file, sum) = payload(src.path());
-    let m = double(&serve_once(std::fs::read(&file).unwrap()), &sum);
+fn a_404_fails_at_once_naming_the_url_and_how_to_run_air_gapped() {
+    let server = Server::start(Vec::new(), &[Reply::Status(404)]);
+    let url = server.url("/etcd-v9-linux-amd64.tar.gz");
+    let m = double(&url, &format!("sha256:{}", "a".repeat(64)));
     let dir = tempfile::tempdir().unwrap();
-    let cache = Cache::new(dir.path().to_path_buf());
-    let got = cache.fetch(&m.artifacts[0]).unwrap();
-    assert_eq!(got, dir.path().join("payload/v9/payload-v9.tar.gz"));
-    assert_eq!(cache.state_of(&m.artifacts[0]), State::Cached);
+    let cache = quick_cache(dir.path());
+    let err = cache.fetch(&m.artifacts[0]).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains(&url), "{text}");
+    assert!(text.contains("--artifacts-dir") && text.contains("--mirror"), "says how to run air-gapped: {text}");
+    let cause = std::error::Error::source(&err).expect("the HTTP failure is the source").to_string();
+    assert!(cause.contains("404 Not Found") && !text.contains("404"), "the cause only in the chain: {text} / {cause}");
+    assert_eq!(server.requests().len(), 1);
+    assert!(!cache.path_of(&m.artifacts[0]).exists());
 }
 
 #[test]
-fn an_unreachable_url_fails_naming_it() {
-    if !verifier_present("curl", "an_unreachable_url_fails_naming_it") {
-        return;
-    }
+fn an_unreachable_url_fails_after_the_retries() {
     // A loopback port nothing listens on: refused at once, and nothing leaves this machine.
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = format!("http://127.0.0.1:{port}/etcd-v9-linux-amd64.tar.gz");
     let m = double(&url, &format!("sha256:{}", "a".repeat(64)));
     let dir = tempfile::tempdir().unwrap();
-    let cache = Cache::new(dir.path().to_path_buf());
-    let err = cache.fetch(&m.artifacts[0]).unwrap_err().to_string();
-    assert!(err.contains(&url) && err.contains("curl exited"), "{err}");
-    assert!(err.contains("--artifacts-dir"), "the error says how to run air-gapped: {err}");
+    let cache = quick_cache(dir.path());
+    let err = cache.fetch(&m.artifacts[0]).unwrap_err();
+    assert!(err.to_string().contains(&url), "{err}");
+    let cause = std::error::Error::source(&err).unwrap().to_string();
+    assert!(cause.contains("gave up after 4 attempts"), "{cause}");
     assert!(!cache.path_of(&m.artifacts[0]).exists());
+}
+
+#[test]
+fn a_mirror_serves_each_file_at_its_upstream_path() {
+    let src = tempfile::tempdir().unwrap();
+    let (file, sum) = payload(src.path());
+    let server = Server::start(std::fs::read(&file).unwrap(), &[]);
+    // The upstream host is never contacted (and .invalid never resolves): the mirror replaces it.
+    let m = double("https://upstream.invalid/releases/download/v9/payload-v9.tar.gz", &sum);
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = Mirror::parse(&server.url("/mirror/")).unwrap();
+    let cache = quick_cache(dir.path()).with_mirror(Some(mirror));
+    assert_eq!(cache.url_of(&m.artifacts[0]), server.url("/mirror/releases/download/v9/payload-v9.tar.gz"));
+    cache.fetch(&m.artifacts[0]).unwrap();
+    assert_eq!(cache.state_of(&m.artifacts[0]), State::Cached);
+    let paths: Vec<String> = server.requests().into_iter().map(|s| s.path).collect();
+    assert_eq!(paths, ["/mirror/releases/download/v9/payload-v9.tar.gz"]);
+}
+
+#[test]
+fn images_are_pulled_by_index_digest_with_every_platform_from_upstream_or_the_mirror() {
+    let m = Manifest::pinned();
+    let cilium = m.get("cilium").unwrap();
+    let digest = cilium.sum().unwrap();
+    let to = Path::new("/cache/images/cilium-v1.17.4.oci.tar");
+    let upstream = Cache::new("/cache".into()).skopeo_args(cilium, &digest, to);
+    let from = format!("docker://quay.io/cilium/cilium@{digest}");
+    assert_eq!(
+        upstream,
+        [
+            "copy",
+            "--quiet",
+            "--all",
+            "--preserve-digests",
+            "--retry-times=5",
+            from.as_str(),
+            "oci-archive:/cache/images/cilium-v1.17.4.oci.tar:quay.io/cilium/cilium:v1.17.4",
+        ]
+    );
+    let mirror = Mirror::parse("http://127.0.0.1:5000/proxy").unwrap();
+    let mirrored = Cache::new("/cache".into()).with_mirror(Some(mirror)).skopeo_args(cilium, &digest, to);
+    assert!(mirrored.contains(&"--src-tls-verify=false".to_string()), "{mirrored:?}");
+    assert!(mirrored.contains(&format!("docker://127.0.0.1:5000/proxy/cilium/cilium@{digest}")), "{mirrored:?}");
+    assert!(
+        mirrored.last().unwrap().ends_with(":quay.io/cilium/cilium:v1.17.4"),
+        "the archive keeps the upstream name"
+    );
 }
 
 #[test]

@@ -4,8 +4,8 @@ use super::configs::*;
 use super::node_files::*;
 use super::units::*;
 use super::*;
-use crate::spec::ClusterSpec;
 use crate::accel::Accel;
+use crate::spec::ClusterSpec;
 
 /// The ExecStart flags of a unit, as `--name=value` pairs, joined across continuation lines.
 fn exec_flags(unit: &str) -> Vec<(String, String)> {

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Subcommand;
-use kthw::artifacts::{Cache, Manifest, State};
+use kthw::artifacts::{Cache, Manifest, Mirror, State};
 use kthw::paths::Paths;
 
 #[derive(Debug, Subcommand)]
@@ -20,6 +20,11 @@ pub enum ArtifactsCommand {
         /// Download into this directory (usable later with `--artifacts-dir`) instead of the cache.
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Fetch from this mirror instead of upstream: a file from the mirror URL followed by the path of its
+        /// upstream URL, an image from the mirror's host as a registry (the mirror's path, then the repository
+        /// without its registry), by the same digest.
+        #[arg(long, env = "KTHW_ARTIFACT_MIRROR", value_name = "URL")]
+        mirror: Option<String>,
         /// Only these artifacts, by name.
         names: Vec<String>,
     },
@@ -52,8 +57,9 @@ pub fn run(cmd: ArtifactsCommand) -> anyhow::Result<ExitCode> {
             println!("{missing} of {} not cached", manifest.artifacts.len());
             Ok(ExitCode::SUCCESS)
         }
-        ArtifactsCommand::Fetch { dir, names } => {
-            let cache = cache(dir);
+        ArtifactsCommand::Fetch { dir, mirror, names } => {
+            let mirror = mirror.as_deref().map(Mirror::parse).transpose()?;
+            let cache = cache(dir).with_mirror(mirror);
             if let Some(unknown) = names.iter().find(|n| manifest.get(n).is_none()) {
                 let known: Vec<&str> = manifest.artifacts.iter().map(|a| a.name.as_str()).collect();
                 anyhow::bail!("no artifact named {unknown:?}; pinned: {}", known.join(", "));

@@ -266,10 +266,8 @@ impl ClusterSpec {
         }
         let spec = toml::to_string(self).expect("a ClusterSpec always serializes to TOML");
         let derived = toml::to_string(&Effective { derived: self.derived() }).expect("derived values serialize");
-        let commented: String = derived
-            .lines()
-            .map(|l| if l.is_empty() { "#\n".to_string() } else { format!("# {l}\n") })
-            .collect();
+        let commented: String =
+            derived.lines().map(|l| if l.is_empty() { "#\n".to_string() } else { format!("# {l}\n") }).collect();
         format!(
             "{spec}\n# What the fields above derive, for reading: set the fields, not these. `cilium.values` and\n\
              # `components` may repeat a derived value unchanged, never contradict it.\n{commented}"

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kthw::access;
 use kthw::accel::Accel;
+use kthw::access;
 use kthw::bootstrap::node_files::{control_plane_files, etcd_files, worker_files};
 use kthw::bootstrap::{Bootstrap, BootstrapError, Layout, JOURNAL_LINES};
 use kthw::cluster::Cluster;
