@@ -97,6 +97,42 @@ pub enum WaitTimeoutCause {
     Unknown,
 }
 
+impl fmt::Display for WaitTimeoutCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |v: &[String]| v.join(", ");
+        match self {
+            WaitTimeoutCause::ApiserverUnreachable(e) => write!(f, "the apiserver at {e} does not answer"),
+            WaitTimeoutCause::Forbidden { user } => {
+                write!(f, "{user} lacks the rights: install with {ADMIN_KUBECONFIG}")
+            }
+            WaitTimeoutCause::UnresolvableNodeNames(n) => write!(
+                f,
+                "node names do not resolve on the control plane ({}): per-agent status fails however warm the \
+                 images are",
+                list(n)
+            ),
+            WaitTimeoutCause::CrashLoop(p) => {
+                write!(f, "pods keep crashing ({}): waiting longer will not help", list(p))
+            }
+            WaitTimeoutCause::ColdImages(i) => write!(f, "images still pulling ({}): not failed, only slow", list(i)),
+            WaitTimeoutCause::AgentStatusUnavailable(p) => {
+                write!(f, "agents run but their status cannot be fetched through the apiserver ({})", list(p))
+            }
+            WaitTimeoutCause::Unknown => write!(f, "no known cause in the output"),
+        }
+    }
+}
+
+/// A failed wait explained: the most telling cause, then every finding.
+pub fn explain(findings: &[Finding]) -> String {
+    let mut text = wait_timeout_cause(findings).to_string();
+    for f in findings {
+        text.push_str("\n  - ");
+        text.push_str(&f.to_string());
+    }
+    text
+}
+
 /// Every finding in `text`, in order of appearance, each reported once. An image whose pull finished later in
 /// the same text is not reported.
 pub fn diagnose(text: &str) -> Vec<Finding> {

@@ -25,6 +25,13 @@ pub enum OciError {
 /// Imports the OCI archive at `archive` on the node into containerd's Kubernetes namespace as `reference`
 /// (the name the archive's index gives it), unless an image of that name is there already. `ctr` is the
 /// `ctr` command line for the node's containerd.
+///
+/// `--digests` also names the image `repository@<digest of what the archive's index points at>`: for an
+/// archive of a multi-arch image that is its index digest. That is the name the CRI plugin looks for when a
+/// pod names `repository:tag@sha256:<digest>`: it normalises the reference with `docker.ParseDockerRef`, which
+/// keeps only the digest of a reference carrying both, and resolves that name among the images
+/// (containerd v1.6.20 pkg/cri/server/helpers.go `localResolve`; `--digests` in
+/// cmd/ctr/commands/images/import.go: "whether to create digest images").
 pub async fn import(s: &Session, ctr: &str, archive: &Path, reference: &str) -> Result<(), OciError> {
     let run = |command: String| async move {
         s.succeed(&command).await.map(|o| o.stdout_lossy()).map_err(|source| OciError::Ssh {
@@ -41,7 +48,7 @@ pub async fn import(s: &Session, ctr: &str, archive: &Path, reference: &str) -> 
     // Names in the archive that lack a registry part get this one; full names must begin with it.
     let base = reference.rsplit_once(':').map_or(reference, |(repo, _)| repo);
     run(format!(
-        "{ctr} -n {K8S_NAMESPACE} images import --base-name {} --platform linux/amd64 {}",
+        "{ctr} -n {K8S_NAMESPACE} images import --digests --base-name {} --platform linux/amd64 {}",
         shell_quote(base),
         shell_quote(&archive.display().to_string())
     ))

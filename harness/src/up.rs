@@ -63,6 +63,8 @@ pub enum UpError {
         hint.as_ref().map(|h| format!("\nhint: {h}")).unwrap_or_default()
     )]
     MissingArtifacts { until: Phase, lacks: Vec<Lack>, hint: Option<String> },
+    #[error("the spec cannot be installed; nothing was booted: {0}")]
+    Spec(String),
     #[error("no node image, and building one failed")]
     Image(#[source] ImageError),
     #[error("cluster {name} did not come up")]
@@ -208,6 +210,9 @@ impl Up {
     /// How far the run will go with the artifacts at hand; without `partial`, an error listing what is
     /// missing (and the command that provides each) when that is not all the way to `until`.
     pub fn plan(&self) -> Result<Plan, UpError> {
+        if self.until >= Phase::Cilium {
+            crate::bootstrap::cilium_install::validate_values(&self.spec).map_err(|e| UpError::Spec(e.to_string()))?;
+        }
         let bootstrap = self.bootstrap();
         if self.partial {
             let reach = bootstrap.reach(&self.spec, self.until);
@@ -322,6 +327,21 @@ mod tests {
         assert!(plan.hint(&ClusterSpec::default()).is_some());
         let plan = up_in(home.path()).until(Phase::Pki).plan().unwrap();
         assert_eq!(plan, Plan { last: Phase::Pki, blocked: None });
+    }
+
+    #[test]
+    fn a_cilium_value_that_is_no_chart_key_is_refused_before_anything_boots() {
+        let home = tempfile::tempdir().unwrap();
+        let mut spec = ClusterSpec::default();
+        spec.cilium.values.insert("kubeProxyReplacment".into(), "true".into());
+        let err =
+            Up::new(spec.clone()).paths(Paths::under(home.path().to_path_buf())).partial(true).plan().unwrap_err();
+        assert!(
+            err.to_string().contains("\"kubeProxyReplacment\" is not a value of the Cilium 1.17.4 Helm chart"),
+            "{err}"
+        );
+        let fine = Up::new(spec).paths(Paths::under(home.path().to_path_buf())).until(Phase::Workers).partial(true);
+        assert!(fine.plan().is_ok(), "no Cilium phase, no Cilium values checked");
     }
 
     #[test]

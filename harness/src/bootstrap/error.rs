@@ -1,7 +1,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::rollout::RolloutStalled;
 use super::Lack;
+use crate::access::AccessError;
 use crate::cluster::ClusterError;
 use crate::kubeconfig::KubeconfigError;
 use crate::oci::OciError;
@@ -50,6 +52,29 @@ pub enum BootstrapError {
         #[source]
         source: Box<OciError>,
     },
+    #[error("phase {phase}: the host's API client")]
+    Access {
+        phase: Phase,
+        #[source]
+        source: Box<AccessError>,
+    },
+    #[error("phase {phase}: waiting for the workloads it deployed")]
+    Rollout {
+        phase: Phase,
+        #[source]
+        source: Box<RolloutStalled>,
+    },
+    #[error("phase {phase}: {what} failed: {explained}\nits output (kept in {}):\n{tail}", kept.display())]
+    Diagnosed { phase: Phase, what: String, explained: String, kept: PathBuf, tail: String },
+    #[error("phase {phase}: applying {object}")]
+    Apply {
+        phase: Phase,
+        object: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("phase {phase}: the spec: {detail}")]
+    Spec { phase: Phase, detail: String },
     #[error("phase {phase}: cannot {action} {}", path.display())]
     Io {
         phase: Phase,

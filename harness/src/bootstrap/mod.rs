@@ -16,6 +16,8 @@ mod layout;
 mod node;
 pub mod node_files;
 mod phases;
+mod preload;
+pub mod rollout;
 mod run;
 pub mod units;
 mod unpack;

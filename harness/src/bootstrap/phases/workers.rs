@@ -10,18 +10,18 @@ use crate::accel::Accel;
 use crate::bootstrap::context::Ctx;
 use crate::bootstrap::node::{install, ssh, start, wait, wait_on, Put, Wait};
 use crate::bootstrap::node_files::worker_files;
+use crate::bootstrap::preload::remote_archive;
+use crate::bootstrap::units::containerd_unit;
 use crate::bootstrap::{BootstrapError, Layout};
 use crate::events::Events;
 use crate::oci;
 use crate::phase::Phase;
+use crate::spec::Origin;
 use crate::ssh::{shell_quote, Session};
 
 const CONTAINERD_DEADLINE: Duration = Duration::from_secs(30);
 const KUBELET_DEADLINE: Duration = Duration::from_secs(30);
 const REGISTERED_DEADLINE: Duration = Duration::from_secs(90);
-
-/// Where the sandbox image's archive is kept on a worker (kept, so that a second run sees it unchanged).
-const IMAGE_DIR: &str = "/var/lib/kthw/images";
 
 /// What one worker receives.
 struct WorkerWork {
@@ -29,8 +29,38 @@ struct WorkerWork {
     layout: Layout,
     archive: PathBuf,
     reference: String,
+    /// The files whose change restarts containerd.
+    containerd_files: Vec<PathBuf>,
     accel: Accel,
     events: Events,
+}
+
+/// Where the upstream runc and CNI plugins go (the hard way's places; /usr/local/sbin precedes Debian's
+/// /usr/sbin/runc on PATH).
+const RUNC: &str = "/usr/local/sbin/runc";
+const CNI_BIN_DIR: &str = "/opt/cni/bin";
+
+/// The upstream container runtime (`containerd_from = "upstream"`): containerd 1.7 with its unit (which
+/// shadows the Debian package's under the same name, as etcd's does), runc, and the CNI `loopback` plugin
+/// containerd's CRI sets up every sandbox's loopback with (Cilium brings its own CNI plugin). Empty for
+/// `"debian"`: the node image's containerd 1.6 and runc stay.
+fn container_runtime(ctx: &Ctx<'_>) -> Result<Vec<Put>, BootstrapError> {
+    let (phase, layout, b) = (ctx.phase, ctx.layout(), ctx.b);
+    if ctx.spec().containerd_from == Origin::Debian {
+        return Ok(Vec::new());
+    }
+    // Release tarball layouts: containerd's `bin/<binary>`, the CNI plugins' `./<plugin>`.
+    let members = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let containerd =
+        b.binaries(phase, "containerd", &members(&["bin/containerd", "bin/containerd-shim-runc-v2", "bin/ctr"]))?;
+    let cni = b.binaries(phase, "cni-plugins", &members(&["./loopback"]))?;
+    let (_, runc) = b.artifact(phase, "runc")?;
+    let name = |p: &PathBuf| p.file_name().expect("a binary").to_os_string();
+    let mut puts: Vec<Put> = containerd.iter().map(|p| Put::file(layout.bin_dir.join(name(p)), p, 0o755)).collect();
+    puts.extend(cni.iter().map(|p| Put::file(PathBuf::from(CNI_BIN_DIR).join(name(p)), p, 0o755)));
+    puts.push(Put::file(RUNC, runc, 0o755));
+    puts.push(Put::bytes(layout.unit("containerd"), containerd_unit(layout, ctx.accel()), 0o644));
+    Ok(puts)
 }
 
 pub(super) async fn run(ctx: &Ctx<'_>) -> Result<Vec<String>, BootstrapError> {
@@ -38,7 +68,10 @@ pub(super) async fn run(ctx: &Ctx<'_>) -> Result<Vec<String>, BootstrapError> {
     let kubelet = b.binaries(phase, "kubernetes-node", &["kubernetes/node/bin/kubelet".to_string()])?.remove(0);
     let (pause, pause_archive) = b.artifact(phase, "pause")?;
     let reference = pause.locator().to_string();
-    let archive = PathBuf::from(IMAGE_DIR).join(format!("{}-{}.oci.tar", pause.name, pause.upstream_version));
+    let archive = remote_archive(pause);
+    let runtime = container_runtime(ctx)?;
+    let mut containerd_files: Vec<PathBuf> = runtime.iter().map(|p| p.remote.clone()).collect();
+    containerd_files.push(layout.containerd_config.clone());
 
     let work = spec
         .workers()
@@ -47,12 +80,14 @@ pub(super) async fn run(ctx: &Ctx<'_>) -> Result<Vec<String>, BootstrapError> {
                 Put::file(layout.bin_dir.join("kubelet"), &kubelet, 0o755),
                 Put::file(&archive, &pause_archive, 0o644),
             ];
+            files.extend(runtime.iter().cloned());
             files.extend(worker_files(spec, &w.name, layout, &reference).into_iter().map(Put::from));
             let work = WorkerWork {
                 files,
                 layout: layout.clone(),
                 archive: archive.clone(),
                 reference: reference.clone(),
+                containerd_files: containerd_files.clone(),
                 accel: ctx.accel(),
                 events: ctx.events.clone(),
             };
@@ -82,7 +117,8 @@ async fn worker(s: &Session, w: WorkerWork) -> Result<Vec<PathBuf>, BootstrapErr
     let kubelet_dir = shell_quote(&layout.kubelet_dir.display().to_string());
     ssh(phase, s.succeed(&format!("install -d {kubelet_dir}")).await)?;
 
-    start(phase, s, &["containerd"], changed.contains(&layout.containerd_config)).await?;
+    // containerd restarts when its config, its unit or a runtime binary changed, and only then.
+    start(phase, s, &["containerd"], changed.iter().any(|p| w.containerd_files.contains(p))).await?;
     let containerd = Wait {
         what: "containerd to answer on its socket".into(),
         check: format!("{} version", layout.ctr()),
