@@ -118,6 +118,12 @@ pub fn write_random_file(path: &std::path::Path, mib: usize) -> anyhow::Result<S
     Ok(hex::encode(hash.finalize()))
 }
 
+/// `KTHW_ARTIFACTS_DIR` names an air-gapped artifact directory for the cluster tier; otherwise the test
+/// home's artifact cache (`KTHW_HOME=target/kthw-test-home kthw artifacts fetch` fills it).
+pub fn artifacts_dir() -> Option<PathBuf> {
+    std::env::var_os("KTHW_ARTIFACTS_DIR").filter(|d| !d.is_empty()).map(PathBuf::from)
+}
+
 /// The seed's topology cut to `nodes` nodes of 1 vCPU and 1 GiB: enough for sshd, etcd and containerd, and
 /// three of them fit a 2-core host.
 pub fn small_spec(nodes: usize) -> ClusterSpec {

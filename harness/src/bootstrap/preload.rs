@@ -10,7 +10,7 @@ use super::context::Ctx;
 use super::node::{install, Put};
 use super::BootstrapError;
 use crate::artifacts::Artifact;
-use crate::oci;
+use crate::oci::{self, ImageRef};
 
 /// Where image archives are kept on a worker (kept, so that a second run sees them unchanged and copies
 /// nothing).
@@ -26,7 +26,7 @@ pub fn remote_archive(a: &Artifact) -> PathBuf {
 struct Image {
     local: PathBuf,
     remote: PathBuf,
-    reference: String,
+    name: ImageRef,
 }
 
 /// Puts the image artifacts `names` on every worker; returns `node:path` of each archive copied.
@@ -36,7 +36,9 @@ pub async fn preload(ctx: &Ctx<'_>, names: &[&str]) -> Result<Vec<String>, Boots
         .iter()
         .map(|n| {
             let (a, local) = ctx.b.artifact(phase, n)?;
-            Ok(Image { local, remote: remote_archive(a), reference: a.locator().to_string() })
+            let digest = a.sum().map_err(|e| BootstrapError::Spec { phase, detail: e.to_string() })?.to_string();
+            let name = ImageRef { reference: a.locator().to_string(), digest };
+            Ok(Image { local, remote: remote_archive(a), name })
         })
         .collect::<Result<Vec<_>, BootstrapError>>()?;
     let ctr = ctx.layout().ctr();
@@ -45,7 +47,7 @@ pub async fn preload(ctx: &Ctx<'_>, names: &[&str]) -> Result<Vec<String>, Boots
         let puts: Vec<Put> = images.iter().map(|i| Put::file(&i.remote, &i.local, 0o644)).collect();
         let changed = install(phase, &s, &puts).await?;
         for i in &images {
-            oci::import(&s, &ctr, &i.remote, &i.reference)
+            oci::import(&s, &ctr, &i.remote, &i.name)
                 .await
                 .map_err(|source| BootstrapError::Oci { phase, source: Box::new(source) })?;
         }

@@ -5,6 +5,7 @@ mod cluster;
 mod doctor;
 mod image;
 mod kubeconfig;
+mod load;
 mod render;
 mod spec;
 
@@ -49,6 +50,8 @@ enum Command {
     /// Serve the forward `kthw kubeconfig` needs (started by it, detached).
     #[command(hide = true)]
     ForwardApiserver(kubeconfig::ForwardArgs),
+    /// Put images (OCI archives, or references to pull) into every node's containerd, digests preserved.
+    Load(load::LoadArgs),
     /// List, fetch and verify the pinned upstream artifacts.
     #[command(subcommand)]
     Artifacts(artifacts::ArtifactsCommand),
@@ -85,6 +88,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ssh(a) => cluster::ssh(a),
         Command::Kubeconfig(a) => kubeconfig::kubeconfig(a),
         Command::ForwardApiserver(a) => kubeconfig::forward_apiserver(a),
+        Command::Load(a) => load::load(a),
         Command::Artifacts(c) => artifacts::run(c),
         Command::Image(c) => image::run(c),
     }

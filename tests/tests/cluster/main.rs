@@ -1,4 +1,5 @@
 //! The cluster tier: see tests/README.md.
 
 mod preflight;
+mod ready;
 mod workers;

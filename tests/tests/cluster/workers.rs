@@ -13,13 +13,9 @@ use kthw::events::Events;
 use kthw::phase::Phase;
 use kthw::spec::ClusterSpec;
 use kthw_tests::{
-    host_prerequisite, kthw_bin, test_paths, unique_name, up, up_or_panic, vm_host_missing, wait_for_exit,
+    artifacts_dir, host_prerequisite, kthw_bin, test_paths, unique_name, up, up_or_panic, vm_host_missing,
+    wait_for_exit,
 };
-
-/// `KTHW_ARTIFACTS_DIR` names an air-gapped artifact directory; otherwise the test home's artifact cache.
-fn artifacts_dir() -> Option<PathBuf> {
-    std::env::var_os("KTHW_ARTIFACTS_DIR").filter(|d| !d.is_empty()).map(PathBuf::from)
-}
 
 fn host_kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> String {
     let out = Command::new("kubectl").arg("--kubeconfig").arg(kubeconfig).args(args).output().expect("run kubectl");

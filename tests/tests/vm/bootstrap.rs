@@ -66,6 +66,8 @@ async fn pki_kubeconfigs_and_etcd_with_tls_on_real_nodes_idempotently() {
     a_broken_etcd_fails_with_its_journal_and_rerunning_the_phases_repairs_it(&cluster, &bootstrap, &cp, &spec).await;
     rendered_units_pass_systemd_analyze_verify(&cp, &spec, &layout, &bootstrap).await;
     containerd_runs_the_rendered_config_and_imports_an_image_archive(&worker, &spec, &layout, &bootstrap).await;
+    let home = paths.state.parent().unwrap().to_path_buf();
+    crate::images::images_by_index_digest_start_with_no_pull(&cluster, &worker, &home).await;
     let forwarder = host_kubectl_reaches_the_apiserver_port_through_kthw_kubeconfig(&cluster, &cp, &paths).await;
 
     let records = cluster.run_dir().phase_records();
@@ -238,10 +240,13 @@ async fn containerd_runs_the_rendered_config_and_imports_an_image_archive(
     let remote = Path::new("/var/lib/kthw/images/stand-in.oci.tar");
     run(worker, "mkdir -p /var/lib/kthw/images").await;
     worker.upload(&archive, &remote.display().to_string(), 0o644).await.unwrap();
-    oci::import(worker, &layout.ctr(), remote, &pause).await.unwrap_or_else(|e| panic!("{}", kthw::chain(&e)));
-    oci::import(worker, &layout.ctr(), remote, &pause).await.unwrap_or_else(|e| panic!("again: {}", kthw::chain(&e)));
+    let image = oci::read_archive(&archive).unwrap_or_else(|e| panic!("{}", kthw::chain(&e)));
+    assert_eq!(image.reference, pause);
+    oci::import(worker, &layout.ctr(), remote, &image).await.unwrap_or_else(|e| panic!("{}", kthw::chain(&e)));
+    oci::import(worker, &layout.ctr(), remote, &image).await.unwrap_or_else(|e| panic!("again: {}", kthw::chain(&e)));
     let images = run(worker, "ctr -n k8s.io images ls -q").await;
     assert_eq!(images.lines().filter(|l| *l == pause).count(), 1, "{images}");
+    assert_eq!(images.lines().filter(|l| *l == image.digested()).count(), 1, "and by its digest: {images}");
 }
 
 /// An OCI image archive as `skopeo copy ... oci-archive:FILE:REFERENCE` writes one: an index naming the image

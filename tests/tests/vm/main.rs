@@ -1,5 +1,6 @@
 //! The vm tier: see tests/README.md.
 
 mod bootstrap;
+mod images;
 mod nodes;
 mod ssh;

@@ -14,7 +14,7 @@ use crate::bootstrap::preload::remote_archive;
 use crate::bootstrap::units::containerd_unit;
 use crate::bootstrap::{BootstrapError, Layout};
 use crate::events::Events;
-use crate::oci;
+use crate::oci::{self, ImageRef};
 use crate::phase::Phase;
 use crate::spec::Origin;
 use crate::ssh::{shell_quote, Session};
@@ -28,7 +28,7 @@ struct WorkerWork {
     files: Vec<Put>,
     layout: Layout,
     archive: PathBuf,
-    reference: String,
+    image: ImageRef,
     /// The files whose change restarts containerd.
     containerd_files: Vec<PathBuf>,
     accel: Accel,
@@ -68,6 +68,10 @@ pub(super) async fn run(ctx: &Ctx<'_>) -> Result<Vec<String>, BootstrapError> {
     let kubelet = b.binaries(phase, "kubernetes-node", &["kubernetes/node/bin/kubelet".to_string()])?.remove(0);
     let (pause, pause_archive) = b.artifact(phase, "pause")?;
     let reference = pause.locator().to_string();
+    let image = ImageRef {
+        reference: reference.clone(),
+        digest: pause.sum().map_err(|e| BootstrapError::Spec { phase, detail: e.to_string() })?.to_string(),
+    };
     let archive = remote_archive(pause);
     let runtime = container_runtime(ctx)?;
     let mut containerd_files: Vec<PathBuf> = runtime.iter().map(|p| p.remote.clone()).collect();
@@ -86,7 +90,7 @@ pub(super) async fn run(ctx: &Ctx<'_>) -> Result<Vec<String>, BootstrapError> {
                 files,
                 layout: layout.clone(),
                 archive: archive.clone(),
-                reference: reference.clone(),
+                image: image.clone(),
                 containerd_files: containerd_files.clone(),
                 accel: ctx.accel(),
                 events: ctx.events.clone(),
@@ -126,7 +130,7 @@ async fn worker(s: &Session, w: WorkerWork) -> Result<Vec<PathBuf>, BootstrapErr
         deadline: w.accel.scale(CONTAINERD_DEADLINE),
     };
     wait(phase, s, &containerd, &w.events).await?;
-    oci::import(s, &layout.ctr(), &w.archive, &w.reference)
+    oci::import(s, &layout.ctr(), &w.archive, &w.image)
         .await
         .map_err(|source| BootstrapError::Oci { phase, source: Box::new(source) })?;
 

@@ -1,0 +1,53 @@
+//! `kthw load NAME IMAGE...`: put images into every node's containerd, digests preserved, as kind's
+//! `load image-archive` does: for testing a patched build on a cluster whose nodes cannot pull.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use kthw::cluster::Cluster;
+use kthw::oci;
+use kthw::paths::Paths;
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// The cluster.
+    name: String,
+    /// OCI image archives (files), or image references to pull first (a registry on a loopback address is
+    /// spoken to over plain HTTP).
+    #[arg(required = true, value_name = "ARCHIVE-OR-REFERENCE")]
+    images: Vec<String>,
+}
+
+pub fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    let paths = Paths::from_env();
+    let cluster = Cluster::open(&args.name, &paths)?;
+    let scratch = tempfile::tempdir().context("cannot make a scratch directory for pulled images")?;
+    // Every argument is checked, and every reference pulled, before anything changes on a node.
+    let mut archives = Vec::new();
+    for (i, given) in args.images.iter().enumerate() {
+        let path = Path::new(given);
+        // A file, or what can only be meant as one (a missing one is then reported as such, not pulled).
+        let is_file = path.exists() || given.starts_with(['/', '.']) || given.ends_with(".tar");
+        let archive = if is_file {
+            path.to_path_buf()
+        } else {
+            let dir = scratch.path().join(i.to_string());
+            std::fs::create_dir_all(&dir)?;
+            eprintln!("pulling {given}");
+            oci::pull(given, &dir)?
+        };
+        let image = oci::read_archive(&archive)?;
+        archives.push((archive, image));
+    }
+    tokio::runtime::Runtime::new().context("cannot start the async runtime")?.block_on(async {
+        for (archive, image) in &archives {
+            for line in oci::load(&cluster, archive, image).await? {
+                println!("loaded {line}");
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
