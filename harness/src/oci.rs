@@ -106,8 +106,11 @@ pub fn read_archive(path: &Path) -> Result<ImageRef, OciError> {
 /// Whether `reference` names a registry on a loopback address, which is spoken to over plain HTTP, as Docker
 /// allows for localhost (docker/docs "Test an insecure registry": localhost is exempt from TLS).
 pub fn is_loopback_registry(reference: &str) -> bool {
-    let host = reference.split('/').next().unwrap_or("");
-    let host = host.rsplit_once(':').filter(|(h, p)| !h.ends_with(']') || p.is_empty()).map_or(host, |(h, _)| h);
+    let host_port = reference.split('/').next().unwrap_or("");
+    let host = match host_port.find(']') {
+        Some(end) if host_port.starts_with('[') => &host_port[..=end],
+        _ => host_port.split(':').next().unwrap_or(""),
+    };
     matches!(host, "localhost" | "[::1]") || host.parse::<std::net::Ipv4Addr>().is_ok_and(|a| a.is_loopback())
 }
 
@@ -213,7 +216,7 @@ mod tests {
 
     #[test]
     fn only_loopback_registries_are_plain_http() {
-        for r in ["127.0.0.1:5000/a:1", "localhost:5000/a", "127.1.2.3/a", "[::1]:5000/a"] {
+        for r in ["127.0.0.1:5000/a:1", "localhost:5000/a", "127.1.2.3/a", "[::1]:5000/a", "[::1]/a"] {
             assert!(is_loopback_registry(r), "{r}");
         }
         for r in ["quay.io/cilium/cilium:v1", "10.0.0.4:5000/a", "localhost.example/a", "registry.k8s.io/pause:3.10"] {
