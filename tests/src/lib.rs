@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+pub mod oci_layout;
+
 use kthw::image::{self, BuildOptions, NodeImage};
 use kthw::paths::Paths;
 use kthw::phase::Phase;

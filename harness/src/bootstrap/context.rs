@@ -97,6 +97,16 @@ impl Ctx<'_> {
         self.cluster.session(node).await.map_err(|source| BootstrapError::Cluster { phase: self.phase, source })
     }
 
+    /// Keeps `text` as this phase's output `file` in the run directory (`phases/<phase>/<file>`); returns where.
+    pub fn keep_output(&self, file: &str, text: &str) -> Result<PathBuf, BootstrapError> {
+        let path = self.cluster.run_dir().phase_output(self.phase, file);
+        path.parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| crate::files::write_atomic(&path, text.as_bytes(), 0o644))
+            .map_err(|source| BootstrapError::Io { phase: self.phase, action: "write", path: path.clone(), source })?;
+        Ok(path)
+    }
+
     /// An SSH failure as this phase's error.
     pub fn ssh<T>(&self, r: Result<T, SshError>) -> Result<T, BootstrapError> {
         r.map_err(|source| BootstrapError::Ssh { phase: self.phase, source })

@@ -19,6 +19,7 @@ use kthw::pki::ClusterPki;
 use kthw::rundir::Outcome;
 use kthw::spec::{ClusterSpec, Origin};
 use kthw::ssh::Session;
+use kthw_tests::oci_layout::OciLayout;
 use kthw_tests::{
     host_prerequisite, in_ci, kthw_bin, small_spec, succeed, test_paths, unique_name, up, up_or_panic, vm_host_missing,
     wait_for_exit,
@@ -252,48 +253,10 @@ async fn containerd_runs_the_rendered_config_and_imports_an_image_archive(
 /// An OCI image archive as `skopeo copy ... oci-archive:FILE:REFERENCE` writes one: an index naming the image
 /// `reference`, one linux/amd64 manifest, its config and one empty layer.
 fn stand_in_oci_archive(dir: &Path, reference: &str) -> PathBuf {
-    use sha2::{Digest, Sha256};
-    let layout = dir.join("layout");
-    let blobs = layout.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    let blob = |bytes: &[u8]| {
-        let hex = hex::encode(Sha256::digest(bytes));
-        std::fs::write(blobs.join(&hex), bytes).unwrap();
-        serde_json::json!({ "digest": format!("sha256:{hex}"), "size": bytes.len() })
-    };
-    let layer = vec![0u8; 1024]; // an empty tar: two zero blocks
-    let layer_desc = blob(&layer);
-    let config = serde_json::json!({
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {},
-        "rootfs": { "type": "layers", "diff_ids": [layer_desc["digest"]] },
-    });
-    let mut config_desc = blob(config.to_string().as_bytes());
-    config_desc["mediaType"] = "application/vnd.oci.image.config.v1+json".into();
-    let mut layer_desc = layer_desc;
-    layer_desc["mediaType"] = "application/vnd.oci.image.layer.v1.tar".into();
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": config_desc,
-        "layers": [layer_desc],
-    });
-    let mut manifest_desc = blob(manifest.to_string().as_bytes());
-    manifest_desc["mediaType"] = "application/vnd.oci.image.manifest.v1+json".into();
-    manifest_desc["annotations"] = serde_json::json!({ "org.opencontainers.image.ref.name": reference });
-    let index = serde_json::json!({ "schemaVersion": 2, "manifests": [manifest_desc] });
-    std::fs::write(layout.join("index.json"), index.to_string()).unwrap();
-    std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let layout = OciLayout::new(dir.join("layout"));
+    let image = layout.image("amd64", &[0u8; 1024]); // an empty tar: two zero blocks
     let archive = dir.join("stand-in.oci.tar");
-    let tar = Command::new("tar")
-        .arg("-cf")
-        .arg(&archive)
-        .arg("-C")
-        .arg(&layout)
-        .args(["index.json", "oci-layout", "blobs"])
-        .status();
-    assert!(tar.unwrap().success());
+    layout.archive(image, reference, &archive);
     archive
 }
 

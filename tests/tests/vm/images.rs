@@ -14,8 +14,8 @@ use kthw::bootstrap::Layout;
 use kthw::cluster::Cluster;
 use kthw::oci::{self, ImageRef};
 use kthw::ssh::Session;
+use kthw_tests::oci_layout::{layer, OciLayout};
 use kthw_tests::{in_ci, kthw_bin, succeed};
-use sha2::{Digest, Sha256};
 
 pub async fn images_by_index_digest_start_with_no_pull(cluster: &Cluster, worker: &Session, home: &Path) {
     let dir = tempfile::tempdir().unwrap();
@@ -81,66 +81,17 @@ async fn runs_by_digest(node: &Session, digested: &str, how: &str) {
 /// An OCI image archive of a two-platform image named `name`: an index (its digest is returned) of a
 /// linux/amd64 image whose one layer holds the host's static busybox, and a linux/arm64 one.
 fn multi_arch_archive(dir: &Path, name: &str) -> (PathBuf, String) {
-    let layout = dir.join(format!("layout-{}", name.replace(['/', ':'], "-")));
-    let blobs = layout.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    let blob = |bytes: &[u8], media: &str| {
-        let hex = hex::encode(Sha256::digest(bytes));
-        std::fs::write(blobs.join(&hex), bytes).unwrap();
-        serde_json::json!({ "mediaType": media, "digest": format!("sha256:{hex}"), "size": bytes.len() })
-    };
-    let platform_image = |arch: &str, layer: Vec<u8>| {
-        let layer_desc = blob(&layer, "application/vnd.oci.image.layer.v1.tar");
-        let config = serde_json::json!({
-            "architecture": arch, "os": "linux", "config": {},
-            "rootfs": { "type": "layers", "diff_ids": [layer_desc["digest"]] },
-        });
-        let config_desc = blob(config.to_string().as_bytes(), "application/vnd.oci.image.config.v1+json");
-        let manifest = serde_json::json!({
-            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": config_desc, "layers": [layer_desc],
-        });
-        let mut desc = blob(manifest.to_string().as_bytes(), "application/vnd.oci.image.manifest.v1+json");
-        desc["platform"] = serde_json::json!({ "architecture": arch, "os": "linux" });
-        desc
-    };
-    let amd64 = platform_image("amd64", layer_with(dir, "bin/busybox", Path::new("/bin/busybox")));
+    let slug = name.replace(['/', ':'], "-");
+    let layout = OciLayout::new(dir.join(format!("layout-{slug}")));
+    let amd64 = layout.image("amd64", &layer(dir, &[("bin/busybox", Path::new("/bin/busybox"))]));
     let readme = dir.join("README");
     std::fs::write(&readme, "an arm64 image this host never runs\n").unwrap();
-    let arm64 = platform_image("arm64", layer_with(dir, "README", &readme));
-    let index = serde_json::json!({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [amd64, arm64],
-    });
-    let mut index_desc = blob(index.to_string().as_bytes(), "application/vnd.oci.image.index.v1+json");
-    let digest = index_desc["digest"].as_str().unwrap().to_string();
-    index_desc["annotations"] = serde_json::json!({ "org.opencontainers.image.ref.name": name });
-    std::fs::write(
-        layout.join("index.json"),
-        serde_json::json!({ "schemaVersion": 2, "manifests": [index_desc] }).to_string(),
-    )
-    .unwrap();
-    std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    let archive = dir.join(format!("{}.oci.tar", name.replace(['/', ':'], "-")));
-    let tar = Command::new("tar")
-        .arg("-cf")
-        .arg(&archive)
-        .arg("-C")
-        .arg(&layout)
-        .args(["index.json", "oci-layout", "blobs"])
-        .status();
-    assert!(tar.unwrap().success());
+    let arm64 = layout.image("arm64", &layer(dir, &[("README", &readme)]));
+    let index = layout.index(&[amd64, arm64]);
+    let digest = index["digest"].as_str().unwrap().to_string();
+    let archive = dir.join(format!("{slug}.oci.tar"));
+    layout.archive(index, name, &archive);
     (archive, digest)
-}
-
-/// An uncompressed layer tar holding `from` at `at`.
-fn layer_with(dir: &Path, at: &str, from: &Path) -> Vec<u8> {
-    let root = dir.join(format!("root-{}", at.replace('/', "-")));
-    let target = root.join(at);
-    std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-    std::fs::copy(from, &target).unwrap();
-    let out = Command::new("tar").arg("-cf").arg("-").arg("-C").arg(&root).arg(at).output().unwrap();
-    assert!(out.status.success());
-    out.stdout
 }
 
 /// Debian's docker-registry serving on a free 127.0.0.1 port, storing under a temporary directory.

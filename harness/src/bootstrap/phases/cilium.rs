@@ -82,7 +82,7 @@ pub(super) async fn run(ctx: &Ctx<'_>) -> Result<Vec<String>, BootstrapError> {
         Ok(()) => "every pod of cilium, cilium-envoy and cilium-operator ready\n".to_string(),
         Err(stalled) => format!("{stalled}\n"),
     };
-    write(ctx, ROLLOUT_OUTPUT, &summary)?;
+    ctx.keep_output(ROLLOUT_OUTPUT, &summary)?;
     waited.map_err(|stalled| BootstrapError::Rollout { phase, source: Box::new(stalled) })?;
 
     let argv = status_argv(spec, &layout.root_kubeconfig);
@@ -101,16 +101,7 @@ fn join(argv: &[String]) -> String {
 /// Keeps a command's output in the run directory; returns where.
 fn keep(ctx: &Ctx<'_>, file: &str, argv: &[String], out: &Output) -> Result<PathBuf, BootstrapError> {
     let text = format!("$ {}\n{}{}\n({})\n", join(argv), out.stdout_lossy(), out.stderr_lossy(), out.describe_status());
-    write(ctx, file, &text)
-}
-
-fn write(ctx: &Ctx<'_>, file: &str, text: &str) -> Result<PathBuf, BootstrapError> {
-    let path = ctx.cluster.run_dir().phase_output(ctx.phase, file);
-    path.parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|()| crate::files::write_atomic(&path, text.as_bytes(), 0o644))
-        .map_err(|source| BootstrapError::Io { phase: ctx.phase, action: "write", path: path.clone(), source })?;
-    Ok(path)
+    ctx.keep_output(file, &text)
 }
 
 /// A failed command, its cause named by the shared classifier.

@@ -114,13 +114,12 @@ where
 mod tests {
     use super::*;
 
-    /// The check run by a real shell, with a test double for kubectl that prints `answer` as `getent hosts`
-    /// prints it (address, spaces, name).
+    /// The check with kubectl (exec'ing `getent hosts`) printing `answer` as getent prints it.
     fn check_against(answer: &str) -> bool {
-        let script = resolves_from_a_pod("kubectl_double", &ClusterSpec::default());
-        let script = format!("kubectl_double() {{ printf '%s\\n' \"$ANSWER\"; }}; {script}");
-        let out = std::process::Command::new("sh").arg("-c").arg(script).env("ANSWER", answer).output().unwrap();
-        out.status.success()
+        super::super::succeeds_with_kubectl_double(
+            |k| resolves_from_a_pod(k, &ClusterSpec::default()),
+            &format!("{answer}\n"),
+        )
     }
 
     #[test]

@@ -33,3 +33,12 @@ pub(super) async fn run(ctx: &Ctx<'_>) -> Result<Vec<String>, BootstrapError> {
         Phase::Ready => ready::run(ctx).await,
     }
 }
+
+/// Whether the shell check `check(kubectl)` succeeds, run by a real `sh` with `kubectl` a test double that
+/// prints `prints` (for unit tests of checks that parse kubectl's output).
+#[cfg(test)]
+fn succeeds_with_kubectl_double(check: impl Fn(&str) -> String, prints: &str) -> bool {
+    let script = format!("kubectl_double() {{ printf '%s' \"$PRINTS\"; }}; {}", check("kubectl_double"));
+    let out = std::process::Command::new("sh").arg("-c").arg(script).env("PRINTS", prints).output().unwrap();
+    out.status.success()
+}

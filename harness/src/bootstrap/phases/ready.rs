@@ -39,15 +39,9 @@ pub(super) async fn run(ctx: &Ctx<'_>) -> Result<Vec<String>, BootstrapError> {
         deadline: ctx.accel().scale(READY_DEADLINE),
     };
     wait(phase, &s, &ready, ctx.events).await?;
-    let run_dir = ctx.cluster.run_dir();
     for (file, args) in [(NODES_FILE, "get nodes -o wide"), (PODS_FILE, "get pods -A -o wide")] {
         let out = ctx.ssh(s.succeed(&format!("{kubectl} {args}")).await)?.stdout_lossy();
-        let path = run_dir.phase_output(phase, file);
-        let written = path
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| crate::files::write_atomic(&path, out.as_bytes(), 0o644));
-        written.map_err(|source| BootstrapError::Io { phase, action: "write", path, source })?;
+        ctx.keep_output(file, &out)?;
     }
     Ok(Vec::new())
 }
@@ -56,13 +50,9 @@ pub(super) async fn run(ctx: &Ctx<'_>) -> Result<Vec<String>, BootstrapError> {
 mod tests {
     use super::*;
 
-    /// The check run by a real shell, with a test double for kubectl that prints `listing` as kubectl prints
-    /// the jsonpath (one `name=status` line per node).
+    /// The check with kubectl printing `listing` as it prints the jsonpath (one `name=status` line per node).
     fn check_against(listing: &str) -> bool {
-        let script = every_worker_ready("kubectl_double", &ClusterSpec::default());
-        let script = format!("kubectl_double() {{ printf '%s' \"$LISTING\"; }}; {script}");
-        let status = std::process::Command::new("sh").arg("-c").arg(script).env("LISTING", listing).output().unwrap();
-        status.status.success()
+        super::super::succeeds_with_kubectl_double(|k| every_worker_ready(k, &ClusterSpec::default()), listing)
     }
 
     #[test]

@@ -1,0 +1,83 @@
+//! OCI image archives made by tests, as `skopeo copy ... oci-archive:FILE:NAME` writes them: an image layout
+//! (blobs by sha256, index.json naming one image, oci-layout) in a tar. For images this host cannot
+//! download, and for images no registry has.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+pub const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+
+/// An image layout being written under a directory.
+pub struct OciLayout {
+    root: PathBuf,
+}
+
+impl OciLayout {
+    pub fn new(root: PathBuf) -> OciLayout {
+        std::fs::create_dir_all(root.join("blobs/sha256")).unwrap();
+        OciLayout { root }
+    }
+
+    /// Stores `bytes` as a blob; its descriptor.
+    pub fn blob(&self, bytes: &[u8], media_type: &str) -> Value {
+        let hex = hex::encode(Sha256::digest(bytes));
+        std::fs::write(self.root.join("blobs/sha256").join(&hex), bytes).unwrap();
+        json!({ "mediaType": media_type, "digest": format!("sha256:{hex}"), "size": bytes.len() })
+    }
+
+    /// A linux/`arch` image of one uncompressed layer; the descriptor of its manifest, with its platform.
+    pub fn image(&self, arch: &str, layer: &[u8]) -> Value {
+        let layer = self.blob(layer, LAYER);
+        let config = json!({
+            "architecture": arch, "os": "linux", "config": {},
+            "rootfs": { "type": "layers", "diff_ids": [layer["digest"]] },
+        });
+        let config = self.blob(config.to_string().as_bytes(), CONFIG);
+        let manifest = json!({ "schemaVersion": 2, "mediaType": MANIFEST, "config": config, "layers": [layer] });
+        let mut desc = self.blob(manifest.to_string().as_bytes(), MANIFEST);
+        desc["platform"] = json!({ "architecture": arch, "os": "linux" });
+        desc
+    }
+
+    /// An image index of `manifests`; its descriptor.
+    pub fn index(&self, manifests: &[Value]) -> Value {
+        let index = json!({ "schemaVersion": 2, "mediaType": INDEX, "manifests": manifests });
+        self.blob(index.to_string().as_bytes(), INDEX)
+    }
+
+    /// The archive at `archive` whose index.json names `top` (an image or an index) `name`.
+    pub fn archive(&self, mut top: Value, name: &str, archive: &Path) {
+        top["annotations"] = json!({ "org.opencontainers.image.ref.name": name });
+        std::fs::write(self.root.join("index.json"), json!({ "schemaVersion": 2, "manifests": [top] }).to_string())
+            .unwrap();
+        std::fs::write(self.root.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        let tar = Command::new("tar")
+            .arg("-cf")
+            .arg(archive)
+            .arg("-C")
+            .arg(&self.root)
+            .args(["index.json", "oci-layout", "blobs"])
+            .status();
+        assert!(tar.unwrap().success());
+    }
+}
+
+/// An uncompressed layer tar of `files` (path in the image, host file), made by the host's tar.
+pub fn layer(scratch: &Path, files: &[(&str, &Path)]) -> Vec<u8> {
+    let root = scratch.join(format!("layer-{}", hex::encode(Sha256::digest(format!("{files:?}")))));
+    for (at, from) in files {
+        let target = root.join(at);
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(from, &target).unwrap();
+    }
+    std::fs::create_dir_all(&root).unwrap();
+    let out = Command::new("tar").arg("-cf").arg("-").arg("-C").arg(&root).arg(".").output().unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
