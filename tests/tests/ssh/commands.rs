@@ -126,3 +126,23 @@ async fn wait_until_succeeds_times_out_reporting_the_last_output() {
         other => panic!("expected a timeout, got {other}"),
     }
 }
+
+#[tokio::test]
+async fn streamed_output_arrives_as_it_is_printed_not_at_the_end() {
+    let Some(sshd) = Sshd::start() else { return };
+    let node = sshd.connect().await;
+    let start = Instant::now();
+    let mut seen: Vec<(kthw::ssh::Stream, String, Duration)> = Vec::new();
+    let out = node
+        .exec_streaming("echo first; echo oops >&2; sleep 2; echo second; exit 4", Duration::from_secs(20), |s, d| {
+            seen.push((s, String::from_utf8_lossy(d).into_owned(), start.elapsed()))
+        })
+        .await
+        .unwrap();
+    assert_eq!(out.status, Some(4));
+    assert!(out.stdout.is_empty() && out.stderr.is_empty(), "streamed output is handed on, not kept");
+    let first = seen.iter().find(|(_, d, _)| d.contains("first")).expect("first arrives");
+    let second = seen.iter().find(|(_, d, _)| d.contains("second")).expect("second arrives");
+    assert!(first.2 + Duration::from_millis(1500) <= second.2, "first came before the sleep ended: {seen:?}");
+    assert!(seen.iter().any(|(s, d, _)| *s == kthw::ssh::Stream::Stderr && d.contains("oops")), "{seen:?}");
+}

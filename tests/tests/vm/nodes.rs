@@ -167,7 +167,7 @@ async fn two_clusters_run_side_by_side_with_the_same_addresses() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gc_removes_everything_of_a_killed_up_and_nothing_of_a_live_cluster() {
+async fn gc_removes_everything_of_a_killed_up_an_interrupted_up_leaves_nothing_and_a_live_cluster_stays() {
     let Some(()) = host_prerequisite("vm", vm_host_missing()) else { return };
     let paths = test_paths();
     let kthw = kthw_bin();
@@ -200,6 +200,26 @@ async fn gc_removes_everything_of_a_killed_up_and_nothing_of_a_live_cluster() {
     assert!(report.contains(&id), "{report}");
 
     assert_nothing_left(&paths, &killed, &id);
+
+    // ^C while booting: kthw up tears down what it made and exits as a shell expects of SIGINT.
+    let interrupted = unique_name("vm-interrupted");
+    let child = Command::new(&kthw)
+        .args(["up", "--until", "nodes", "--name", &interrupted, "--spec"])
+        .arg(spec_file.path())
+        .env("KTHW_HOME", &home)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let id = wait_until_booting(&paths, &interrupted, 2, Duration::from_secs(120));
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "an interrupted kthw up exits 130: {said}");
+    assert!(said.contains(&format!("interrupted by SIGINT: cluster {interrupted} was torn down")), "{said}");
+    assert_nothing_left(&paths, &interrupted, &id);
+
     assert_eq!(run(&live, "control-plane-1", "hostname").await, "control-plane-1", "gc touched a live cluster");
     let live_id = live.id().to_string();
     live.down().await.unwrap();
