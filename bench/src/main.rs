@@ -1,7 +1,7 @@
 //! `just bench`: every speed and memory goal, each measured as a ratio against a baseline run in the same
 //! command on the same host. Goals are reported, never asserted: a slow machine is not a failing test.
 //!
-//! Usage: kthw-bench [image] [boot] [initrd] [ssh]   (no argument: all of them, in that order)
+//! Usage: kthw-bench [image] [boot] [initrd] [ssh] [preload]   (no argument: all of them, in that order)
 
 use std::time::Instant;
 
@@ -14,10 +14,11 @@ use kthw_tests::test_paths;
 
 mod boot;
 mod image_build;
+mod preload;
 mod raw_qemu;
 mod ssh;
 
-const ALL: [&str; 4] = ["image", "boot", "initrd", "ssh"];
+const ALL: [&str; 5] = ["image", "boot", "initrd", "ssh", "preload"];
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -70,6 +71,20 @@ async fn main() -> anyhow::Result<()> {
         let result = ssh::upload_vs_scp_on_node(&cluster, &node, 256).await;
         cluster.down().await?;
         report.push(format!("ssh upload: {}", result?));
+    }
+    if wanted.iter().any(|w| w == "preload") {
+        eprintln!("bench preload: a {}-MB image into three nodes by kthw load, then pulled from a registry on the cluster network...", 257);
+        let name = format!("bench-preload-{}", std::process::id());
+        let _lock = kthw_tests::vm_lock()?;
+        let up = Up::new(boot::small_three_node_spec())
+            .name(&name)
+            .until(Phase::Nodes)
+            .paths(paths.clone())
+            .image(image.clone());
+        let cluster = up.run().await?.cluster;
+        let result = preload::preload_vs_registry_pull(&cluster).await;
+        cluster.down().await?;
+        report.push(format!("preload: {}", result?));
     }
 
     println!("\nkthw benchmarks ({:.0} s in all)", started.elapsed().as_secs_f64());

@@ -134,21 +134,32 @@ pub fn pull(reference: &str, dir: &Path) -> Result<PathBuf, OciError> {
     Ok(archive)
 }
 
-/// Puts the image of `archive` into every node's containerd; returns `node: name` for each.
+/// Puts the image of `archive` into every node's containerd, all nodes at once; returns `node: name` for each.
 pub async fn load(cluster: &Cluster, archive: &Path, image: &ImageRef) -> Result<Vec<String>, OciError> {
     let remote = PathBuf::from(LOAD_DIR).join(format!("{}.oci.tar", image.digest.replace(':', "-")));
-    let mut loaded = Vec::new();
+    let ctr = crate::bootstrap::Layout::default().ctr();
+    let mut set = tokio::task::JoinSet::new();
     for n in cluster.nodes() {
         let s =
             cluster.session(&n.name).await.map_err(|e| OciError::Node { node: n.name.clone(), source: Box::new(e) })?;
-        let run = |command: String| command_on(&s, command);
-        run(format!("mkdir -p {LOAD_DIR}")).await?;
-        s.upload(archive, &remote.display().to_string(), 0o644)
-            .await
-            .map_err(|e| OciError::Upload { node: n.name.clone(), source: Box::new(e) })?;
-        import(&s, &crate::bootstrap::Layout::default().ctr(), &remote, image).await?;
-        loaded.push(format!("{}: {} ({})", n.name, image.reference, image.digest));
+        let (archive, remote, image, ctr) = (archive.to_path_buf(), remote.clone(), image.clone(), ctr.clone());
+        set.spawn(async move {
+            command_on(&s, format!("mkdir -p {LOAD_DIR}")).await?;
+            s.upload(&archive, &remote.display().to_string(), 0o644)
+                .await
+                .map_err(|e| OciError::Upload { node: s.node().to_string(), source: Box::new(e) })?;
+            import(&s, &ctr, &remote, &image).await?;
+            Ok::<_, OciError>(format!("{}: {} ({})", s.node(), image.reference, image.digest))
+        });
     }
+    let mut loaded = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok(r) => loaded.push(r?),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+    loaded.sort();
     Ok(loaded)
 }
 
