@@ -9,7 +9,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use kthw::cluster::Cluster;
+use kthw::image::NodeImage;
 use kthw::oci::{self, ImageRef};
+use kthw::paths::Paths;
+use kthw::phase::Phase;
+use kthw::spec::ClusterSpec;
+use kthw::up::Up;
 use kthw_tests::oci_layout::{layer, OciLayout};
 use kthw_tests::write_random_file;
 use tokio::task::JoinSet;
@@ -94,4 +99,29 @@ pub async fn preload_vs_registry_pull(cluster: &Cluster) -> anyhow::Result<Prelo
     }
     let pull = started.elapsed();
     Ok(Preload { nodes: cluster.nodes().len(), preload, pull })
+}
+
+/// The cluster tier's side: `kthw up` through `cilium` twice on the seed's cluster, once with the images
+/// preloaded and once pulled cold by the nodes (`images.preload = false`, `egress = true`: the seed's first
+/// install), comparing the cilium phase's time (install to `cilium status --wait` success). Needs the pinned
+/// artifacts; refused before booting anything without them.
+pub async fn cilium_with_and_without_preload(paths: &Paths, image: &NodeImage) -> anyhow::Result<String> {
+    let mut took = Vec::new();
+    for preload in [true, false] {
+        let mut spec = ClusterSpec { egress: !preload, ..ClusterSpec::default() };
+        spec.images.preload = preload;
+        let name = format!("bench-cilium-{}-{}", if preload { "warm" } else { "cold" }, std::process::id());
+        let up = Up::new(spec).name(&name).until(Phase::Cilium).paths(paths.clone()).image(image.clone());
+        let running = up.run().await.map_err(|e| anyhow::anyhow!(kthw::chain(&e)))?;
+        let cilium =
+            running.reports.iter().find(|r| r.phase == Phase::Cilium).map(|r| r.took).context("no cilium phase ran")?;
+        running.cluster.down().await?;
+        took.push(cilium);
+    }
+    Ok(format!(
+        "the cilium phase with preload {:.1} s, pulling cold {:.1} s, ratio {:.2}",
+        took[0].as_secs_f64(),
+        took[1].as_secs_f64(),
+        took[0].as_secs_f64() / took[1].as_secs_f64()
+    ))
 }
