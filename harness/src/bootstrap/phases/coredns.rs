@@ -5,8 +5,9 @@
 //!
 //! The pod asked is a Cilium agent (the cilium image has glibc's `getent`; it is on the host network with
 //! `dnsPolicy: ClusterFirstWithHostNet`, so its resolver is the cluster DNS address, reached through Cilium's
-//! service translation: what a pod sees). Control-plane-1 cannot ask itself: it runs no agent and has no route
-//! to ClusterIPs.
+//! service translation: what a pod sees), reached as `ds/cilium` (`kubectl exec (POD | TYPE/NAME)`, kubectl
+//! 1.32's `exec --help`, picks one of its pods). Control-plane-1 cannot ask itself: it runs no agent and has no
+//! route to ClusterIPs.
 
 use std::time::Duration;
 
