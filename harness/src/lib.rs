@@ -23,6 +23,7 @@ pub mod pki;
 pub mod rundir;
 pub mod spec;
 pub mod ssh;
+pub mod tasks;
 pub mod up;
 pub mod virt;
 

@@ -152,13 +152,7 @@ pub async fn load(cluster: &Cluster, archive: &Path, image: &ImageRef) -> Result
             Ok::<_, OciError>(format!("{}: {} ({})", s.node(), image.reference, image.digest))
         });
     }
-    let mut loaded = Vec::new();
-    while let Some(joined) = set.join_next().await {
-        match joined {
-            Ok(r) => loaded.push(r?),
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
-    }
+    let mut loaded = crate::tasks::join_all(set).await?;
     loaded.sort();
     Ok(loaded)
 }

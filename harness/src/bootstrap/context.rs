@@ -129,13 +129,7 @@ impl Ctx<'_> {
                 )
             });
         }
-        let mut changed = Vec::new();
-        while let Some(joined) = set.join_next().await {
-            match joined {
-                Ok(r) => changed.extend(r?),
-                Err(e) => std::panic::resume_unwind(e.into_panic()),
-            }
-        }
+        let mut changed: Vec<String> = crate::tasks::join_all(set).await?.into_iter().flatten().collect();
         changed.sort();
         Ok(changed)
     }

@@ -179,15 +179,18 @@ async fn gc_removes_everything_of_a_killed_up_an_interrupted_up_leaves_nothing_a
     let live_name = unique_name("vm-live");
     let live = up(&spec_of(2, false), &live_name).await;
 
+    let spawn_up = |name: &str, stderr: Stdio| {
+        Command::new(&kthw)
+            .args(["up", "--until", "nodes", "--name", name, "--spec"])
+            .arg(spec_file.path())
+            .env("KTHW_HOME", &home)
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap()
+    };
     let killed = unique_name("vm-killed");
-    let mut child = Command::new(&kthw)
-        .args(["up", "--until", "nodes", "--name", &killed, "--spec"])
-        .arg(spec_file.path())
-        .env("KTHW_HOME", &home)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_up(&killed, Stdio::null());
     let id = wait_until_booting(&paths, &killed, 2, Duration::from_secs(120));
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGKILL) }, 0);
@@ -203,14 +206,7 @@ async fn gc_removes_everything_of_a_killed_up_an_interrupted_up_leaves_nothing_a
 
     // ^C while booting: kthw up tears down what it made and exits as a shell expects of SIGINT.
     let interrupted = unique_name("vm-interrupted");
-    let child = Command::new(&kthw)
-        .args(["up", "--until", "nodes", "--name", &interrupted, "--spec"])
-        .arg(spec_file.path())
-        .env("KTHW_HOME", &home)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_up(&interrupted, Stdio::piped());
     let id = wait_until_booting(&paths, &interrupted, 2, Duration::from_secs(120));
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
