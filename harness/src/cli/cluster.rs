@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use kthw::bootstrap::render_lacks;
+use kthw::bootstrap::{render_lacks, READY_NODES_OUTPUT, READY_PODS_OUTPUT};
 use kthw::cluster::{self, Cluster};
 use kthw::events::Events;
 use kthw::paths::Paths;
@@ -127,7 +127,7 @@ fn report(running: &Running, spec: &ClusterSpec) {
         }
     }
     if running.plan.last == Phase::Ready {
-        for file in ["nodes.txt", "pods.txt"] {
+        for file in [READY_NODES_OUTPUT, READY_PODS_OUTPUT] {
             if let Ok(text) = std::fs::read_to_string(cluster.run_dir().phase_output(Phase::Ready, file)) {
                 println!("\n{}", text.trim_end());
             }

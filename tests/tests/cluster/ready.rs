@@ -4,6 +4,7 @@
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{Node, Service};
+use kthw::bootstrap::{CILIUM_STATUS_OUTPUT, READY_NODES_OUTPUT};
 use kthw::phase::Phase;
 use kthw::spec::ClusterSpec;
 use kthw_tests::{artifacts_dir, host_prerequisite, unique_name, up, up_or_panic, vm_host_missing};
@@ -48,8 +49,8 @@ async fn the_seeds_cluster_ends_with_cilium_coredns_and_every_node_ready() {
     let dns = Api::<Service>::namespaced(api.client.clone(), "kube-system").get("kube-dns").await.unwrap();
     assert_eq!(dns.spec.and_then(|s| s.cluster_ip), Some(spec.network.cluster_dns.to_string()));
 
-    let status = std::fs::read_to_string(cluster.run_dir().phase_output(Phase::Cilium, "status.txt")).unwrap();
+    let status = std::fs::read_to_string(cluster.run_dir().phase_output(Phase::Cilium, CILIUM_STATUS_OUTPUT)).unwrap();
     assert!(status.contains("KubeProxyReplacement") && status.contains("True"), "{status}");
-    let listed = std::fs::read_to_string(cluster.run_dir().phase_output(Phase::Ready, "nodes.txt")).unwrap();
+    let listed = std::fs::read_to_string(cluster.run_dir().phase_output(Phase::Ready, READY_NODES_OUTPUT)).unwrap();
     assert!(listed.contains("worker-node-1") && listed.contains("worker-node-2"), "{listed}");
 }

@@ -11,9 +11,11 @@ mod pki;
 mod ready;
 mod workers;
 
+pub use cilium::STATUS_OUTPUT as CILIUM_STATUS_OUTPUT;
 pub use control_plane::apiserver_to_kubelet_rbac;
 pub use kubeconfigs::kubeconfig_files;
 pub use pki::{load_or_generate, pki_files};
+pub use ready::{NODES_FILE as READY_NODES_OUTPUT, PODS_FILE as READY_PODS_OUTPUT};
 
 use super::context::Ctx;
 use super::BootstrapError;
