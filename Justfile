@@ -2,7 +2,7 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-kthw := "cargo run --quiet --release -p kthw --"
+kthw := "cargo run --quiet --release -p kthw-cli --"
 
 # Install host packages and start libvirt (root; idempotent).
 setup:

@@ -56,12 +56,12 @@ pub fn vm_host_missing() -> Option<String> {
 pub fn kthw_bin() -> PathBuf {
     let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut cargo = std::process::Command::new(env!("CARGO"));
-    cargo.args(["build", "--quiet", "-p", "kthw", "--bin", "kthw"]);
+    cargo.args(["build", "--quiet", "-p", "kthw-cli", "--bin", "kthw"]);
     if !cfg!(debug_assertions) {
         cargo.arg("--release");
     }
     let status = cargo.current_dir(&workspace).status().expect("run cargo to build the kthw binary");
-    assert!(status.success(), "cargo build -p kthw failed");
+    assert!(status.success(), "cargo build -p kthw-cli failed");
     let exe = std::env::current_exe().expect("the test binary's path");
     // target/<profile>/deps/<test binary> → target/<profile>/kthw
     let bin = exe.parent().and_then(|deps| deps.parent()).expect("a target directory").join("kthw");
