@@ -199,3 +199,49 @@ fn artifacts_fetch_uses_the_mirror_from_the_flag_or_the_environment() {
     assert!(!bad.status.success());
     assert!(text(&bad.stderr).contains("give an http(s) URL"), "{}", text(&bad.stderr));
 }
+
+#[test]
+fn scenario_list_names_every_scenario_with_what_it_shows_and_needs() {
+    let out = kthw(&["scenario", "list"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    for name in
+        ["pod-cidr", "clusterip-no-kube-proxy", "rbac-failure", "cold-image-wait", "dns-node-names", "connectivity"]
+    {
+        let at = s.lines().position(|l| l == name).unwrap_or_else(|| panic!("{name} is not listed:\n{s}"));
+        let lines: Vec<&str> = s.lines().skip(at + 1).take(2).collect();
+        assert!(lines[0].starts_with("  shows: ") && lines[1].starts_with("  needs: a cluster through "), "{lines:?}");
+    }
+    assert!(s.contains("resolve_node_names = false") && s.contains("images.preload = false"), "{s}");
+}
+
+#[test]
+fn scenario_run_refuses_an_unknown_name_listing_the_known_ones() {
+    let out = kthw(&["scenario", "run", "pod-cidrs"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("no scenario is named \"pod-cidrs\"") && err.contains("pod-cidr, clusterip-no-kube-proxy"),
+        "{err}"
+    );
+}
+
+#[test]
+fn scenario_run_without_the_artifacts_names_them_and_boots_nothing() {
+    let home = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kthw"))
+        .args(["scenario", "run", "clusterip-no-kube-proxy", "--artifacts-dir"])
+        .arg(empty.path())
+        .env("KTHW_HOME", home.path())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("scenario clusterip-no-kube-proxy needs") && err.contains("no VM was booted"), "{err}");
+    for artifact in ["kubernetes-server", "cilium-cli", "coredns", "connectivity-json-mock", "connectivity-curl"] {
+        assert!(err.contains(&format!("- {artifact} (for ")), "{artifact} is not named:\n{err}");
+    }
+    assert!(!home.path().join("state/runs").exists(), "a run directory was made");
+}

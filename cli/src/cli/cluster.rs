@@ -63,9 +63,9 @@ pub struct SshArgs {
 const SSH_COMMAND_DEADLINE: Duration = Duration::from_secs(24 * 3600);
 
 /// The shell's convention for a command ended by SIGINT (128 + 2).
-const INTERRUPTED: u8 = 130;
+pub(super) const INTERRUPTED: u8 = 130;
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Runtime::new().context("cannot start the async runtime")
 }
 
@@ -150,7 +150,7 @@ fn report(running: &Running, spec: &ClusterSpec) {
     println!("  kthw down {name}                      remove it");
 }
 
-async fn interrupted() -> &'static str {
+pub(super) async fn interrupted() -> &'static str {
     let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
         return std::future::pending().await;
     };

@@ -7,6 +7,7 @@ mod image;
 mod kubeconfig;
 mod load;
 mod render;
+mod scenario;
 mod spec;
 
 use std::process::ExitCode;
@@ -58,6 +59,9 @@ enum Command {
     /// Build, list and prune node images.
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// List the scenarios, or run one on a fresh or kept cluster.
+    #[command(subcommand)]
+    Scenario(scenario::ScenarioCommand),
 }
 
 pub fn init_logging(verbose: u8) {
@@ -91,5 +95,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Load(a) => load::load(a),
         Command::Artifacts(c) => artifacts::run(c),
         Command::Image(c) => image::run(c),
+        Command::Scenario(c) => scenario::run(c),
     }
 }

@@ -63,6 +63,9 @@ pub struct Artifact {
     pub missing_checksum: Option<String>,
     /// The phases that need it (by their names in the manifest; an unknown name fails the parse).
     pub phases: Vec<Phase>,
+    /// The scenarios (kthw-scenarios) that need it beyond what their phases do, by scenario name.
+    #[serde(default)]
+    pub scenarios: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -136,8 +139,8 @@ impl Manifest {
                 (Some(_), Some(_)) => return Err(bad(format!("{}: has a sum and a missing_checksum reason", a.name))),
                 (None, None) => return Err(bad(format!("{}: no checksum and no missing_checksum reason", a.name))),
             }
-            if a.phases.is_empty() {
-                return Err(bad(format!("{}: names no phase that needs it", a.name)));
+            if a.phases.is_empty() && a.scenarios.is_empty() {
+                return Err(bad(format!("{}: names no phase or scenario that needs it", a.name)));
             }
         }
         Ok(m)

@@ -27,7 +27,18 @@ fn every_pinned_artifact_has_a_published_sum_with_its_source_and_the_spec_defaul
     assert_eq!(m.get("kubernetes-server").unwrap().sum().unwrap().algorithm, Algorithm::Sha512);
     assert_eq!(m.get("etcd").unwrap().sum().unwrap().algorithm, Algorithm::Sha256);
     let images: Vec<&str> = m.artifacts.iter().filter(|a| a.kind == Kind::Image).map(|a| a.name.as_str()).collect();
-    assert_eq!(images, ["cilium", "cilium-operator-generic", "cilium-envoy", "coredns", "pause"]);
+    assert_eq!(
+        images,
+        [
+            "cilium",
+            "cilium-operator-generic",
+            "cilium-envoy",
+            "coredns",
+            "pause",
+            "connectivity-curl",
+            "connectivity-json-mock"
+        ]
+    );
     assert!(m.artifacts.iter().all(|a| !a.name.contains("proxy")), "nothing for kube-proxy");
 }
 
@@ -61,7 +72,9 @@ fn a_phase_needs_only_what_it_and_earlier_phases_use() {
         names(&spec, Phase::Workers),
         ["kubernetes-server", "kubernetes-node", "etcd", "pause", "containerd", "runc", "cni-plugins"]
     );
-    assert_eq!(names(&spec, Phase::Coredns).len(), m.artifacts.len());
+    let scenario_only = m.artifacts.iter().filter(|a| a.phases.is_empty()).count();
+    assert_eq!(names(&spec, Phase::Coredns).len(), m.artifacts.len() - scenario_only);
+    assert!(m.artifacts.iter().filter(|a| a.phases.is_empty()).all(|a| !a.scenarios.is_empty()));
     spec.etcd_from = crate::spec::Origin::Debian;
     assert!(names(&spec, Phase::Etcd).is_empty(), "etcd from the image's Debian package needs no download");
     spec.containerd_from = crate::spec::Origin::Debian;

@@ -63,8 +63,15 @@ pub fn kubelet_config(spec: &ClusterSpec, worker: &str, layout: &Layout) -> Stri
     serde_json::to_string_pretty(&v).expect("a JSON literal serializes") + "\n"
 }
 
+/// Where containerd's CRI looks for per-registry hosts (`<dir>/<registry>/hosts.toml`, read at each pull, so a
+/// mirror can be added to a running node): containerd docs/hosts.md, "CRI", for config version 2:
+/// `[plugins."io.containerd.grpc.v1.cri".registry] config_path = "/etc/containerd/certs.d"`. Nothing is there
+/// unless a scenario puts a mirror there (cold-image-wait).
+pub const REGISTRY_HOSTS_DIR: &str = "/etc/containerd/certs.d";
+
 /// containerd's CRI settings (config version 2, which Debian's containerd 1.6 and upstream 1.7 read):
 /// runc with `SystemdCgroup = true` to match the kubelet, the pinned sandbox image, CNI where Cilium puts it.
+/// and registry hosts in [`REGISTRY_HOSTS_DIR`].
 pub fn containerd_config(sandbox_image: &str) -> String {
     let cri = r#"plugins."io.containerd.grpc.v1.cri""#;
     format!(
@@ -84,6 +91,9 @@ pub fn containerd_config(sandbox_image: &str) -> String {
          \n\
          [{cri}.cni]\n\
          bin_dir = \"/opt/cni/bin\"\n\
-         conf_dir = \"/etc/cni/net.d\"\n"
+         conf_dir = \"/etc/cni/net.d\"\n\
+         \n\
+         [{cri}.registry]\n\
+         config_path = \"{REGISTRY_HOSTS_DIR}\"\n"
     )
 }

@@ -31,6 +31,8 @@ pub use layout::Layout;
 pub use node::JOURNAL_LINES;
 pub use node_files::NodeFile;
 pub use phases::{apiserver_to_kubelet_rbac, kubeconfig_files, load_or_generate, pki_files};
+/// What the cilium phase preloads and waits for, for scenarios that install Cilium themselves.
+pub use phases::{cilium_workloads, CILIUM_IMAGES};
 /// What the phases keep in the run directory (`RunDir::phase_output`), by file name.
 pub use phases::{CILIUM_STATUS_OUTPUT, READY_NODES_OUTPUT, READY_PODS_OUTPUT};
 pub use run::PhaseReport;

@@ -6,11 +6,14 @@
 
 use std::path::PathBuf;
 
-use super::context::Ctx;
+use super::context::{Bootstrap, Ctx};
 use super::node::{install, Put};
 use super::BootstrapError;
 use crate::artifacts::Artifact;
+use crate::cluster::Cluster;
+use crate::events::Events;
 use crate::oci::{self, ImageRef};
+use crate::phase::Phase;
 
 /// Where image archives are kept on a worker (kept, so that a second run sees them unchanged and copies
 /// nothing).
@@ -54,4 +57,18 @@ pub async fn preload(ctx: &Ctx<'_>, names: &[&str]) -> Result<Vec<String>, Boots
         Ok(changed)
     })
     .await
+}
+
+impl Bootstrap {
+    /// Puts the pinned image artifacts `names` on every worker, as `phase` does before it deploys them: for
+    /// callers that deploy images of their own after the phases (the scenarios' test workloads).
+    pub async fn preload(
+        &self,
+        cluster: &Cluster,
+        phase: Phase,
+        names: &[&str],
+        events: &Events,
+    ) -> Result<Vec<String>, BootstrapError> {
+        preload(&Ctx { b: self, cluster, phase, events }, names).await
+    }
 }

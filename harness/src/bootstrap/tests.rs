@@ -153,6 +153,7 @@ fn containerd_uses_the_systemd_cgroup_driver_and_the_pinned_pause_image() {
     assert_eq!(cri["sandbox_image"].as_str(), Some(pause.as_str()));
     assert_eq!(cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"].as_bool(), Some(true));
     assert_eq!(cri["containerd"]["runtimes"]["runc"]["runtime_type"].as_str(), Some("io.containerd.runc.v2"));
+    assert_eq!(cri["registry"]["config_path"].as_str(), Some("/etc/containerd/certs.d"), "mirrors per registry");
 }
 
 #[test]

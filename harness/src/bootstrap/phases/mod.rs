@@ -11,7 +11,7 @@ mod pki;
 mod ready;
 mod workers;
 
-pub use cilium::STATUS_OUTPUT as CILIUM_STATUS_OUTPUT;
+pub use cilium::{workloads as cilium_workloads, IMAGES as CILIUM_IMAGES, STATUS_OUTPUT as CILIUM_STATUS_OUTPUT};
 pub use control_plane::apiserver_to_kubelet_rbac;
 pub use kubeconfigs::kubeconfig_files;
 pub use pki::{load_or_generate, pki_files};

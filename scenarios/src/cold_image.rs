@@ -1,0 +1,346 @@
+//! cold-image-wait: the seed's `cilium status --wait` timeout on a cold node, made reproducible. With preload
+//! off, the workers pull Cilium's images from a registry mirror on control-plane-1 whose link is held to a
+//! fixed bandwidth (so the result does not depend on the internet's speed, and nodes still have no egress):
+//! `cilium status --wait --wait-duration 30s` times out; the harness classifies it as still pulling (node,
+//! image, progress), not failed; its own wait with a deadline sized for the bytes then succeeds; a second
+//! install, on warm caches, pulls nothing. Cold over warm is reported as a ratio.
+//!
+//! Sources: the mirror is Debian's docker-registry (distribution) in the node image, listening on :5000; the
+//! workers reach it through containerd's per-registry hosts (containerd v1.7.27 docs/hosts.md: `config_path`
+//! for the CRI, `server = "https://..."` and `[host."http://HOST:5000"] capabilities = ["pull", "resolve"]`
+//! for a plain-HTTP mirror); the bandwidth is a `tbf` qdisc on control-plane-1's cluster NIC (tc-tbf(8)); a
+//! pull in flight shows in `ctr content active` as `REF SIZE AGE` (cmd/ctr/commands/content/content.go,
+//! `units.HumanSize` of the bytes so far); a warm pull is the kubelet's `Pulled` event "Container image ...
+//! already present on machine" (kubernetes/kubernetes pkg/kubelet/images/image_manager.go).
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Event;
+use kthw::bootstrap::cilium_install::{install_argv, status_argv, CILIUM_CLI, CLUSTER_NIC};
+use kthw::bootstrap::configs::REGISTRY_HOSTS_DIR;
+use kthw::bootstrap::{cilium_workloads, rollout, CILIUM_IMAGES};
+use kthw::diagnosis::{self, WaitTimeoutCause};
+use kthw::phase::Phase;
+use kube::api::{Api, ListParams};
+
+use crate::{Report, ScenarioError, World};
+
+/// The mirror's port on control-plane-1 (docker-registry's default, /etc/docker/registry/config.yml).
+pub const MIRROR_PORT: u16 = 5000;
+/// The mirror's bandwidth: slow enough that a cold Cilium install outlasts [`SHORT_WAIT`] on any host.
+pub const RATE_MBIT: u64 = 40;
+/// The seed's wait, cut short so that a cold node cannot make it.
+pub const SHORT_WAIT: Duration = Duration::from_secs(30);
+
+/// `hosts.toml` making `mirror` (plain HTTP) the first place containerd pulls `registry`'s images from.
+pub fn hosts_toml(registry: &str, mirror: &str) -> String {
+    format!("server = \"https://{registry}\"\n\n[host.\"http://{mirror}\"]\n  capabilities = [\"pull\", \"resolve\"]\n")
+}
+
+/// An image reference's registry host and the repository path under it: `quay.io/cilium/cilium:v1.17.4` is
+/// (`quay.io`, `cilium/cilium:v1.17.4`).
+pub fn split_registry(reference: &str) -> Option<(&str, &str)> {
+    let (host, path) = reference.split_once('/')?;
+    (host.contains('.') || host.contains(':')).then_some((host, path))
+}
+
+/// skopeo copying an OCI archive into the mirror (reached at 127.0.0.1:`port` through an SSH forward), every
+/// platform and digest kept, so that a pull by the chart's index digest finds it.
+pub fn push_argv(archive: &std::path::Path, path: &str, port: u16) -> Vec<String> {
+    vec![
+        "copy".into(),
+        "--all".into(),
+        "--preserve-digests".into(),
+        "--dest-tls-verify=false".into(),
+        format!("oci-archive:{}", archive.display()),
+        format!("docker://127.0.0.1:{port}/{path}"),
+    ]
+}
+
+/// The ingests `ctr content active` lists: (ref, bytes so far as printed).
+pub fn active_pulls(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .skip_while(|l| !l.starts_with("REF"))
+        .skip(1)
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some((w.next()?.to_string(), w.next()?.to_string()))
+        })
+        .collect()
+}
+
+/// How long `workers` nodes pulling `bytes` each through one link of `rate_mbit` take, with room: 1.5 times
+/// the transfer, plus two minutes for everything else.
+pub fn pull_deadline(bytes: u64, workers: u64, rate_mbit: u64) -> Duration {
+    let seconds = bytes * workers * 8 / (rate_mbit * 1_000_000);
+    Duration::from_secs(seconds * 3 / 2 + 120)
+}
+
+/// Of `events` about the pods named `pods`: the images pulled from a registry (a `Pulling` event) and the
+/// ones found on the node (`Pulled` ... "already present on machine").
+pub fn pulls(events: &[Event], pods: &[String]) -> (Vec<String>, Vec<String>) {
+    let mine = |e: &&Event| e.involved_object.name.as_ref().is_some_and(|n| pods.contains(n));
+    let message = |e: &Event| e.message.clone().unwrap_or_default();
+    let pulled = events.iter().filter(mine).filter(|e| e.reason.as_deref() == Some("Pulling")).map(message).collect();
+    let present = events
+        .iter()
+        .filter(mine)
+        .filter(|e| e.reason.as_deref() == Some("Pulled") && message(e).contains("already present on machine"))
+        .map(message)
+        .collect();
+    (pulled, present)
+}
+
+pub(crate) async fn run(w: &World<'_>, r: &mut Report) -> Result<(), ScenarioError> {
+    let cp = w.cp();
+    let root = w.layout().root_kubeconfig.clone();
+    let cp_address = w.spec().control_plane().address;
+    w.cilium_cli().await?;
+
+    // The mirror on control-plane-1, filled from the host's artifact cache through an SSH forward.
+    w.succeed(&cp, &format!("systemctl start docker-registry && curl -sf http://127.0.0.1:{MIRROR_PORT}/v2/")).await?;
+    let session = w.cluster.session(&cp).await.map_err(|e| ScenarioError::Command {
+        scenario: w.name(),
+        node: cp.clone(),
+        cmd: "forward to the mirror".into(),
+        status: "no session".into(),
+        output: kthw::chain(&e),
+    })?;
+    let tunnel = session.forward_local("127.0.0.1", MIRROR_PORT).await.map_err(|e| ScenarioError::Ssh {
+        scenario: w.name(),
+        node: cp.clone(),
+        cmd: format!("forward 127.0.0.1:{MIRROR_PORT}"),
+        source: Box::new(e),
+    })?;
+    let mut bytes = 0;
+    let mut registries = Vec::new();
+    for name in CILIUM_IMAGES {
+        let (a, archive) = w.bootstrap.artifact(Phase::Cilium, name).map_err(|e| ScenarioError::Phase {
+            scenario: w.name(),
+            phase: Phase::Cilium,
+            source: Box::new(e),
+        })?;
+        bytes += std::fs::metadata(&archive).map(|m| m.len()).unwrap_or(0);
+        let (registry, path) = split_registry(a.locator()).unwrap_or(("docker.io", a.locator()));
+        if !registries.contains(&registry.to_string()) {
+            registries.push(registry.to_string());
+        }
+        let argv = push_argv(&archive, path, tunnel.local.port());
+        let out =
+            tokio::process::Command::new("skopeo").args(&argv).output().await.map_err(|e| ScenarioError::Command {
+                scenario: w.name(),
+                node: "host".into(),
+                cmd: format!("skopeo {}", argv.join(" ")),
+                status: "did not start".into(),
+                output: e.to_string(),
+            })?;
+        if !out.status.success() {
+            return Err(ScenarioError::Command {
+                scenario: w.name(),
+                node: "host".into(),
+                cmd: format!("skopeo {}", argv.join(" ")),
+                status: out.status.to_string(),
+                output: String::from_utf8_lossy(&out.stderr).into_owned(),
+            });
+        }
+    }
+    drop(tunnel);
+    w.succeed(
+        &cp,
+        &format!("tc qdisc replace dev {CLUSTER_NIC} root tbf rate {RATE_MBIT}mbit burst 64kb latency 500ms"),
+    )
+    .await?;
+    for worker in w.workers() {
+        for registry in &registries {
+            let dir = format!("{REGISTRY_HOSTS_DIR}/{registry}");
+            let toml = hosts_toml(registry, &format!("{cp_address}:{MIRROR_PORT}"));
+            w.succeed(
+                &worker,
+                &format!("mkdir -p {dir} && printf '%s' {} > {dir}/hosts.toml", kthw::ssh::shell_quote(&toml)),
+            )
+            .await?;
+        }
+    }
+    let workers = w.workers().len() as u64;
+    r.fact("the mirror", format!("{} MiB of image archives behind {RATE_MBIT} Mbit/s on {cp}", bytes >> 20));
+
+    // Cold: the seed's wait, short, times out; what it was waiting for is named.
+    let cold_start = Instant::now();
+    let installed =
+        w.run_argv(&install_argv(w.spec(), &root), w.scaled(Duration::from_secs(120)), "install-cold.txt").await?;
+    r.check("`cilium install` on cold nodes returns", installed.success(), installed.describe_status());
+    let mut short = w.spec().clone();
+    short.cilium.status_wait = SHORT_WAIT;
+    let waited = w
+        .run_argv(&status_argv(&short, &root), SHORT_WAIT + w.scaled(Duration::from_secs(60)), "status-wait-cold.txt")
+        .await?;
+    r.check(
+        format!("`cilium status --wait --wait-duration {}s` times out while images pull", SHORT_WAIT.as_secs()),
+        !waited.success(),
+        waited.describe_status(),
+    );
+    let stalled =
+        rollout::wait(&w.client(), &cilium_workloads(), Duration::from_secs(1), Phase::Cilium, w.events).await;
+    let mut findings = diagnosis::diagnose(&format!("{}{}", waited.stdout_lossy(), waited.stderr_lossy()));
+    if let Err(s) = &stalled {
+        findings.extend(s.findings());
+    }
+    let cause = diagnosis::wait_timeout_cause(&findings);
+    r.check(
+        "the timeout is classified as images still pulling, not a failure",
+        matches!(cause, WaitTimeoutCause::ColdImages(_)),
+        diagnosis::explain(&findings),
+    );
+    for worker in w.workers() {
+        let active = w
+            .exec(&worker, &format!("{} -n k8s.io content active", w.layout().ctr()), w.scaled(Duration::from_secs(30)))
+            .await?;
+        let pulls = active_pulls(&active.stdout_lossy());
+        r.fact(format!("pulls in flight on {worker}"), format!("{pulls:?}"));
+    }
+
+    // The harness's own wait, sized for the bytes, succeeds; so does the seed's command after it.
+    let deadline = w.scaled(pull_deadline(bytes, workers, RATE_MBIT));
+    let rolled = rollout::wait(&w.client(), &cilium_workloads(), deadline, Phase::Cilium, w.events).await;
+    r.check(
+        format!("the harness's wait ({deadline:.0?}) sees every Cilium pod ready"),
+        rolled.is_ok(),
+        rolled.err().map(|e| e.to_string()).unwrap_or_default(),
+    );
+    let cold = cold_start.elapsed();
+    let ok = w
+        .run_argv(
+            &status_argv(w.spec(), &root),
+            w.spec().cilium.status_wait + w.scaled(Duration::from_secs(60)),
+            "status-wait-after.txt",
+        )
+        .await?;
+    r.check("then `cilium status --wait` succeeds", ok.success(), ok.describe_status());
+
+    // Warm: uninstall, install again; nothing is pulled.
+    let uninstall = vec![CILIUM_CLI.to_string(), "uninstall".into(), "--kubeconfig".into(), root.display().to_string()];
+    let gone = w.run_argv(&uninstall, w.scaled(Duration::from_secs(300)), "uninstall.txt").await?;
+    r.check("`cilium uninstall` succeeds", gone.success(), gone.describe_status());
+    let warm_start = Instant::now();
+    w.run_argv(&install_argv(w.spec(), &root), w.scaled(Duration::from_secs(120)), "install-warm.txt").await?;
+    let rolled =
+        rollout::wait(&w.client(), &cilium_workloads(), w.spec().cilium.status_wait, Phase::Cilium, w.events).await;
+    let warm = warm_start.elapsed();
+    r.check(
+        "the warm install's pods are ready",
+        rolled.is_ok(),
+        rolled.err().map(|e| e.to_string()).unwrap_or_default(),
+    );
+    let pods: Vec<String> = w
+        .kubectl("-n kube-system get pods -o name")
+        .await?
+        .stdout_lossy()
+        .lines()
+        .map(|l| l.trim_start_matches("pod/").to_string())
+        .collect();
+    let events: Api<Event> = Api::namespaced(w.client(), "kube-system");
+    let listed = events.list(&ListParams::default()).await.map_err(|e| ScenarioError::Kube {
+        scenario: w.name(),
+        what: "list events".into(),
+        source: Box::new(e),
+    })?;
+    let (pulled, present) = pulls(&listed.items, &pods);
+    r.check(
+        "the warm install pulls nothing: every image is already present",
+        pulled.is_empty() && !present.is_empty(),
+        format!("pulling: {pulled:?}; present: {}", present.len()),
+    );
+    r.fact(
+        "cold over warm",
+        format!(
+            "{:.1} s / {:.1} s = {:.1}",
+            cold.as_secs_f64(),
+            warm.as_secs_f64(),
+            cold.as_secs_f64() / warm.as_secs_f64().max(0.001)
+        ),
+    );
+    w.succeed(&cp, &format!("tc qdisc del dev {CLUSTER_NIC} root")).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ObjectReference;
+
+    #[test]
+    fn the_mirror_is_a_plain_http_host_that_may_pull_and_resolve() {
+        let v: toml::Value = toml::from_str(&hosts_toml("quay.io", "10.0.0.4:5000")).unwrap();
+        assert_eq!(v["server"].as_str(), Some("https://quay.io"));
+        let caps = v["host"]["http://10.0.0.4:5000"]["capabilities"].as_array().unwrap();
+        assert_eq!(caps.iter().map(|c| c.as_str().unwrap()).collect::<Vec<_>>(), ["pull", "resolve"]);
+    }
+
+    #[test]
+    fn images_go_to_the_mirror_under_their_repository_path_with_every_digest() {
+        assert_eq!(split_registry("quay.io/cilium/cilium:v1.17.4"), Some(("quay.io", "cilium/cilium:v1.17.4")));
+        assert_eq!(split_registry("cilium/cilium:v1.17.4"), None, "no registry host");
+        let argv = push_argv(std::path::Path::new("/c/cilium.oci.tar"), "cilium/cilium:v1.17.4", 40123);
+        assert_eq!(
+            argv,
+            [
+                "copy",
+                "--all",
+                "--preserve-digests",
+                "--dest-tls-verify=false",
+                "oci-archive:/c/cilium.oci.tar",
+                "docker://127.0.0.1:40123/cilium/cilium:v1.17.4"
+            ]
+        );
+    }
+
+    #[test]
+    fn pulls_in_flight_are_read_from_ctr_content_active() {
+        // The columns ctr v1.7.27 prints (REF, SIZE as units.HumanSize, AGE as units.HumanDuration).
+        let text = "REF                                                                             SIZE    AGE\n\
+layer-sha256:1b1b2fb5e3b44e0de6b2e7f5b3bfb8d1e6a2a8f0e0c5cbd3fae7d2b28c1e2f3a   37.2MB  14 seconds\n";
+        assert_eq!(
+            active_pulls(text),
+            [(
+                "layer-sha256:1b1b2fb5e3b44e0de6b2e7f5b3bfb8d1e6a2a8f0e0c5cbd3fae7d2b28c1e2f3a".to_string(),
+                "37.2MB".to_string()
+            )]
+        );
+        assert!(active_pulls("REF SIZE AGE\n").is_empty());
+    }
+
+    #[test]
+    fn the_deadline_grows_with_the_bytes_and_the_workers_sharing_the_link() {
+        // 300 MB to each of two workers through 40 Mbit/s: 120 s of transfer, 180 s with room, plus 120 s.
+        assert_eq!(pull_deadline(300_000_000, 2, 40), Duration::from_secs(300));
+        assert!(pull_deadline(600_000_000, 2, 40) > pull_deadline(300_000_000, 2, 40));
+    }
+
+    fn event(pod: &str, reason: &str, message: &str) -> Event {
+        Event {
+            involved_object: ObjectReference { name: Some(pod.into()), ..ObjectReference::default() },
+            reason: Some(reason.into()),
+            message: Some(message.into()),
+            ..Event::default()
+        }
+    }
+
+    #[test]
+    fn a_warm_start_is_told_from_a_pull_by_the_kubelets_events() {
+        // The kubelet's messages (pkg/kubelet/images/image_manager.go): `Pulling image %q` and
+        // `Container image %q already present on machine`.
+        let events = [
+            event(
+                "cilium-abcde",
+                "Pulled",
+                "Container image \"quay.io/cilium/cilium:v1.17.4@sha256:24a7\" already present on machine",
+            ),
+            event("cilium-old", "Pulling", "Pulling image \"quay.io/cilium/cilium:v1.17.4@sha256:24a7\""),
+        ];
+        let (pulled, present) = pulls(&events, &["cilium-abcde".to_string()]);
+        assert!(pulled.is_empty(), "the old pod's pull is not this install's");
+        assert_eq!(present.len(), 1);
+        let (pulled, _) = pulls(&events, &["cilium-old".to_string()]);
+        assert_eq!(pulled.len(), 1);
+    }
+}

@@ -1,0 +1,171 @@
+//! Running a scenario: on a fresh cluster brought up through [`kthw::up::Up`] as far as it needs, or on a
+//! kept one (`--on`) whose spec and phases fit; the artifacts checked before anything boots.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use kthw::artifacts::State;
+use kthw::bootstrap::{Bootstrap, Lack};
+use kthw::cluster::Cluster;
+use kthw::events::Events;
+use kthw::paths::Paths;
+use kthw::phase::Phase;
+use kthw::spec::ClusterSpec;
+use kthw::up::{Keep, Up};
+
+use crate::{clusterip, cold_image, connectivity, dns_node_names, pod_cidr, rbac};
+use crate::{Report, Scenario, ScenarioError, World};
+
+/// Which cluster a scenario runs on.
+#[derive(Debug, Clone)]
+pub enum On {
+    /// A new cluster from this spec (the scenario's overrides applied), named `name`.
+    Fresh { spec: Box<ClusterSpec>, name: String },
+    /// A kept cluster, by name (`kthw up`, or a scenario run with `--keep`).
+    Kept(String),
+}
+
+/// Where and how: the state and cache directories, the artifacts, whether the cluster outlives the run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub paths: Paths,
+    pub artifacts_dir: Option<PathBuf>,
+    /// A fresh cluster is kept `Always`, `OnFailure` of the scenario (or of a phase), or torn down.
+    pub keep: Keep,
+    pub events: Events,
+    /// A node image to use instead of building or looking one up (tests share theirs).
+    pub image: Option<kthw::image::NodeImage>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            paths: Paths::from_env(),
+            artifacts_dir: None,
+            keep: Keep::Never,
+            events: Events::default(),
+            image: None,
+        }
+    }
+}
+
+/// What `scenario` lacks on this host for `spec` (its phases' artifacts and its own images); empty when it
+/// can run. Call before booting anything.
+pub fn preflight(scenario: Scenario, spec: &ClusterSpec, bootstrap: &Bootstrap) -> Vec<Lack> {
+    let needs = scenario.needs();
+    let mut lacks = bootstrap.check(spec, needs.through);
+    for name in needs.images {
+        let a = bootstrap.manifest.get(name).unwrap_or_else(|| panic!("the pinned manifest has {name}"));
+        if bootstrap.cache.state_of(a) != State::Cached {
+            lacks.push(Lack {
+                phase: needs.through,
+                artifact: a.name.clone(),
+                path: bootstrap.cache.path_of(a),
+                command: bootstrap.cache.command_for(a),
+            });
+        }
+    }
+    lacks
+}
+
+/// Runs `scenario` on `on`. A failed check is a report that did not pass, not an error.
+pub async fn run(scenario: Scenario, on: On, opts: Options) -> Result<Report, ScenarioError> {
+    let needs = scenario.needs();
+    let bootstrap = Bootstrap::new(&opts.paths, opts.artifacts_dir.clone());
+    let name = scenario.name();
+    match on {
+        On::Fresh { spec, name: cluster } => {
+            let spec = needs.spec(*spec);
+            let lacks = preflight(scenario, &spec, &bootstrap);
+            if !lacks.is_empty() {
+                return Err(ScenarioError::MissingArtifacts { scenario: name, lacks });
+            }
+            let mut up = Up::new(spec)
+                .name(cluster)
+                .until(needs.from)
+                .paths(opts.paths.clone())
+                .artifacts_dir(opts.artifacts_dir.clone())
+                .keep(opts.keep)
+                .events(opts.events.clone());
+            if let Some(image) = opts.image.clone() {
+                up = up.image(image);
+            }
+            let mut running = up.run().await.map_err(|e| ScenarioError::Up { scenario: name, source: Box::new(e) })?;
+            let result = act(scenario, &running.cluster, &running.bootstrap, &opts).await;
+            let failed = !matches!(&result, Ok(r) if r.passed());
+            if opts.keep == Keep::OnFailure && failed {
+                if let Err(e) = running.cluster.keep() {
+                    tracing::warn!(error = %kthw::chain(&e), "cannot keep the failed scenario's cluster");
+                }
+            }
+            result
+        }
+        On::Kept(cluster) => {
+            let open = Cluster::open(&cluster, &opts.paths).map_err(|e| ScenarioError::Open {
+                scenario: name,
+                cluster: cluster.clone(),
+                source: Box::new(e),
+            })?;
+            suitable(scenario, &open)?;
+            let lacks = preflight(scenario, open.spec(), &bootstrap);
+            if !lacks.is_empty() {
+                return Err(ScenarioError::MissingArtifacts { scenario: name, lacks });
+            }
+            act(scenario, &open, &bootstrap, &opts).await
+        }
+    }
+}
+
+/// A kept cluster fits when its spec says what the scenario's overrides say, every phase through the
+/// scenario's starting phase is done, and (for a scenario that runs later phases itself) none after it.
+fn suitable(scenario: Scenario, cluster: &Cluster) -> Result<(), ScenarioError> {
+    let needs = scenario.needs();
+    let unsuitable =
+        |why: String| ScenarioError::Unsuitable { scenario: scenario.name(), cluster: cluster.name().into(), why };
+    let wrong: Vec<String> =
+        needs.overrides.iter().filter(|o| !o.holds(cluster.spec())).map(|o| o.to_string()).collect();
+    if !wrong.is_empty() {
+        return Err(unsuitable(format!("it needs a spec with {}", wrong.join(", "))));
+    }
+    let run_dir = cluster.run_dir();
+    if let Some(missing) = needs.from.through().find(|p| *p != Phase::Nodes && !run_dir.phase_done(*p)) {
+        return Err(unsuitable(format!(
+            "phase {missing} has not run there (it needs every phase through {})",
+            needs.from
+        )));
+    }
+    if needs.through != needs.from {
+        if let Some(done) = Phase::ALL.into_iter().find(|p| *p > needs.from && run_dir.phase_done(*p)) {
+            return Err(unsuitable(format!("phase {done} has run there already; it starts after {}", needs.from)));
+        }
+    }
+    Ok(())
+}
+
+async fn act(
+    scenario: Scenario,
+    cluster: &Cluster,
+    bootstrap: &Bootstrap,
+    opts: &Options,
+) -> Result<Report, ScenarioError> {
+    let start = Instant::now();
+    tracing::info!(scenario = scenario.name(), cluster = cluster.name(), "scenario begins");
+    let w = World::new(scenario, cluster, bootstrap, &opts.events, &opts.paths).await?;
+    let mut report = w.report();
+    match scenario {
+        Scenario::PodCidr => pod_cidr::run(&w, &mut report).await?,
+        Scenario::ClusterIpNoKubeProxy => clusterip::run(&w, &mut report).await?,
+        Scenario::RbacFailure => rbac::run(&w, &mut report).await?,
+        Scenario::ColdImageWait => cold_image::run(&w, &mut report).await?,
+        Scenario::DnsNodeNames => dns_node_names::run(&w, &mut report).await?,
+        Scenario::Connectivity => connectivity::run(&w, &mut report).await?,
+    }
+    if !report.passed() {
+        report.explanation = w.explain().await;
+    }
+    report.took = start.elapsed();
+    if let Err(e) = w.keep("report.txt", &report.to_string()) {
+        tracing::warn!(error = %kthw::chain(&e), "cannot keep the report");
+    }
+    Ok(report)
+}
