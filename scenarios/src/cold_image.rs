@@ -13,22 +13,27 @@
 //! `units.HumanSize` of the bytes so far); a warm pull is the kubelet's `Pulled` event "Container image ...
 //! already present on machine" (kubernetes/kubernetes pkg/kubelet/images/image_manager.go).
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Event;
 use kthw::bootstrap::cilium_install::{install_argv, status_argv, CILIUM_CLI, CLUSTER_NIC};
 use kthw::bootstrap::configs::REGISTRY_HOSTS_DIR;
 use kthw::bootstrap::{cilium_workloads, rollout, CILIUM_IMAGES};
+use kthw::cluster::Cluster;
 use kthw::diagnosis::{self, WaitTimeoutCause};
 use kthw::phase::Phase;
 use kube::api::{Api, ListParams};
 
-use crate::{Report, ScenarioError, World};
+use crate::world::{session, succeed};
+use crate::{Report, Scenario, ScenarioError, World};
 
 /// The mirror's port on control-plane-1 (docker-registry's default, /etc/docker/registry/config.yml).
 pub const MIRROR_PORT: u16 = 5000;
 /// The mirror's bandwidth: slow enough that a cold Cilium install outlasts [`SHORT_WAIT`] on any host.
 pub const RATE_MBIT: u64 = 40;
+/// How long one image may take to copy into the mirror.
+const PUSH_DEADLINE: Duration = Duration::from_secs(600);
 /// The seed's wait, cut short so that a cold node cannot make it.
 pub const SHORT_WAIT: Duration = Duration::from_secs(30);
 
@@ -91,76 +96,98 @@ pub fn pulls(events: &[Event], pods: &[String]) -> (Vec<String>, Vec<String>) {
     (pulled, present)
 }
 
-pub(crate) async fn run(w: &World<'_>, r: &mut Report) -> Result<(), ScenarioError> {
-    let cp = w.cp();
-    let root = w.layout().root_kubeconfig.clone();
-    let cp_address = w.spec().control_plane().address;
-    w.cilium_cli().await?;
+/// A registry mirror serving on the control plane: the registries it stands in for, and the bytes of the
+/// archives it was filled from (every platform: an upper bound on what one node pulls).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mirror {
+    pub registries: Vec<String>,
+    pub bytes: u64,
+}
 
-    // The mirror on control-plane-1, filled from the host's artifact cache through an SSH forward.
-    w.succeed(&cp, &format!("systemctl start docker-registry && curl -sf http://127.0.0.1:{MIRROR_PORT}/v2/")).await?;
-    let session = w.cluster.session(&cp).await.map_err(|e| ScenarioError::Command {
-        scenario: w.name(),
-        node: cp.clone(),
-        cmd: "forward to the mirror".into(),
-        status: "no session".into(),
-        output: kthw::chain(&e),
-    })?;
-    let tunnel = session.forward_local("127.0.0.1", MIRROR_PORT).await.map_err(|e| ScenarioError::Ssh {
-        scenario: w.name(),
+/// Starts the node image's registry on the control plane, fills it with `images` (OCI archive, reference)
+/// from the host through an SSH forward (the host touches only its loopback), and holds the control plane's
+/// cluster NIC to `rate_mbit`. Needs only the nodes.
+pub async fn serve_mirror(
+    cluster: &Cluster,
+    images: &[(PathBuf, String)],
+    rate_mbit: u64,
+) -> Result<Mirror, ScenarioError> {
+    let me = Scenario::ColdImageWait;
+    let cp = cluster.spec().control_plane().name.clone();
+    let deadline = cluster.accel().scale(Duration::from_secs(60));
+    let registry_up = format!(
+        "systemctl start docker-registry && for i in $(seq 30); do curl -sf http://127.0.0.1:{MIRROR_PORT}/v2/ && exit 0; sleep 1; done; exit 1"
+    );
+    succeed(me, cluster, &cp, &registry_up, deadline).await?;
+    let s = session(me, cluster, &cp, "forward to the mirror").await?;
+    let tunnel = s.forward_local("127.0.0.1", MIRROR_PORT).await.map_err(|e| ScenarioError::Ssh {
+        scenario: me.name(),
         node: cp.clone(),
         cmd: format!("forward 127.0.0.1:{MIRROR_PORT}"),
         source: Box::new(e),
     })?;
-    let mut bytes = 0;
-    let mut registries = Vec::new();
+    let mut mirror = Mirror { registries: Vec::new(), bytes: 0 };
+    for (archive, reference) in images {
+        mirror.bytes += std::fs::metadata(archive).map(|m| m.len()).unwrap_or(0);
+        let (registry, path) = split_registry(reference).unwrap_or(("docker.io", reference));
+        if !mirror.registries.iter().any(|r| r == registry) {
+            mirror.registries.push(registry.to_string());
+        }
+        let argv = push_argv(archive, path, tunnel.local.port());
+        let failed = |status: String, output: String| ScenarioError::Command {
+            scenario: me.name(),
+            node: "host".into(),
+            cmd: format!("skopeo {}", argv.join(" ")),
+            status,
+            output,
+        };
+        let run = tokio::process::Command::new("skopeo").args(&argv).kill_on_drop(true).output();
+        let out = tokio::time::timeout(PUSH_DEADLINE, run)
+            .await
+            .map_err(|_| failed(format!("still running after {PUSH_DEADLINE:?}"), String::new()))?
+            .map_err(|e| failed("did not start".into(), e.to_string()))?;
+        if !out.status.success() {
+            return Err(failed(out.status.to_string(), String::from_utf8_lossy(&out.stderr).into_owned()));
+        }
+    }
+    let shape = format!("tc qdisc replace dev {CLUSTER_NIC} root tbf rate {rate_mbit}mbit burst 64kb latency 500ms");
+    succeed(me, cluster, &cp, &shape, deadline).await?;
+    Ok(mirror)
+}
+
+/// Makes every worker's containerd pull `registries`' images from the control plane's mirror first.
+pub async fn use_mirror(cluster: &Cluster, registries: &[String]) -> Result<(), ScenarioError> {
+    let spec = cluster.spec();
+    let mirror = format!("{}:{MIRROR_PORT}", spec.control_plane().address);
+    let deadline = cluster.accel().scale(Duration::from_secs(60));
+    for worker in spec.workers() {
+        for registry in registries {
+            let dir = format!("{REGISTRY_HOSTS_DIR}/{registry}");
+            let toml = kthw::ssh::shell_quote(&hosts_toml(registry, &mirror));
+            let cmd = format!("mkdir -p {dir} && printf '%s' {toml} > {dir}/hosts.toml");
+            succeed(Scenario::ColdImageWait, cluster, &worker.name, &cmd, deadline).await?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn run(w: &World<'_>, r: &mut Report) -> Result<(), ScenarioError> {
+    let cp = w.cp();
+    let root = w.layout().root_kubeconfig.clone();
+    w.cilium_cli().await?;
+
+    let mut images = Vec::new();
     for name in CILIUM_IMAGES {
         let (a, archive) = w.bootstrap.artifact(Phase::Cilium, name).map_err(|e| ScenarioError::Phase {
             scenario: w.name(),
             phase: Phase::Cilium,
             source: Box::new(e),
         })?;
-        bytes += std::fs::metadata(&archive).map(|m| m.len()).unwrap_or(0);
-        let (registry, path) = split_registry(a.locator()).unwrap_or(("docker.io", a.locator()));
-        if !registries.contains(&registry.to_string()) {
-            registries.push(registry.to_string());
-        }
-        let argv = push_argv(&archive, path, tunnel.local.port());
-        let out =
-            tokio::process::Command::new("skopeo").args(&argv).output().await.map_err(|e| ScenarioError::Command {
-                scenario: w.name(),
-                node: "host".into(),
-                cmd: format!("skopeo {}", argv.join(" ")),
-                status: "did not start".into(),
-                output: e.to_string(),
-            })?;
-        if !out.status.success() {
-            return Err(ScenarioError::Command {
-                scenario: w.name(),
-                node: "host".into(),
-                cmd: format!("skopeo {}", argv.join(" ")),
-                status: out.status.to_string(),
-                output: String::from_utf8_lossy(&out.stderr).into_owned(),
-            });
-        }
+        images.push((archive, a.locator().to_string()));
     }
-    drop(tunnel);
-    w.succeed(
-        &cp,
-        &format!("tc qdisc replace dev {CLUSTER_NIC} root tbf rate {RATE_MBIT}mbit burst 64kb latency 500ms"),
-    )
-    .await?;
-    for worker in w.workers() {
-        for registry in &registries {
-            let dir = format!("{REGISTRY_HOSTS_DIR}/{registry}");
-            let toml = hosts_toml(registry, &format!("{cp_address}:{MIRROR_PORT}"));
-            w.succeed(
-                &worker,
-                &format!("mkdir -p {dir} && printf '%s' {} > {dir}/hosts.toml", kthw::ssh::shell_quote(&toml)),
-            )
-            .await?;
-        }
-    }
+    let mirror = serve_mirror(w.cluster, &images, RATE_MBIT).await?;
+    use_mirror(w.cluster, &mirror.registries).await?;
+    let bytes = mirror.bytes;
     let workers = w.workers().len() as u64;
     r.fact("the mirror", format!("{} MiB of image archives behind {RATE_MBIT} Mbit/s on {cp}", bytes >> 20));
 
@@ -218,7 +245,15 @@ pub(crate) async fn run(w: &World<'_>, r: &mut Report) -> Result<(), ScenarioErr
     r.check("then `cilium status --wait` succeeds", ok.success(), ok.describe_status());
 
     // Warm: uninstall, install again; nothing is pulled.
-    let uninstall = vec![CILIUM_CLI.to_string(), "uninstall".into(), "--kubeconfig".into(), root.display().to_string()];
+    // `--wait`: "Wait for uninstallation to have completed" (cilium-cli v0.18.4 cli/install.go
+    // addCommonUninstallFlags), so that the second install meets no object still being deleted.
+    let uninstall = vec![
+        CILIUM_CLI.to_string(),
+        "uninstall".into(),
+        "--wait".into(),
+        "--kubeconfig".into(),
+        root.display().to_string(),
+    ];
     let gone = w.run_argv(&uninstall, w.scaled(Duration::from_secs(300)), "uninstall.txt").await?;
     r.check("`cilium uninstall` succeeds", gone.success(), gone.describe_status());
     let warm_start = Instant::now();

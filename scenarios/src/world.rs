@@ -14,7 +14,7 @@ use kthw::events::Events;
 use kthw::paths::Paths;
 use kthw::phase::Phase;
 use kthw::spec::ClusterSpec;
-use kthw::ssh::Output;
+use kthw::ssh::{Output, Session};
 
 use crate::{Report, Scenario, ScenarioError};
 
@@ -26,6 +26,60 @@ const COMMAND: Duration = Duration::from_secs(60);
 /// Where a scenario run on `cluster` keeps its report and outputs.
 pub fn outputs(paths: &Paths, cluster: &str, scenario: Scenario) -> PathBuf {
     paths.state.join("scenarios").join(cluster).join(scenario.name())
+}
+
+/// An SSH session to `node`, for what `scenario` does there.
+pub(crate) async fn session(
+    scenario: Scenario,
+    cluster: &Cluster,
+    node: &str,
+    what: &str,
+) -> Result<Session, ScenarioError> {
+    cluster.session(node).await.map_err(|e| ScenarioError::Command {
+        scenario: scenario.name(),
+        node: node.to_string(),
+        cmd: what.to_string(),
+        status: "no session".into(),
+        output: kthw::chain(&e),
+    })
+}
+
+/// `cmd` on `node`: its output whatever the exit status. Needs only the nodes, not the apiserver.
+pub(crate) async fn exec(
+    scenario: Scenario,
+    cluster: &Cluster,
+    node: &str,
+    cmd: &str,
+    deadline: Duration,
+) -> Result<Output, ScenarioError> {
+    let s = session(scenario, cluster, node, cmd).await?;
+    s.exec(cmd, deadline).await.map_err(|e| ScenarioError::Ssh {
+        scenario: scenario.name(),
+        node: node.to_string(),
+        cmd: cmd.to_string(),
+        source: Box::new(e),
+    })
+}
+
+/// `cmd` on `node`, which must succeed: its stdout, or an error with everything it printed.
+pub(crate) async fn succeed(
+    scenario: Scenario,
+    cluster: &Cluster,
+    node: &str,
+    cmd: &str,
+    deadline: Duration,
+) -> Result<String, ScenarioError> {
+    let out = exec(scenario, cluster, node, cmd, deadline).await?;
+    if out.success() {
+        return Ok(out.stdout_lossy());
+    }
+    Err(ScenarioError::Command {
+        scenario: scenario.name(),
+        node: node.to_string(),
+        cmd: cmd.to_string(),
+        status: out.describe_status(),
+        output: format!("{}{}", out.stdout_lossy(), out.stderr_lossy()),
+    })
 }
 
 pub struct World<'a> {
@@ -99,35 +153,12 @@ impl<'a> World<'a> {
 
     /// Runs `cmd` on `node` and returns its output whatever its exit status.
     pub async fn exec(&self, node: &str, cmd: &str, deadline: Duration) -> Result<Output, ScenarioError> {
-        let ssh = |source| ScenarioError::Ssh {
-            scenario: self.name(),
-            node: node.to_string(),
-            cmd: cmd.to_string(),
-            source: Box::new(source),
-        };
-        let session = self.cluster.session(node).await.map_err(|e| ScenarioError::Command {
-            scenario: self.name(),
-            node: node.to_string(),
-            cmd: cmd.to_string(),
-            status: "no session".into(),
-            output: kthw::chain(&e),
-        })?;
-        session.exec(cmd, deadline).await.map_err(ssh)
+        exec(self.scenario, self.cluster, node, cmd, deadline).await
     }
 
     /// Runs `cmd` on `node`; its stdout, or an error with everything it printed.
     pub async fn succeed(&self, node: &str, cmd: &str) -> Result<String, ScenarioError> {
-        let out = self.exec(node, cmd, self.scaled(COMMAND)).await?;
-        if out.success() {
-            return Ok(out.stdout_lossy());
-        }
-        Err(ScenarioError::Command {
-            scenario: self.name(),
-            node: node.to_string(),
-            cmd: cmd.to_string(),
-            status: out.describe_status(),
-            output: format!("{}{}", out.stdout_lossy(), out.stderr_lossy()),
-        })
+        succeed(self.scenario, self.cluster, node, cmd, self.scaled(COMMAND)).await
     }
 
     /// kubectl on the control plane as root's admin-internal identity.
@@ -198,13 +229,7 @@ impl<'a> World<'a> {
         let err = |e| ScenarioError::Phase { scenario: self.name(), phase, source: Box::new(e) };
         let cli = self.bootstrap.binaries(phase, "cilium-cli", &["cilium".to_string()]).map_err(err)?.remove(0);
         let cp = self.cp();
-        let session = self.cluster.session(&cp).await.map_err(|e| ScenarioError::Command {
-            scenario: self.name(),
-            node: cp.clone(),
-            cmd: "upload the cilium CLI".into(),
-            status: "no session".into(),
-            output: kthw::chain(&e),
-        })?;
+        let session = session(self.scenario, self.cluster, &cp, "upload the cilium CLI").await?;
         session.upload(&cli, CILIUM_CLI, 0o755).await.map_err(|e| ScenarioError::Ssh {
             scenario: self.name(),
             node: cp.clone(),

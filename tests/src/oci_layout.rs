@@ -81,3 +81,19 @@ pub fn layer(scratch: &Path, files: &[(&str, &Path)]) -> Vec<u8> {
     assert!(out.status.success());
     out.stdout
 }
+
+/// An OCI image archive of a two-platform image named `name`: an index (its digest is returned) of a
+/// linux/amd64 image whose one layer holds the host's static busybox, and a linux/arm64 one.
+pub fn multi_arch_archive(dir: &Path, name: &str) -> (PathBuf, String) {
+    let slug = name.replace(['/', ':'], "-");
+    let layout = OciLayout::new(dir.join(format!("layout-{slug}")));
+    let amd64 = layout.image("amd64", &layer(dir, &[("bin/busybox", Path::new("/bin/busybox"))]));
+    let readme = dir.join("README");
+    std::fs::write(&readme, "an arm64 image this host never runs\n").unwrap();
+    let arm64 = layout.image("arm64", &layer(dir, &[("README", &readme)]));
+    let index = layout.index(&[amd64, arm64]);
+    let digest = index["digest"].as_str().unwrap().to_string();
+    let archive = dir.join(format!("{slug}.oci.tar"));
+    layout.archive(index, name, &archive);
+    (archive, digest)
+}

@@ -14,7 +14,7 @@ use kthw::bootstrap::Layout;
 use kthw::cluster::Cluster;
 use kthw::oci::{self, ImageRef};
 use kthw::ssh::Session;
-use kthw_tests::oci_layout::{layer, OciLayout};
+use kthw_tests::oci_layout::multi_arch_archive;
 use kthw_tests::{in_ci, kthw_bin, succeed};
 
 pub async fn images_by_index_digest_start_with_no_pull(cluster: &Cluster, worker: &Session, home: &Path) {
@@ -76,22 +76,6 @@ async fn runs_by_digest(node: &Session, digested: &str, how: &str) {
     let id = format!("kthw-{how}");
     let out = succeed(node, &format!("ctr -n k8s.io run --rm {digested} {id} /bin/busybox echo started-{how}")).await;
     assert_eq!(out, format!("started-{how}"), "the {how} image runs by its index digest");
-}
-
-/// An OCI image archive of a two-platform image named `name`: an index (its digest is returned) of a
-/// linux/amd64 image whose one layer holds the host's static busybox, and a linux/arm64 one.
-fn multi_arch_archive(dir: &Path, name: &str) -> (PathBuf, String) {
-    let slug = name.replace(['/', ':'], "-");
-    let layout = OciLayout::new(dir.join(format!("layout-{slug}")));
-    let amd64 = layout.image("amd64", &layer(dir, &[("bin/busybox", Path::new("/bin/busybox"))]));
-    let readme = dir.join("README");
-    std::fs::write(&readme, "an arm64 image this host never runs\n").unwrap();
-    let arm64 = layout.image("arm64", &layer(dir, &[("README", &readme)]));
-    let index = layout.index(&[amd64, arm64]);
-    let digest = index["digest"].as_str().unwrap().to_string();
-    let archive = dir.join(format!("{slug}.oci.tar"));
-    layout.archive(index, name, &archive);
-    (archive, digest)
 }
 
 /// Debian's docker-registry serving on a free 127.0.0.1 port, storing under a temporary directory.

@@ -3,4 +3,5 @@
 mod bootstrap;
 mod images;
 mod nodes;
+mod scenario_premises;
 mod ssh;

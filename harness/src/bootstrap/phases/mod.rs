@@ -36,8 +36,8 @@ pub(super) async fn run(ctx: &Ctx<'_>) -> Result<Vec<String>, BootstrapError> {
     }
 }
 
-/// Whether the shell check `check(kubectl)` succeeds, run by a real `sh` with `kubectl` a test double that
-/// prints `prints` (for unit tests of checks that parse kubectl's output).
+/// Whether the shell check `check(cmd)` succeeds, run by a real `sh` with `cmd` (kubectl, getent) a test double that
+/// prints `prints` (for unit tests of checks that parse a command's output).
 #[cfg(test)]
 fn succeeds_with_kubectl_double(check: impl Fn(&str) -> String, prints: &str) -> bool {
     let script = format!("kubectl_double() {{ printf '%s' \"$PRINTS\"; }}; {}", check("kubectl_double"));
