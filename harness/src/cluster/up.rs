@@ -68,10 +68,7 @@ pub(super) async fn up(
 
     let id = names::new_cluster_id();
     let (state, host_keys) = initial_state(spec, name, &id, &uri, probe.accel, &image)?;
-    let run_dir = RunDir::create(&paths.runs(), name, &state.to_json()).map_err(|e| match e {
-        CreateError::Exists(dir) => ClusterError::AlreadyExists { name: name.to_string(), dir },
-        CreateError::Io { action, path, source } => ClusterError::Io { what: action, path, source },
-    })?;
+    let run_dir = create_run_dir(paths, name, &state)?;
     let teardown = Teardown::arm(uri.clone(), id.clone(), run_dir.clone());
     let plan = plan(spec, state, host_keys, &image, &run_dir)?;
     let mut cluster = Cluster {
@@ -114,6 +111,14 @@ pub(super) async fn up(
     }
     cluster.state.write(&run_dir)?;
     Ok(cluster)
+}
+
+/// The run directory of cluster `name`, born with `state`.
+pub(crate) fn create_run_dir(paths: &Paths, name: &str, state: &ClusterState) -> Result<RunDir, ClusterError> {
+    RunDir::create(&paths.runs(), name, &state.to_json()).map_err(|e| match e {
+        CreateError::Exists(dir) => ClusterError::AlreadyExists { name: name.to_string(), dir },
+        CreateError::Io { action, path, source } => ClusterError::Io { what: action, path, source },
+    })
 }
 
 /// Paths stored in overlays and domain XML must not depend on the working directory.
