@@ -3,6 +3,7 @@
 mod artifacts;
 mod cluster;
 mod doctor;
+mod golden;
 mod image;
 mod kubeconfig;
 mod load;
@@ -58,6 +59,9 @@ enum Command {
     /// Build, list and prune node images.
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// List and prune golden snapshots (saved clusters that `up` restores instead of booting).
+    #[command(subcommand)]
+    Golden(golden::GoldenCommand),
 }
 
 pub fn init_logging(verbose: u8) {
@@ -91,5 +95,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Load(a) => load::load(a),
         Command::Artifacts(c) => artifacts::run(c),
         Command::Image(c) => image::run(c),
+        Command::Golden(c) => golden::run(c),
     }
 }
