@@ -331,7 +331,7 @@ impl Up {
         };
         match ran {
             Ok(reports) => match (golden, building) {
-                (Some(inputs), Some(_lock)) => {
+                (Some(inputs), Some(lock)) => {
                     let key = inputs.key();
                     events.emit(Event::Note(format!("golden: saving snapshot {key} of phase {}", plan.last)));
                     // As the overlays name it (`Cluster::up` made the image's paths absolute).
@@ -339,6 +339,8 @@ impl Up {
                     golden::save(cluster, inputs, &self.paths, base, Some(boot_started.elapsed()))
                         .await
                         .map_err(|e| self.golden_error(e))?;
+                    // The restore takes the key's shared lock: this process's exclusive one must go first.
+                    drop(lock);
                     let mut copy = self
                         .restore_golden(&key, &name)
                         .await?
