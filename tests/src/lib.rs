@@ -161,6 +161,26 @@ pub async fn up_until(spec: &ClusterSpec, name: &str, phase: Phase) -> Running {
     up_or_panic(up(spec, name).await.until(phase)).await
 }
 
+/// Brings `spec` up as cluster `name` through `phase` from the shared golden snapshot of that state: restored in
+/// seconds when one exists, else booted, bootstrapped and saved first (once, by whichever test comes first;
+/// the others wait for it), then restored. For tests that need a fresh cluster in a known state, not a boot.
+pub async fn golden_up_until(spec: &ClusterSpec, name: &str, phase: Phase) -> Running {
+    up_or_panic(up(spec, name).await.until(phase).save_golden(true)).await
+}
+
+/// The seed's three nodes, small, with the image's etcd: the furthest phase this host's artifacts reach.
+pub fn etcd_spec() -> ClusterSpec {
+    ClusterSpec { etcd_from: kthw::spec::Origin::Debian, ..small_spec(3) }
+}
+
+/// rstest fixture: a private copy of the shared golden `etcd_spec()` cluster at `etcd`, or None (the test
+/// skips, having said why) when the vm tier cannot run here.
+#[rstest::fixture]
+pub async fn etcd_cluster() -> Option<Running> {
+    host_prerequisite("vm", vm_host_missing())?;
+    Some(golden_up_until(&etcd_spec(), &unique_name("vm-etcd"), Phase::Etcd).await)
+}
+
 /// Runs `up`, or fails the test with the whole error.
 pub async fn up_or_panic(up: Up) -> Running {
     match up.run().await {

@@ -181,7 +181,8 @@ async fn gc_removes_everything_of_a_killed_up_an_interrupted_up_leaves_nothing_a
 
     let spawn_up = |name: &str, stderr: Stdio| {
         Command::new(&kthw)
-            .args(["up", "--until", "nodes", "--name", name, "--spec"])
+            // --fresh: this test is about killing a boot, whatever golden snapshot of its spec exists.
+            .args(["up", "--fresh", "--until", "nodes", "--name", name, "--spec"])
             .arg(spec_file.path())
             .env("KTHW_HOME", &home)
             .stdout(Stdio::null())
@@ -223,7 +224,7 @@ async fn gc_removes_everything_of_a_killed_up_an_interrupted_up_leaves_nothing_a
 }
 
 /// The spec file a person would write for `small_spec`: only what differs from the seed's defaults.
-fn toml_of(spec: &ClusterSpec) -> String {
+pub(crate) fn toml_of(spec: &ClusterSpec) -> String {
     let mut text = format!("egress = {}\n", spec.egress);
     for n in &spec.nodes {
         let role = match n.role {
@@ -240,7 +241,7 @@ fn toml_of(spec: &ClusterSpec) -> String {
 }
 
 /// Polls the run directory's state file and libvirt until every node of the cluster runs; returns its id.
-fn wait_until_booting(paths: &Paths, name: &str, nodes: usize, deadline: Duration) -> String {
+pub(crate) fn wait_until_booting(paths: &Paths, name: &str, nodes: usize, deadline: Duration) -> String {
     let start = Instant::now();
     let mut last = String::from("no state file yet");
     while start.elapsed() < deadline {
@@ -271,7 +272,7 @@ fn qemu_pids_of(id: &str) -> Vec<u32> {
 }
 
 /// No domain, network, run directory, QEMU process or libvirt log of cluster `id` remains.
-fn assert_nothing_left(paths: &Paths, name: &str, id: &str) {
+pub(crate) fn assert_nothing_left(paths: &Paths, name: &str, id: &str) {
     let conn = virt::connect::open(&virt::connect::uri()).unwrap();
     let objects: BTreeMap<String, reap::Kind> = reap::owned(&conn)
         .unwrap()
