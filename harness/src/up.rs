@@ -385,9 +385,7 @@ impl Up {
             }
             Err(e) => return Err(self.golden_error(e)),
         }
-        self.events.emit(Event::Note(format!(
-            "golden: restoring snapshot {key} instead of booting (`--fresh` boots)"
-        )));
+        self.events.emit(Event::Note(format!("golden: restoring snapshot {key} instead of booting (`--fresh` boots)")));
         let uri = self.uri.clone().unwrap_or_else(crate::virt::connect::uri);
         match golden::restore(&self.paths, key, name, &uri, &self.events).await {
             Ok((cluster, restored)) => {

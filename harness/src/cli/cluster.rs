@@ -78,8 +78,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let spec = ClusterSpec::load_or_default(args.spec.as_deref())?;
     let (events, rx) = Events::channel();
-    let mut up =
-        Up::new(spec.clone()).partial(args.partial).artifacts_dir(args.artifacts_dir).keep(Keep::Always)
+    let mut up = Up::new(spec.clone())
+        .partial(args.partial)
+        .artifacts_dir(args.artifacts_dir)
+        .keep(Keep::Always)
         .fresh(args.fresh)
         .save_golden(args.golden)
         .events(events);

@@ -22,10 +22,7 @@ pub fn run(cmd: GoldenCommand) -> anyhow::Result<ExitCode> {
         GoldenCommand::List => {
             let all = store::list(&paths);
             if all.is_empty() {
-                println!(
-                    "no golden snapshots under {} (`kthw up --golden` saves one)",
-                    store::root(&paths).display()
-                );
+                println!("no golden snapshots under {} (`kthw up --golden` saves one)", store::root(&paths).display());
                 return Ok(ExitCode::SUCCESS);
             }
             println!("{:<26} {:>9}  {:<26} {:>5}  {:<6} USED BY", "KEY", "SIZE", "IMAGE", "NODES", "ACCEL");

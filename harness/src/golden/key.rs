@@ -65,8 +65,8 @@ impl KeyInputs {
 
     /// `<phase>-<16 hex digits of the inputs' sha256>`: readable, and stable across runs and hosts.
     pub fn key(&self) -> String {
-        let canonical = serde_json::to_string(&serde_json::to_value(self).expect("inputs serialize"))
-            .expect("a value serializes");
+        let canonical =
+            serde_json::to_string(&serde_json::to_value(self).expect("inputs serialize")).expect("a value serializes");
         let hash = hex::encode(Sha256::digest(canonical.as_bytes()));
         format!("{}-{}", self.phase.name(), &hash[..16])
     }

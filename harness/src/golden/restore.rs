@@ -163,7 +163,9 @@ fn provision(
             .iter()
             .map(|n| {
                 let (conn, ownership) = (&conn, ownership(Some(&n.name)));
-                s.spawn(move || restore_node(conn, golden, manifest, state, run_dir, &n.name, n.ssh_port, &ownership, gate))
+                s.spawn(move || {
+                    restore_node(conn, golden, manifest, state, run_dir, &n.name, n.ssh_port, &ownership, gate)
+                })
             })
             .collect();
         handles
@@ -222,7 +224,9 @@ fn restore_node(
                 conn.define_domain_xml(&xml).map_err(|e| virt::libvirt_error("define domain", &domain_name, e))?;
                 return Ok((node.to_string(), port));
             }
-            Err(VirtError::Libvirt { message, .. }) if message.contains("host forwarding") && attempt < PORT_ATTEMPTS => {
+            Err(VirtError::Libvirt { message, .. })
+                if message.contains("host forwarding") && attempt < PORT_ATTEMPTS =>
+            {
                 tracing::debug!(node, port, "forward port taken; another");
                 port = virt::free_port()?;
             }
@@ -249,9 +253,14 @@ async fn set_clock(session: &Session) -> Result<Duration, GoldenError> {
     let [before, after] = times[..] else {
         return Err(GoldenError::Clock { node, why: format!("`{cmd}` said {:?}: {}", text, out.summary()) });
     };
-    let (lo, hi) = (sent.as_secs_f64() - CLOCK_TOLERANCE.as_secs_f64(), back.as_secs_f64() + CLOCK_TOLERANCE.as_secs_f64());
+    let (lo, hi) =
+        (sent.as_secs_f64() - CLOCK_TOLERANCE.as_secs_f64(), back.as_secs_f64() + CLOCK_TOLERANCE.as_secs_f64());
     if !(lo..=hi).contains(&after) {
-        let why = format!("after setting it reads {after:.3}, the host read {:.3}..{:.3}", sent.as_secs_f64(), back.as_secs_f64());
+        let why = format!(
+            "after setting it reads {after:.3}, the host read {:.3}..{:.3}",
+            sent.as_secs_f64(),
+            back.as_secs_f64()
+        );
         return Err(GoldenError::Clock { node, why });
     }
     Ok(Duration::from_secs_f64((sent.as_secs_f64() - before).max(0.0)))

@@ -103,13 +103,15 @@ fn stage(staging: &Path, state: &ClusterState, run_root: &Path) -> Result<(Vec<N
         let image = SaveImage::read(&staging.join(rel("memory.save")))
             .map_err(|e| GoldenError::io("read the save image of", &staging.join(rel("memory.save")), e))?;
         let source = template::Source { id: &state.id, run_dir: &run_root.to_string_lossy(), ssh_port: n.ssh_port };
-        let xml = template::make(&image.xml, &source).map_err(|why| GoldenError::Template { node: n.name.clone(), why })?;
+        let xml =
+            template::make(&image.xml, &source).map_err(|why| GoldenError::Template { node: n.name.clone(), why })?;
         let t = staging.join(rel("domain.xml"));
         std::fs::write(&t, xml).map_err(|e| GoldenError::io("write", &t, e))?;
         let (from, to) = (run_dir.node(&n.name).disk(), staging.join(rel("disk.qcow2")));
         std::fs::rename(&from, &to).map_err(|e| GoldenError::io("move the overlay", &from, e))?;
         // Frozen: every copy's overlay reads it as its backing file, and nothing may write it again.
-        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o444)).map_err(|e| GoldenError::io("freeze", &to, e))?;
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o444))
+            .map_err(|e| GoldenError::io("freeze", &to, e))?;
         nodes.push(NodeEntry {
             name: n.name.clone(),
             save: FileSum::of(staging, &rel("memory.save"))?,

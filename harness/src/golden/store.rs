@@ -127,7 +127,8 @@ pub fn open(paths: &Paths, key: &str) -> Result<Option<GoldenManifest>, GoldenEr
 /// Every file the manifest promises, with its size and sum; and the image the disks are backed by.
 pub fn verify(dir: &Path, manifest: &GoldenManifest) -> Result<(), GoldenError> {
     for f in manifest.all_files() {
-        let found = FileSum::of(dir, &f.path).map_err(|e| GoldenError::Corrupt { dir: dir.into(), why: e.to_string() })?;
+        let found =
+            FileSum::of(dir, &f.path).map_err(|e| GoldenError::Corrupt { dir: dir.into(), why: e.to_string() })?;
         if found.size != f.size {
             let why = format!("{} is {} bytes, the manifest says {}", f.path, found.size, f.size);
             return Err(GoldenError::Corrupt { dir: dir.into(), why });

@@ -179,7 +179,8 @@ mod tests {
             harness_version: "0".into(),
         };
         let uuid = new_uuid();
-        let copy = Copy { id: "99887766", run_dir: "/s/runs/copy", ssh_port: 40777, uuid: &uuid, ownership: &ownership };
+        let copy =
+            Copy { id: "99887766", run_dir: "/s/runs/copy", ssh_port: 40777, uuid: &uuid, ownership: &ownership };
         let xml = fill(&t, &copy);
         let doc = roxmltree::Document::parse(&xml).unwrap();
         let text = |tag: &str| doc.descendants().find(|n| n.has_tag_name(tag)).and_then(|n| n.text()).unwrap();
