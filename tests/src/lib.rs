@@ -173,12 +173,16 @@ pub fn etcd_spec() -> ClusterSpec {
     ClusterSpec { etcd_from: kthw::spec::Origin::Debian, ..small_spec(3) }
 }
 
-/// rstest fixture: a private copy of the shared golden `etcd_spec()` cluster at `etcd`, or None (the test
-/// skips, having said why) when the vm tier cannot run here.
+/// rstest fixture: a private copy of the shared golden snapshot of `spec` at `phase` (by default two small
+/// nodes just booted: the state several vm tests start from), or None (the test skips, having said why) when
+/// the vm tier cannot run here. `#[with(spec, phase)]` asks for another state.
 #[rstest::fixture]
-pub async fn etcd_cluster() -> Option<Running> {
+pub async fn golden_cluster(
+    #[default(small_spec(2))] spec: ClusterSpec,
+    #[default(Phase::Nodes)] phase: Phase,
+) -> Option<Running> {
     host_prerequisite("vm", vm_host_missing())?;
-    Some(golden_up_until(&etcd_spec(), &unique_name("vm-etcd"), Phase::Etcd).await)
+    Some(golden_up_until(&spec, &unique_name(&format!("vm-golden-{phase}")), phase).await)
 }
 
 /// Runs `up`, or fails the test with the whole error.

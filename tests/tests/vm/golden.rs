@@ -13,7 +13,7 @@ use kthw::golden::{self, store, GoldenError, KeyInputs};
 use kthw::phase::Phase;
 use kthw::up::Running;
 use kthw_tests::{
-    etcd_cluster, etcd_spec as spec, host_prerequisite, kthw_bin, node_image, succeed, test_paths, unique_name, up,
+    etcd_spec as spec, golden_cluster, host_prerequisite, kthw_bin, node_image, succeed, test_paths, unique_name, up,
     vm_host_missing,
 };
 use rstest::rstest;
@@ -211,22 +211,22 @@ impl Drop for Prune {
     }
 }
 
-/// A copy of the shared snapshot for this test, then `kthw up` restoring another copy of it, SIGKILLed once the
-/// first of its domains runs: `kthw gc` removes everything the killed restore made.
+/// A copy of the shared snapshot of two nodes at `nodes`, then `kthw up` restoring another copy of it, SIGKILLed
+/// once the first of its domains runs: `kthw gc` removes everything the killed restore made, and nothing of
+/// the live copy.
 #[rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restore_killed_midway_leaves_nothing_after_gc(#[future] etcd_cluster: Option<Running>) {
-    let Some(running) = etcd_cluster.await else { return };
-    let cp = running.cluster.session("control-plane-1").await.unwrap();
-    let etcdctl = Layout::default().etcdctl(&spec());
-    assert!(succeed(&cp, &format!("{etcdctl} endpoint health")).await.contains("is healthy"));
+async fn a_restore_killed_midway_leaves_nothing_after_gc(#[future] golden_cluster: Option<Running>) {
+    let Some(running) = golden_cluster.await else { return };
+    let live = running.cluster;
+    let cp = live.session("control-plane-1").await.unwrap();
     let paths = test_paths();
     let home = paths.state.parent().unwrap().to_path_buf();
     let spec_file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(spec_file.path(), crate::nodes::toml_of(&spec())).unwrap();
+    std::fs::write(spec_file.path(), crate::nodes::toml_of(live.spec())).unwrap();
     let killed = unique_name("vm-golden-killed");
     let mut child = std::process::Command::new(kthw_bin())
-        .args(["up", "--until", "etcd", "--name", &killed, "--spec"])
+        .args(["up", "--until", "nodes", "--name", &killed, "--spec"])
         .arg(spec_file.path())
         .env("KTHW_HOME", &home)
         .stdout(std::process::Stdio::null())
@@ -234,12 +234,14 @@ async fn a_restore_killed_midway_leaves_nothing_after_gc(#[future] etcd_cluster:
         .spawn()
         .unwrap();
     let id = crate::nodes::wait_until_booting(&paths, &killed, 1, Duration::from_secs(120));
+    let restoring = std::fs::read_to_string(paths.run(&killed).join("golden-origin"));
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGKILL) }, 0);
     child.wait().unwrap();
-    assert!(std::fs::read_to_string(paths.run(&killed).join("golden-origin")).is_ok(), "it was a restore");
+    assert!(restoring.is_ok(), "`kthw up` restored the snapshot rather than booting");
     let gc = std::process::Command::new(kthw_bin()).arg("gc").env("KTHW_HOME", &home).output().unwrap();
     assert!(gc.status.success(), "kthw gc: {}", String::from_utf8_lossy(&gc.stderr));
+    assert!(String::from_utf8_lossy(&gc.stdout).contains(&id), "{}", String::from_utf8_lossy(&gc.stdout));
     crate::nodes::assert_nothing_left(&paths, &killed, &id);
     assert_eq!(succeed(&cp, "hostname").await, "control-plane-1", "gc left the live copy alone");
 }

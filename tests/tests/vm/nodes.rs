@@ -15,7 +15,8 @@ use kthw::rundir::RunDir;
 use kthw::spec::ClusterSpec;
 use kthw::virt::{self, reap};
 use kthw_tests::{
-    host_prerequisite, kthw_bin, small_spec, succeed, test_paths, unique_name, up_until, vm_host_missing,
+    golden_up_until, host_prerequisite, kthw_bin, small_spec, succeed, test_paths, unique_name, up_until,
+    vm_host_missing,
 };
 
 /// `small_spec(nodes)` with or without egress.
@@ -125,7 +126,9 @@ async fn two_clusters_run_side_by_side_with_the_same_addresses() {
     // B allows egress: the positive control for the egress probe the other test relies on.
     let (spec_a, spec_b) = (spec_of(2, false), spec_of(2, true));
     let (name_a, name_b) = (unique_name("vm-pair-a"), unique_name("vm-pair-b"));
-    let (a, b) = tokio::join!(up(&spec_a, &name_a), up(&spec_b, &name_b));
+    // A from the shared snapshot of two nodes (the gc test's live cluster is another copy of it), B booted.
+    let (a, b) = tokio::join!(golden_up_until(&spec_a, &name_a, Phase::Nodes), up(&spec_b, &name_b));
+    let a = a.cluster;
 
     assert_ne!(a.id(), b.id());
     for node in ["control-plane-1", "worker-node-1"] {
@@ -177,7 +180,8 @@ async fn gc_removes_everything_of_a_killed_up_an_interrupted_up_leaves_nothing_a
 
     // A live cluster of this process must survive the gc (two nodes: a valid spec has a worker).
     let live_name = unique_name("vm-live");
-    let live = up(&spec_of(2, false), &live_name).await;
+    // Any live cluster will do: a copy of the shared snapshot, not a boot.
+    let live = golden_up_until(&spec_of(2, false), &live_name, Phase::Nodes).await.cluster;
 
     let spawn_up = |name: &str, stderr: Stdio| {
         Command::new(&kthw)
