@@ -81,6 +81,7 @@ pub async fn restore_vs_boot(paths: &Paths, image: &NodeImage) -> anyhow::Result
     for i in 0..RESTORES {
         match golden::restore(paths, &key, &format!("{name}-{i}"), &uri, &Events::default()).await {
             Ok((copy, restored)) => {
+                eprintln!("bench golden: restore {i}: {:.1} s {:?}", restored.took.as_secs_f64(), restored.stages);
                 restores.push(restored.took);
                 copy.down().await?;
             }

@@ -37,6 +37,8 @@ pub struct Restored {
     pub took: Duration,
     /// How far each node's clock lagged the host's before it was set.
     pub clock_lag: Vec<(String, Duration)>,
+    /// Where the time went: the run directory and gc, the network and domains, SSH and clocks.
+    pub stages: Vec<(&'static str, Duration)>,
 }
 
 /// Restores snapshot `key` as cluster `name`.
@@ -88,6 +90,7 @@ pub async fn restore(
             return Err(e);
         }
     };
+    let mut stages = vec![("prepare", start.elapsed())];
     let mut cluster = Cluster::adopt(state.clone(), run_dir.clone(), client_key);
     let gate = cluster.gate();
     let ports = {
@@ -102,6 +105,7 @@ pub async fn restore(
         }
     }
     cluster.state().write(&run_dir)?;
+    stages.push(("domains", start.elapsed() - stages.iter().map(|s| s.1).sum::<Duration>()));
 
     let deadline = cluster.accel().scale(SSH_DEADLINE);
     let mut tasks = tokio::task::JoinSet::new();
@@ -121,8 +125,15 @@ pub async fn restore(
         clock_lag.push((node, lag));
     }
     let took = start.elapsed();
-    run_dir.log_timeline(&format!("{} restored from golden snapshot {key} in {took:?}", metadata::unix_now()));
-    Ok((cluster, Restored { key: key.to_string(), took, clock_lag }))
+    stages.push(("ssh and clocks", took - stages.iter().map(|s| s.1).sum::<Duration>()));
+    let said: Vec<String> = stages.iter().map(|(what, d)| format!("{what} {:.1} s", d.as_secs_f64())).collect();
+    run_dir.log_timeline(&format!(
+        "{} restored from golden snapshot {key} in {:.1} s ({})",
+        metadata::unix_now(),
+        took.as_secs_f64(),
+        said.join(", ")
+    ));
+    Ok((cluster, Restored { key: key.to_string(), took, clock_lag, stages }))
 }
 
 fn copy_rundir(golden: &Path, manifest: &GoldenManifest, run_dir: &RunDir) -> Result<(), GoldenError> {

@@ -85,6 +85,7 @@ async fn copies_of_one_golden_snapshot_run_at_once_independent_and_on_time() {
         restored_b.took.as_secs_f64(),
         boot.as_secs_f64() / restored_a.took.as_secs_f64(),
     );
+    eprintln!("golden: where the first restore's time went: {:?}", restored_a.stages);
     for (name, lag) in restored_a.clock_lag.iter().chain(&restored_b.clock_lag) {
         eprintln!("golden: {name}'s clock lagged {:.1} s before it was set", lag.as_secs_f64());
     }
