@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use kthw::events::Events;
-use kthw::golden::{self, store, GoldenManifest, KeyInputs};
+use kthw::golden::{self, store, GoldenManifest};
 use kthw::image::NodeImage;
 use kthw::paths::Paths;
 use kthw::phase::Phase;
@@ -60,16 +60,7 @@ pub async fn restore_vs_boot(paths: &Paths, image: &NodeImage) -> anyhow::Result
     let boot = start.elapsed();
 
     let uri = kthw::virt::connect::uri();
-    let hypervisor = kthw::virt::connect::open(&uri)?.hyp_version()?;
-    let mut inputs = KeyInputs::new(
-        &image.key,
-        &spec,
-        &kthw::artifacts::Manifest::pinned(),
-        Phase::Etcd,
-        cluster.accel(),
-        hypervisor,
-    );
-    inputs.harness = name.clone();
+    let inputs = kthw_tests::private_golden_inputs(image, &cluster, Phase::Etcd, &name);
     let key = inputs.key();
     let start = Instant::now();
     let manifest = golden::save(cluster, inputs, paths, std::fs::canonicalize(&image.disk)?, Some(boot)).await?;

@@ -173,6 +173,23 @@ pub fn etcd_spec() -> ClusterSpec {
     ClusterSpec { etcd_from: kthw::spec::Origin::Debian, ..small_spec(3) }
 }
 
+/// The key of a snapshot only this run may restore (`tag` names it): for a test or benchmark that saves a
+/// cluster whose state it changed first, or that must not meet a shared snapshot.
+pub fn private_golden_inputs(
+    image: &NodeImage,
+    cluster: &kthw::cluster::Cluster,
+    phase: Phase,
+    tag: &str,
+) -> kthw::golden::KeyInputs {
+    let conn = kthw::virt::connect::open(&kthw::virt::connect::uri()).expect("libvirt");
+    let hypervisor = conn.hyp_version().expect("the hypervisor version");
+    let manifest = kthw::artifacts::Manifest::pinned();
+    let mut inputs =
+        kthw::golden::KeyInputs::new(&image.key, cluster.spec(), &manifest, phase, cluster.accel(), hypervisor);
+    inputs.harness = tag.to_string();
+    inputs
+}
+
 /// rstest fixture: a private copy of the shared golden snapshot of `spec` at `phase` (by default two small
 /// nodes just booted: the state several vm tests start from), or None (the test skips, having said why) when
 /// the vm tier cannot run here. `#[with(spec, phase)]` asks for another state.

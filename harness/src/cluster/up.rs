@@ -22,7 +22,7 @@ use crate::spec::ClusterSpec;
 use crate::ssh::{self, KeyPair, Session, SshError};
 use crate::virt::domain::{DomainDef, ManagementNic};
 use crate::virt::network::NetworkDef;
-use crate::virt::{self, disk, domain, metadata, names, network, Owner, Ownership, VirtError};
+use crate::virt::{self, disk, domain, metadata, names, network, Owner, VirtError};
 
 /// Written for KVM, where a node reaches sshd in under 10 s; scaled by the accelerator (x6 under TCG).
 const BOOT_DEADLINE: Duration = Duration::from_secs(30);
@@ -184,15 +184,7 @@ fn plan(
     image: &NodeImage,
     run_dir: &RunDir,
 ) -> Result<Plan, ClusterError> {
-    let ownership = |node: Option<&str>| Ownership {
-        cluster_id: state.id.clone(),
-        cluster_name: state.name.clone(),
-        node: node.map(str::to_string),
-        run_dir: run_dir.root().to_path_buf(),
-        owner: state.owner,
-        created: state.created,
-        harness_version: state.harness_version.clone(),
-    };
+    let ownership = |node: Option<&str>| state.ownership(run_dir, node);
     let (name, uri, accel) = (&state.name, &state.uri, state.accel);
     let client_key = KeyPair::generate(&format!("kthw-client@{name}"));
     ssh::keys::write_private(&run_dir.client_key(), &client_key)?;

@@ -156,15 +156,7 @@ fn provision(
     run_dir: &RunDir,
     gate: &Gate,
 ) -> Result<Vec<(String, u16)>, GoldenError> {
-    let ownership = |node: Option<&str>| Ownership {
-        cluster_id: state.id.clone(),
-        cluster_name: state.name.clone(),
-        node: node.map(str::to_string),
-        run_dir: run_dir.root().to_path_buf(),
-        owner: state.owner,
-        created: state.created,
-        harness_version: state.harness_version.clone(),
-    };
+    let ownership = |node: Option<&str>| state.ownership(run_dir, node);
     let conn = virt::connect::open(&state.uri)?;
     let net = NetworkDef { name: state.network.clone(), bridge: state.bridge.clone(), ownership: ownership(None) };
     gate.create(|| Ok(network::create(&conn, &net)?))?;

@@ -9,7 +9,6 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -167,15 +166,11 @@ impl KeyLock {
         if !wait {
             op |= libc::LOCK_NB;
         }
-        // SAFETY: flock on a descriptor this function owns.
-        if unsafe { libc::flock(file.as_raw_fd(), op) } != 0 {
-            let err = std::io::Error::last_os_error();
-            if err.kind() == std::io::ErrorKind::WouldBlock {
-                return Ok(None);
-            }
-            return Err(GoldenError::io("lock", &path, err));
+        match crate::files::flock(&file, op) {
+            Ok(true) => Ok(Some(KeyLock(file))),
+            Ok(false) => Ok(None),
+            Err(err) => Err(GoldenError::io("lock", &path, err)),
         }
-        Ok(Some(KeyLock(file)))
     }
 }
 

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use kthw::bootstrap::Layout;
 use kthw::cluster::Cluster;
 use kthw::events::Events;
-use kthw::golden::{self, store, GoldenError, KeyInputs};
+use kthw::golden::{self, store, GoldenError};
 use kthw::phase::Phase;
 use kthw::up::Running;
 use kthw_tests::{
-    etcd_spec as spec, golden_cluster, host_prerequisite, kthw_bin, node_image, succeed, test_paths, unique_name, up,
-    vm_host_missing,
+    etcd_spec as spec, golden_cluster, host_prerequisite, kthw_bin, node_image, private_golden_inputs, succeed,
+    test_paths, unique_name, up, vm_host_missing,
 };
 use rstest::rstest;
 
@@ -50,17 +50,8 @@ async fn copies_of_one_golden_snapshot_run_at_once_independent_and_on_time() {
 
     let image = node_image().await;
     let uri = kthw::virt::connect::uri();
-    let conn = kthw::virt::connect::open(&uri).unwrap();
-    let mut inputs = KeyInputs::new(
-        &image.key,
-        &spec,
-        &kthw::artifacts::Manifest::pinned(),
-        Phase::Etcd,
-        source.accel(),
-        conn.hyp_version().unwrap(),
-    );
     // This test's own snapshot: the lease and timer make it unlike any other, so no other run may restore it.
-    inputs.harness = unique_name("golden-test");
+    let inputs = private_golden_inputs(&image, &source, Phase::Etcd, &unique_name("golden-test"));
     let key = inputs.key();
     let host_keys: Vec<String> = source.nodes().iter().map(|n| n.host_key.clone()).collect();
     let base = std::fs::canonicalize(&image.disk).unwrap();
