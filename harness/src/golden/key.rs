@@ -26,7 +26,8 @@ pub struct KeyInputs {
     pub accel: Accel,
     /// libvirt's hypervisor version: QEMU restores only migration streams it understands.
     pub hypervisor: u32,
-    /// The harness wrote the files the phases installed.
+    /// The harness wrote the files the phases installed: its version and a hash of its sources (build.rs),
+    /// so a snapshot made by other code is never restored.
     pub harness: String,
 }
 
@@ -59,7 +60,7 @@ impl KeyInputs {
             phase,
             accel,
             hypervisor,
-            harness: env!("CARGO_PKG_VERSION").to_string(),
+            harness: format!("{} {}", env!("CARGO_PKG_VERSION"), env!("KTHW_SOURCE_HASH")),
         }
     }
 
