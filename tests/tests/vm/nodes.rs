@@ -244,14 +244,15 @@ pub(crate) fn toml_of(spec: &ClusterSpec) -> String {
     text
 }
 
-/// Polls the run directory's state file and libvirt until every node of the cluster runs; returns its id.
+/// Polls the run directory's state file and libvirt until `nodes` of the cluster's domains run (a restore may
+/// start several between two polls); returns its id.
 pub(crate) fn wait_until_booting(paths: &Paths, name: &str, nodes: usize, deadline: Duration) -> String {
     let start = Instant::now();
     let mut last = String::from("no state file yet");
     while start.elapsed() < deadline {
         if let Ok(state) = kthw::cluster::ClusterState::read(&RunDir::at(paths.run(name))) {
             let running = qemu_pids_of(&state.id).len();
-            if running == nodes {
+            if running >= nodes {
                 return state.id;
             }
             last = format!("{running} of {nodes} QEMU processes of cluster {}", state.id);
