@@ -1,7 +1,7 @@
 //! `just bench`: every speed and memory goal, each measured as a ratio against a baseline run in the same
 //! command on the same host. Goals are reported, never asserted: a slow machine is not a failing test.
 //!
-//! Usage: kthw-bench [image] [boot] [initrd] [ssh] [preload] [cilium-preload]   (no argument: all of them, in that
+//! Usage: kthw-bench [image] [boot] [golden] [initrd] [ssh] [preload] [cilium-preload]   (no argument: all of them, in that
 //! order; cilium-preload needs the pinned upstream artifacts and a host whose guests may reach the internet)
 
 use std::time::Instant;
@@ -14,12 +14,13 @@ use kthw::up::Up;
 use kthw_tests::test_paths;
 
 mod boot;
+mod golden;
 mod image_build;
 mod preload;
 mod raw_qemu;
 mod ssh;
 
-const ALL: [&str; 6] = ["image", "boot", "initrd", "ssh", "preload", "cilium-preload"];
+const ALL: [&str; 7] = ["image", "boot", "golden", "initrd", "ssh", "preload", "cilium-preload"];
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -51,6 +52,10 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("bench boot: three nodes by hand with qemu-system-x86_64, then through Cluster::up...");
         let b = boot::three_nodes_vs_raw_qemu(&paths, &image).await?;
         report.push(b.to_string());
+    }
+    if wanted.iter().any(|w| w == "golden") {
+        eprintln!("bench golden: three nodes booted to etcd and saved, then restored {} times...", 3);
+        report.push(golden::restore_vs_boot(&paths, &image).await?.to_string());
     }
     if wanted.iter().any(|w| w == "initrd") {
         eprintln!("bench initrd: one node to SSH with our initrd and with Debian's initramfs, alternating...");

@@ -245,3 +245,39 @@ fn scenario_run_without_the_artifacts_names_them_and_boots_nothing() {
     }
     assert!(!home.path().join("state/runs").exists(), "a run directory was made");
 }
+
+#[test]
+fn golden_list_says_why_a_snapshot_is_unusable_and_prune_frees_it_but_never_one_in_use() {
+    let home = tempfile::tempdir().unwrap();
+    let golden = |args: &[&str]| {
+        let mut all = vec!["golden"];
+        all.extend_from_slice(args);
+        let out = Command::new(env!("CARGO_BIN_EXE_kthw"))
+            .args(&all)
+            .env("KTHW_HOME", home.path())
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    assert!(golden(&["list"]).starts_with("no golden snapshots under"));
+    let root = home.path().join("state/golden");
+    // A half-written snapshot (its manifest cut short) and one a cluster was restored from.
+    for key in ["etcd-00000000000000aa", "nodes-00000000000000bb"] {
+        std::fs::create_dir_all(root.join(key).join("nodes")).unwrap();
+        std::fs::write(root.join(key).join("manifest.json"), "{\"key\":").unwrap();
+        std::fs::write(root.join(key).join("nodes/big"), vec![1u8; 1 << 20]).unwrap();
+    }
+    let run = home.path().join("state/runs/copy");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(run.join("golden-origin"), "nodes-00000000000000bb").unwrap();
+    let list = golden(&["list"]);
+    assert!(list.contains("etcd-00000000000000aa") && list.contains("unusable: the golden snapshot"), "{list}");
+    assert!(list.contains("the manifest does not parse"), "{list}");
+    let pruned = golden(&["prune"]);
+    assert!(pruned.contains("removed etcd-00000000000000aa (1 MiB)"), "{pruned}");
+    assert!(pruned.contains("kept    nodes-00000000000000bb: in use by copy"), "{pruned}");
+    assert!(!root.join("etcd-00000000000000aa").exists());
+    assert!(root.join("nodes-00000000000000bb").exists());
+}

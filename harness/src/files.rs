@@ -26,6 +26,18 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     written
 }
 
+/// flock(2) with `op` (LOCK_EX or LOCK_SH, with or without LOCK_NB) on `file`; Ok(false) when LOCK_NB found it
+/// taken. The lock lasts as long as this open file.
+pub fn flock(file: &fs::File, op: libc::c_int) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor `file` owns for the whole call.
+    if unsafe { libc::flock(file.as_raw_fd(), op) } != 0 {
+        let err = io::Error::last_os_error();
+        return if err.kind() == io::ErrorKind::WouldBlock { Ok(false) } else { Err(err) };
+    }
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;

@@ -13,6 +13,7 @@ pub mod diagnosis;
 pub mod doctor;
 pub mod events;
 pub mod files;
+pub mod golden;
 pub mod identity;
 pub mod image;
 pub mod kubeconfig;

@@ -125,6 +125,12 @@ impl RunDir {
         self.kubeconfigs().join("host-admin.kubeconfig")
     }
 
+    /// The key of the golden snapshot this cluster was restored from: its overlays are backed by that
+    /// snapshot's disks, which must outlive it.
+    pub fn golden_origin(&self) -> PathBuf {
+        self.0.join("golden-origin")
+    }
+
     /// The run's timeline: one line per event of `kthw up` (nodes booted, phases begun and ended, waits).
     pub fn timeline(&self) -> PathBuf {
         self.0.join(TIMELINE)

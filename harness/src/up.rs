@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use crate::bootstrap::{debian_etcd_hint, render_lacks, Bootstrap, BootstrapError, Lack, PhaseReport};
 use crate::cluster::{Cluster, ClusterError, UpOptions};
 use crate::events::{Event, Events};
+use crate::golden::{self, GoldenError, KeyInputs, KeyLock};
 use crate::image::{self, BuildOptions, ImageError, NodeImage};
 use crate::paths::Paths;
 use crate::phase::Phase;
@@ -87,6 +88,12 @@ pub enum UpError {
     },
     #[error("interrupted by {signal}: cluster {name} was torn down")]
     Interrupted { signal: &'static str, name: String },
+    #[error("cluster {name}: the golden snapshot")]
+    Golden {
+        name: String,
+        #[source]
+        source: Box<GoldenError>,
+    },
     #[error("keeping cluster {name}")]
     Keep {
         name: String,
@@ -119,6 +126,8 @@ pub struct Up {
     uri: Option<String>,
     boot_deadline: Option<Duration>,
     events: Events,
+    fresh: bool,
+    save_golden: bool,
 }
 
 impl Up {
@@ -136,6 +145,8 @@ impl Up {
             uri: None,
             boot_deadline: None,
             events: Events::default(),
+            fresh: false,
+            save_golden: false,
         }
     }
 
@@ -199,6 +210,21 @@ impl Up {
         self
     }
 
+    /// Boot and bootstrap even when a golden snapshot of the same state exists (`kthw up --fresh`).
+    pub fn fresh(mut self, fresh: bool) -> Up {
+        self.fresh = fresh;
+        self
+    }
+
+    /// When no golden snapshot matches, save one after the phases (then continue on a restored copy), so the
+    /// next run with the same inputs restores in seconds. Off by default: a snapshot costs the nodes' touched
+    /// memory and written disk (about 1.5 GB for three nodes at `etcd`), which a one-off `kthw up` should not
+    /// leave behind unasked; the test helpers ask, since every vm test starts from one of a few states.
+    pub fn save_golden(mut self, save: bool) -> Up {
+        self.save_golden = save;
+        self
+    }
+
     pub fn cluster_name(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.spec.name)
     }
@@ -244,6 +270,37 @@ impl Up {
                 signal = &mut cancel => return Err(UpError::Interrupted { signal, name }),
             },
         };
+        let golden = match self.fresh {
+            true => None,
+            false => Some(self.golden_inputs(&image, plan.last).await?),
+        };
+        let mut building = None;
+        if let Some(inputs) = &golden {
+            let key = inputs.key();
+            let restored = tokio::select! {
+                r = self.restore_golden(&key, &name) => r,
+                signal = &mut cancel => return Err(UpError::Interrupted { signal, name }),
+            };
+            if let Some(mut cluster) = restored? {
+                self.keep_if_asked(&mut cluster)?;
+                return Ok(Running { cluster, plan, reports: Vec::new(), bootstrap: self.bootstrap() });
+            }
+            if self.save_golden {
+                // Concurrent builders of one key build once: the others wait here, then restore what it saved.
+                let lock = KeyLock::acquire(&self.paths, &key, true, true).map_err(|e| self.golden_error(e))?;
+                if golden::store::open(&self.paths, &key).ok().flatten().is_some() {
+                    drop(lock);
+                    if let Some(mut cluster) = self.restore_golden(&key, &name).await? {
+                        self.keep_if_asked(&mut cluster)?;
+                        return Ok(Running { cluster, plan, reports: Vec::new(), bootstrap: self.bootstrap() });
+                    }
+                } else {
+                    building = lock;
+                }
+            }
+        }
+        let boot_started = Instant::now();
+        let base_image = image.disk.clone();
         let options = UpOptions {
             image: Some(image),
             uri: self.uri.clone(),
@@ -273,7 +330,26 @@ impl Up {
             }
         };
         match ran {
-            Ok(reports) => Ok(Running { cluster, plan, reports, bootstrap }),
+            Ok(reports) => match (golden, building) {
+                (Some(inputs), Some(lock)) => {
+                    let key = inputs.key();
+                    events.emit(Event::Note(format!("golden: saving snapshot {key} of phase {}", plan.last)));
+                    // As the overlays name it (`Cluster::up` made the image's paths absolute).
+                    let base = std::fs::canonicalize(&base_image).unwrap_or(base_image);
+                    golden::save(cluster, inputs, &self.paths, base, Some(boot_started.elapsed()))
+                        .await
+                        .map_err(|e| self.golden_error(e))?;
+                    // The restore takes the key's shared lock: this process's exclusive one must go first.
+                    drop(lock);
+                    let mut copy = self
+                        .restore_golden(&key, &name)
+                        .await?
+                        .ok_or_else(|| self.golden_error(GoldenError::NotFound { key: key.clone() }))?;
+                    self.keep_if_asked(&mut copy)?;
+                    Ok(Running { cluster: copy, plan, reports, bootstrap })
+                }
+                _ => Ok(Running { cluster, plan, reports, bootstrap }),
+            },
             Err(source) => {
                 let kept = match self.keep {
                     Keep::Never => false,
@@ -283,6 +359,62 @@ impl Up {
                 Err(UpError::Phase { name, run_dir: cluster.run_dir().clone(), kept, source: Box::new(source) })
             }
         }
+    }
+
+    /// What a golden snapshot of this run's last phase would be keyed by.
+    async fn golden_inputs(&self, image: &NodeImage, last: Phase) -> Result<KeyInputs, UpError> {
+        let uri = self.uri.clone().unwrap_or_else(crate::virt::connect::uri);
+        let hypervisor = crate::virt::blocking(move || {
+            let conn = crate::virt::connect::open(&uri)?;
+            conn.hyp_version().map_err(|e| crate::virt::libvirt_error("read the hypervisor version of", &uri, e))
+        })
+        .await
+        .map_err(|e| self.golden_error(e.into()))?;
+        let accel = crate::accel::detect(&self.paths.state, Some(&image.kernel)).accel;
+        Ok(KeyInputs::new(&image.key, &self.spec, &self.bootstrap().manifest, last, accel, hypervisor))
+    }
+
+    /// A copy of snapshot `key`, or None when there is none or it must not be used (said, then rebuilt).
+    async fn restore_golden(&self, key: &str, name: &str) -> Result<Option<crate::cluster::Cluster>, UpError> {
+        match golden::store::open(&self.paths, key) {
+            Ok(Some(_)) => {}
+            Ok(None) => return Ok(None),
+            Err(e) if e.is_unusable() => {
+                self.events.emit(Event::Note(format!("golden: not using snapshot {key}: {e}")));
+                return Ok(None);
+            }
+            Err(e) => return Err(self.golden_error(e)),
+        }
+        self.events.emit(Event::Note(format!("golden: restoring snapshot {key} instead of booting (`--fresh` boots)")));
+        let uri = self.uri.clone().unwrap_or_else(crate::virt::connect::uri);
+        match golden::restore(&self.paths, key, name, &uri, &self.events).await {
+            Ok((cluster, restored)) => {
+                let events = self.events.with_timeline(cluster.run_dir());
+                events.emit(Event::Note(format!(
+                    "golden: {} nodes restored from {key} in {:.1} s",
+                    cluster.nodes().len(),
+                    restored.took.as_secs_f64()
+                )));
+                Ok(Some(cluster))
+            }
+            Err(e) if e.is_unusable() => {
+                self.events.emit(Event::Note(format!("golden: not using snapshot {key}: {e}")));
+                Ok(None)
+            }
+            Err(e) => Err(self.golden_error(e)),
+        }
+    }
+
+    fn keep_if_asked(&self, cluster: &mut crate::cluster::Cluster) -> Result<(), UpError> {
+        if self.keep == Keep::Always {
+            let name = self.cluster_name().to_string();
+            cluster.keep().map_err(|e| UpError::Keep { name, source: Box::new(e) })?;
+        }
+        Ok(())
+    }
+
+    fn golden_error(&self, e: GoldenError) -> UpError {
+        UpError::Golden { name: self.cluster_name().to_string(), source: Box::new(e) }
     }
 
     async fn cached_or_built(&self) -> Result<NodeImage, UpError> {

@@ -161,6 +161,47 @@ pub async fn up_until(spec: &ClusterSpec, name: &str, phase: Phase) -> Running {
     up_or_panic(up(spec, name).await.until(phase)).await
 }
 
+/// Brings `spec` up as cluster `name` through `phase` from the shared golden snapshot of that state: restored in
+/// seconds when one exists, else booted, bootstrapped and saved first (once, by whichever test comes first;
+/// the others wait for it), then restored. For tests that need a fresh cluster in a known state, not a boot.
+pub async fn golden_up_until(spec: &ClusterSpec, name: &str, phase: Phase) -> Running {
+    up_or_panic(up(spec, name).await.until(phase).save_golden(true)).await
+}
+
+/// The seed's three nodes, small, with the image's etcd: the furthest phase this host's artifacts reach.
+pub fn etcd_spec() -> ClusterSpec {
+    ClusterSpec { etcd_from: kthw::spec::Origin::Debian, ..small_spec(3) }
+}
+
+/// The key of a snapshot only this run may restore (`tag` names it): for a test or benchmark that saves a
+/// cluster whose state it changed first, or that must not meet a shared snapshot.
+pub fn private_golden_inputs(
+    image: &NodeImage,
+    cluster: &kthw::cluster::Cluster,
+    phase: Phase,
+    tag: &str,
+) -> kthw::golden::KeyInputs {
+    let conn = kthw::virt::connect::open(&kthw::virt::connect::uri()).expect("libvirt");
+    let hypervisor = conn.hyp_version().expect("the hypervisor version");
+    let manifest = kthw::artifacts::Manifest::pinned();
+    let mut inputs =
+        kthw::golden::KeyInputs::new(&image.key, cluster.spec(), &manifest, phase, cluster.accel(), hypervisor);
+    inputs.harness = tag.to_string();
+    inputs
+}
+
+/// rstest fixture: a private copy of the shared golden snapshot of `spec` at `phase` (by default two small
+/// nodes just booted: the state several vm tests start from), or None (the test skips, having said why) when
+/// the vm tier cannot run here. `#[with(spec, phase)]` asks for another state.
+#[rstest::fixture]
+pub async fn golden_cluster(
+    #[default(small_spec(2))] spec: ClusterSpec,
+    #[default(Phase::Nodes)] phase: Phase,
+) -> Option<Running> {
+    host_prerequisite("vm", vm_host_missing())?;
+    Some(golden_up_until(&spec, &unique_name(&format!("vm-golden-{phase}")), phase).await)
+}
+
 /// Runs `up`, or fails the test with the whole error.
 pub async fn up_or_panic(up: Up) -> Running {
     match up.run().await {

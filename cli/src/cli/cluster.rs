@@ -40,6 +40,12 @@ pub struct UpArgs {
     /// Name of the cluster (its run directory); the spec's `name` when absent.
     #[arg(long)]
     name: Option<String>,
+    /// Boot and bootstrap even when a golden snapshot of the same state exists (one is used by default).
+    #[arg(long)]
+    fresh: bool,
+    /// When no golden snapshot matches, save one after the phases, so the next `up` restores in seconds.
+    #[arg(long, conflicts_with = "fresh")]
+    golden: bool,
 }
 
 #[derive(Debug, Args)]
@@ -72,8 +78,13 @@ pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let spec = ClusterSpec::load_or_default(args.spec.as_deref())?;
     let (events, rx) = Events::channel();
-    let mut up =
-        Up::new(spec.clone()).partial(args.partial).artifacts_dir(args.artifacts_dir).keep(Keep::Always).events(events);
+    let mut up = Up::new(spec.clone())
+        .partial(args.partial)
+        .artifacts_dir(args.artifacts_dir)
+        .keep(Keep::Always)
+        .fresh(args.fresh)
+        .save_golden(args.golden)
+        .events(events);
     if let Some(until) = args.until {
         up = up.until(until);
     }

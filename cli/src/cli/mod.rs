@@ -3,6 +3,7 @@
 mod artifacts;
 mod cluster;
 mod doctor;
+mod golden;
 mod image;
 mod kubeconfig;
 mod load;
@@ -62,6 +63,9 @@ enum Command {
     /// List the scenarios, or run one on a fresh or kept cluster.
     #[command(subcommand)]
     Scenario(scenario::ScenarioCommand),
+    /// List and prune golden snapshots (saved clusters that `up` restores instead of booting).
+    #[command(subcommand)]
+    Golden(golden::GoldenCommand),
 }
 
 pub fn init_logging(verbose: u8) {
@@ -96,5 +100,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Artifacts(c) => artifacts::run(c),
         Command::Image(c) => image::run(c),
         Command::Scenario(c) => scenario::run(c),
+        Command::Golden(c) => golden::run(c),
     }
 }

@@ -17,6 +17,8 @@ use std::time::Duration;
 
 pub use gc::{gc, list, Reaped};
 pub use state::{console_tail, ClusterState, NodeState};
+pub(crate) use teardown::Gate;
+pub(crate) use up::create_run_dir;
 pub use up::UpOptions;
 
 use crate::accel::Accel;
@@ -173,6 +175,31 @@ impl Cluster {
         let session = Session::connect(&self.target(node)?, self.accel().scale(SESSION_CONNECT)).await?;
         self.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(node.to_string(), session.clone());
         Ok(session)
+    }
+
+    /// A cluster whose run directory and libvirt objects another module made (a golden restore), owned like
+    /// one from [`Cluster::up`]: torn down when dropped, unless kept.
+    pub(crate) fn adopt(state: ClusterState, run_dir: RunDir, client_key: Arc<KeyPair>) -> Cluster {
+        let teardown = Teardown::arm(state.uri.clone(), state.id.clone(), run_dir.clone());
+        Cluster { state, run_dir, client_key, sessions: Mutex::default(), teardown: Some(teardown) }
+    }
+
+    /// Creation and teardown exclude each other through this gate (see `teardown::Gate`).
+    pub(crate) fn gate(&self) -> Gate {
+        self.teardown.as_ref().map(|t| t.gate.clone()).unwrap_or_default()
+    }
+
+    pub(crate) fn state_mut(&mut self) -> &mut ClusterState {
+        &mut self.state
+    }
+
+    pub(crate) fn add_session(&self, node: &str, session: Session) {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(node.to_string(), session);
+    }
+
+    /// Drops every open session, e.g. before the nodes' memory is saved.
+    pub(crate) fn close_sessions(&self) {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     /// Leaves the cluster running after this handle and its owner are gone, until `kthw down`.

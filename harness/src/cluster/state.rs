@@ -10,7 +10,7 @@ use super::ClusterError;
 use crate::accel::Accel;
 use crate::rundir::RunDir;
 use crate::spec::ClusterSpec;
-use crate::virt::Owner;
+use crate::virt::{Owner, Ownership};
 
 /// Everything about a running cluster that outlives the process that started it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,6 +66,19 @@ impl ClusterState {
 
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec_pretty(self).expect("a cluster state always serializes")
+    }
+
+    /// The metadata every libvirt object of this cluster carries (`node`: None on the network).
+    pub fn ownership(&self, run_dir: &RunDir, node: Option<&str>) -> Ownership {
+        Ownership {
+            cluster_id: self.id.clone(),
+            cluster_name: self.name.clone(),
+            node: node.map(str::to_string),
+            run_dir: run_dir.root().to_path_buf(),
+            owner: self.owner,
+            created: self.created,
+            harness_version: self.harness_version.clone(),
+        }
     }
 
     pub fn node(&self, name: &str) -> Option<&NodeState> {

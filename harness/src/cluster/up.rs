@@ -22,7 +22,7 @@ use crate::spec::ClusterSpec;
 use crate::ssh::{self, KeyPair, Session, SshError};
 use crate::virt::domain::{DomainDef, ManagementNic};
 use crate::virt::network::NetworkDef;
-use crate::virt::{self, disk, domain, metadata, names, network, Owner, Ownership, VirtError};
+use crate::virt::{self, disk, domain, metadata, names, network, Owner, VirtError};
 
 /// Written for KVM, where a node reaches sshd in under 10 s; scaled by the accelerator (x6 under TCG).
 const BOOT_DEADLINE: Duration = Duration::from_secs(30);
@@ -68,10 +68,7 @@ pub(super) async fn up(
 
     let id = names::new_cluster_id();
     let (state, host_keys) = initial_state(spec, name, &id, &uri, probe.accel, &image)?;
-    let run_dir = RunDir::create(&paths.runs(), name, &state.to_json()).map_err(|e| match e {
-        CreateError::Exists(dir) => ClusterError::AlreadyExists { name: name.to_string(), dir },
-        CreateError::Io { action, path, source } => ClusterError::Io { what: action, path, source },
-    })?;
+    let run_dir = create_run_dir(paths, name, &state)?;
     let teardown = Teardown::arm(uri.clone(), id.clone(), run_dir.clone());
     let plan = plan(spec, state, host_keys, &image, &run_dir)?;
     let mut cluster = Cluster {
@@ -114,6 +111,14 @@ pub(super) async fn up(
     }
     cluster.state.write(&run_dir)?;
     Ok(cluster)
+}
+
+/// The run directory of cluster `name`, born with `state`.
+pub(crate) fn create_run_dir(paths: &Paths, name: &str, state: &ClusterState) -> Result<RunDir, ClusterError> {
+    RunDir::create(&paths.runs(), name, &state.to_json()).map_err(|e| match e {
+        CreateError::Exists(dir) => ClusterError::AlreadyExists { name: name.to_string(), dir },
+        CreateError::Io { action, path, source } => ClusterError::Io { what: action, path, source },
+    })
 }
 
 /// Paths stored in overlays and domain XML must not depend on the working directory.
@@ -179,15 +184,7 @@ fn plan(
     image: &NodeImage,
     run_dir: &RunDir,
 ) -> Result<Plan, ClusterError> {
-    let ownership = |node: Option<&str>| Ownership {
-        cluster_id: state.id.clone(),
-        cluster_name: state.name.clone(),
-        node: node.map(str::to_string),
-        run_dir: run_dir.root().to_path_buf(),
-        owner: state.owner,
-        created: state.created,
-        harness_version: state.harness_version.clone(),
-    };
+    let ownership = |node: Option<&str>| state.ownership(run_dir, node);
     let (name, uri, accel) = (&state.name, &state.uri, state.accel);
     let client_key = KeyPair::generate(&format!("kthw-client@{name}"));
     ssh::keys::write_private(&run_dir.client_key(), &client_key)?;

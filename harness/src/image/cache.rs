@@ -2,7 +2,6 @@
 //! directories (`.build-<key>-<pid>`) that only become an image by being renamed into place.
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use super::manifest::{ImageManifest, MANIFEST};
@@ -41,15 +40,11 @@ impl KeyLock {
             .open(&path)
             .map_err(|e| ImageError::io("opening lock", &path, e))?;
         let op = if wait { libc::LOCK_EX } else { libc::LOCK_EX | libc::LOCK_NB };
-        // SAFETY: flock on a file descriptor this function owns.
-        if unsafe { libc::flock(file.as_raw_fd(), op) } != 0 {
-            let err = std::io::Error::last_os_error();
-            if err.kind() == std::io::ErrorKind::WouldBlock {
-                return Ok(None);
-            }
-            return Err(ImageError::io("locking", &path, err));
+        match crate::files::flock(&file, op) {
+            Ok(true) => Ok(Some(KeyLock { _file: file })),
+            Ok(false) => Ok(None),
+            Err(err) => Err(ImageError::io("locking", &path, err)),
         }
-        Ok(Some(KeyLock { _file: file }))
     }
 }
 

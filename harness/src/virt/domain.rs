@@ -199,7 +199,12 @@ pub fn remove(conn: &Connect, name: &str) -> Result<bool, VirtError> {
             }
         }
     }
-    dom.undefine_flags(UNDEFINE_EVERYTHING).map_err(|e| libvirt_error("undefine domain", name, e))?;
+    match dom.undefine_flags(UNDEFINE_EVERYTHING) {
+        // A transient domain (one restored from a save image and not yet defined) is gone once stopped.
+        Err(e) if e.code().is(ErrorNumber::NoDomain) => {}
+        Err(e) => return Err(libvirt_error("undefine domain", name, e)),
+        Ok(_) => {}
+    }
     if let Some(log) = conn.uri().ok().and_then(|uri| qemu_log(&uri, name)) {
         let _ = std::fs::remove_file(log);
     }

@@ -8,7 +8,7 @@ pub mod metadata;
 pub mod names;
 pub mod network;
 pub mod reap;
-mod xml;
+pub(crate) mod xml;
 
 use std::path::PathBuf;
 
@@ -31,7 +31,7 @@ pub enum VirtError {
     Join(String),
 }
 
-pub(crate) fn libvirt_error(action: &'static str, object: &str, e: virt::error::Error) -> VirtError {
+pub fn libvirt_error(action: &'static str, object: &str, e: virt::error::Error) -> VirtError {
     VirtError::Libvirt { action, object: object.to_string(), message: e.message().to_string() }
 }
 

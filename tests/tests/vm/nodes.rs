@@ -15,7 +15,8 @@ use kthw::rundir::RunDir;
 use kthw::spec::ClusterSpec;
 use kthw::virt::{self, reap};
 use kthw_tests::{
-    host_prerequisite, kthw_bin, small_spec, succeed, test_paths, unique_name, up_until, vm_host_missing,
+    golden_up_until, host_prerequisite, kthw_bin, small_spec, succeed, test_paths, unique_name, up_until,
+    vm_host_missing,
 };
 
 /// `small_spec(nodes)` with or without egress.
@@ -125,7 +126,9 @@ async fn two_clusters_run_side_by_side_with_the_same_addresses() {
     // B allows egress: the positive control for the egress probe the other test relies on.
     let (spec_a, spec_b) = (spec_of(2, false), spec_of(2, true));
     let (name_a, name_b) = (unique_name("vm-pair-a"), unique_name("vm-pair-b"));
-    let (a, b) = tokio::join!(up(&spec_a, &name_a), up(&spec_b, &name_b));
+    // A from the shared snapshot of two nodes (the gc test's live cluster is another copy of it), B booted.
+    let (a, b) = tokio::join!(golden_up_until(&spec_a, &name_a, Phase::Nodes), up(&spec_b, &name_b));
+    let a = a.cluster;
 
     assert_ne!(a.id(), b.id());
     for node in ["control-plane-1", "worker-node-1"] {
@@ -177,11 +180,13 @@ async fn gc_removes_everything_of_a_killed_up_an_interrupted_up_leaves_nothing_a
 
     // A live cluster of this process must survive the gc (two nodes: a valid spec has a worker).
     let live_name = unique_name("vm-live");
-    let live = up(&spec_of(2, false), &live_name).await;
+    // Any live cluster will do: a copy of the shared snapshot, not a boot.
+    let live = golden_up_until(&spec_of(2, false), &live_name, Phase::Nodes).await.cluster;
 
     let spawn_up = |name: &str, stderr: Stdio| {
         Command::new(&kthw)
-            .args(["up", "--until", "nodes", "--name", name, "--spec"])
+            // --fresh: this test is about killing a boot, whatever golden snapshot of its spec exists.
+            .args(["up", "--fresh", "--until", "nodes", "--name", name, "--spec"])
             .arg(spec_file.path())
             .env("KTHW_HOME", &home)
             .stdout(Stdio::null())
@@ -223,7 +228,7 @@ async fn gc_removes_everything_of_a_killed_up_an_interrupted_up_leaves_nothing_a
 }
 
 /// The spec file a person would write for `small_spec`: only what differs from the seed's defaults.
-fn toml_of(spec: &ClusterSpec) -> String {
+pub(crate) fn toml_of(spec: &ClusterSpec) -> String {
     let mut text = format!("egress = {}\n", spec.egress);
     for n in &spec.nodes {
         let role = match n.role {
@@ -239,14 +244,15 @@ fn toml_of(spec: &ClusterSpec) -> String {
     text
 }
 
-/// Polls the run directory's state file and libvirt until every node of the cluster runs; returns its id.
-fn wait_until_booting(paths: &Paths, name: &str, nodes: usize, deadline: Duration) -> String {
+/// Polls the run directory's state file and libvirt until `nodes` of the cluster's domains run (a restore may
+/// start several between two polls); returns its id.
+pub(crate) fn wait_until_booting(paths: &Paths, name: &str, nodes: usize, deadline: Duration) -> String {
     let start = Instant::now();
     let mut last = String::from("no state file yet");
     while start.elapsed() < deadline {
         if let Ok(state) = kthw::cluster::ClusterState::read(&RunDir::at(paths.run(name))) {
             let running = qemu_pids_of(&state.id).len();
-            if running == nodes {
+            if running >= nodes {
                 return state.id;
             }
             last = format!("{running} of {nodes} QEMU processes of cluster {}", state.id);
@@ -271,7 +277,7 @@ fn qemu_pids_of(id: &str) -> Vec<u32> {
 }
 
 /// No domain, network, run directory, QEMU process or libvirt log of cluster `id` remains.
-fn assert_nothing_left(paths: &Paths, name: &str, id: &str) {
+pub(crate) fn assert_nothing_left(paths: &Paths, name: &str, id: &str) {
     let conn = virt::connect::open(&virt::connect::uri()).unwrap();
     let objects: BTreeMap<String, reap::Kind> = reap::owned(&conn)
         .unwrap()

@@ -1,0 +1,57 @@
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use kthw::golden::store;
+use kthw::paths::Paths;
+
+#[derive(Debug, Subcommand)]
+pub enum GoldenCommand {
+    /// List golden snapshots: key, phase, nodes, size on disk, what they were made from, copies using them.
+    List,
+    /// Remove golden snapshots (all, or the KEYs given) and what interrupted saves left; never one a running
+    /// copy is backed by.
+    Prune {
+        /// Only these snapshots.
+        keys: Vec<String>,
+    },
+}
+
+pub fn run(cmd: GoldenCommand) -> anyhow::Result<ExitCode> {
+    let paths = Paths::from_env();
+    match cmd {
+        GoldenCommand::List => {
+            let all = store::list(&paths);
+            if all.is_empty() {
+                println!("no golden snapshots under {} (`kthw up --golden` saves one)", store::root(&paths).display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("{:<26} {:>9}  {:<26} {:>5}  {:<6} USED BY", "KEY", "SIZE", "IMAGE", "NODES", "ACCEL");
+            for l in all {
+                let size = format!("{} MiB", l.disk_bytes >> 20);
+                let users = if l.users.is_empty() { "-".to_string() } else { l.users.join(",") };
+                match &l.manifest {
+                    Ok(m) => println!(
+                        "{:<26} {size:>9}  {:<26} {:>5}  {:<6} {users}",
+                        l.key,
+                        m.inputs.image_key,
+                        m.nodes.len(),
+                        format!("{:?}", m.inputs.accel).to_uppercase()
+                    ),
+                    Err(why) => println!("{:<26} {size:>9}  unusable: {why}", l.key),
+                }
+            }
+        }
+        GoldenCommand::Prune { keys } => {
+            let (pruned, kept) = store::prune(&paths, |k| keys.is_empty() || keys.iter().any(|w| w == k));
+            for p in &pruned {
+                println!("removed {} ({} MiB)", p.key, p.bytes >> 20);
+            }
+            for (key, why) in &kept {
+                println!("kept    {key}: {why}");
+            }
+            let freed: u64 = pruned.iter().map(|p| p.bytes).sum();
+            println!("freed {} MiB", freed >> 20);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,112 @@
+//! What a golden snapshot is keyed by: everything that determines the saved state. Two runs that agree on all
+//! of it would boot and bootstrap to the same state, so one may be restored in place of the other.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::accel::Accel;
+use crate::artifacts::Manifest;
+use crate::phase::Phase;
+use crate::spec::ClusterSpec;
+
+/// Bumped whenever what a snapshot holds, or how it is restored, changes: older snapshots stop matching.
+pub const FORMAT: u32 = 1;
+
+/// The inputs, kept in the manifest so `kthw golden list` can say what a snapshot is of.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyInputs {
+    pub format: u32,
+    /// The node image (its recipe hash and mirrors): the base disk, kernel and initrd.
+    pub image_key: String,
+    /// The spec, less its `name`: the cluster's name only names libvirt objects and the run directory.
+    pub spec: serde_json::Value,
+    /// Every artifact the phases through `phase` install, with its published sum.
+    pub artifacts: Vec<String>,
+    pub phase: Phase,
+    pub accel: Accel,
+    /// libvirt's hypervisor version: QEMU restores only migration streams it understands.
+    pub hypervisor: u32,
+    /// The harness wrote the files the phases installed: its version and a hash of its sources (build.rs),
+    /// so a snapshot made by other code is never restored.
+    pub harness: String,
+}
+
+impl KeyInputs {
+    pub fn new(
+        image_key: &str,
+        spec: &ClusterSpec,
+        artifacts: &Manifest,
+        phase: Phase,
+        accel: Accel,
+        hypervisor: u32,
+    ) -> KeyInputs {
+        let mut spec = spec.clone();
+        spec.name = String::new();
+        let mut needed: Vec<String> = artifacts
+            .needed_until(&spec, phase)
+            .into_iter()
+            .map(|a| {
+                let sum = a.sum().map(|s| s.to_string()).unwrap_or_else(|_| "unpublished".into());
+                format!("{} {} {sum}", a.name, a.version)
+            })
+            .collect();
+        needed.sort();
+        KeyInputs {
+            format: FORMAT,
+            image_key: image_key.to_string(),
+            // A Value's maps are sorted: the same spec always serializes the same way.
+            spec: serde_json::to_value(&spec).expect("a spec serializes"),
+            artifacts: needed,
+            phase,
+            accel,
+            hypervisor,
+            harness: format!("{} {}", env!("CARGO_PKG_VERSION"), env!("KTHW_SOURCE_HASH")),
+        }
+    }
+
+    /// `<phase>-<16 hex digits of the inputs' sha256>`: readable, and stable across runs and hosts.
+    pub fn key(&self) -> String {
+        let canonical =
+            serde_json::to_string(&serde_json::to_value(self).expect("inputs serialize")).expect("a value serializes");
+        let hash = hex::encode(Sha256::digest(canonical.as_bytes()));
+        format!("{}-{}", self.phase.name(), &hash[..16])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs(spec: &ClusterSpec, phase: Phase) -> KeyInputs {
+        KeyInputs::new("bookworm-0123", spec, &Manifest::pinned(), phase, Accel::Tcg, 10_000_000)
+    }
+
+    #[test]
+    fn the_key_is_stable_and_ignores_only_the_cluster_name() {
+        let spec = ClusterSpec::default();
+        let key = inputs(&spec, Phase::Etcd).key();
+        assert!(key.starts_with("etcd-") && key.len() == "etcd-".len() + 16, "{key}");
+        assert_eq!(inputs(&spec, Phase::Etcd).key(), key);
+        let renamed = ClusterSpec { name: "other".into(), ..spec.clone() };
+        assert_eq!(inputs(&renamed, Phase::Etcd).key(), key);
+        let mut addressed = spec.clone();
+        addressed.nodes[1].address = "10.0.0.9".parse().unwrap();
+        assert_ne!(inputs(&addressed, Phase::Etcd).key(), key);
+        assert_ne!(inputs(&spec, Phase::Kubeconfigs).key(), key);
+        let kvm = KeyInputs { accel: Accel::Kvm, ..inputs(&spec, Phase::Etcd) };
+        assert_ne!(kvm.key(), key);
+        let qemu = KeyInputs { hypervisor: 10_001_000, ..inputs(&spec, Phase::Etcd) };
+        assert_ne!(qemu.key(), key);
+    }
+
+    #[test]
+    fn the_artifacts_the_phases_install_are_part_of_the_key() {
+        let spec = ClusterSpec::default();
+        assert!(inputs(&spec, Phase::Kubeconfigs).artifacts.is_empty());
+        let workers = inputs(&spec, Phase::Workers);
+        assert!(workers.artifacts.iter().any(|a| a.starts_with("containerd ")), "{:?}", workers.artifacts);
+        let mut newer = spec.clone();
+        newer.versions.kubernetes = "1.32.5".into();
+        assert_ne!(inputs(&newer, Phase::Workers).key(), workers.key());
+    }
+}
