@@ -199,3 +199,70 @@ fn artifacts_fetch_uses_the_mirror_from_the_flag_or_the_environment() {
     assert!(!bad.status.success());
     assert!(text(&bad.stderr).contains("give an http(s) URL"), "{}", text(&bad.stderr));
 }
+
+/// A cluster's run directory as `kthw up` leaves it, for commands that must refuse before touching libvirt.
+fn fake_cluster(home: &Path, name: &str) {
+    use kthw::cluster::{ClusterState, NodeState};
+    let run_dir = kthw::rundir::RunDir::at(kthw::paths::Paths::under(home.to_path_buf()).run(name));
+    std::fs::create_dir_all(run_dir.root()).unwrap();
+    let key = kthw::ssh::KeyPair::generate("test");
+    kthw::ssh::keys::write_private(&run_dir.client_key(), &key).unwrap();
+    let spec = kthw::ClusterSpec::default();
+    let state = ClusterState {
+        name: name.into(),
+        id: "c0ffee".into(),
+        uri: "test:///default".into(),
+        accel: kthw::accel::Accel::Tcg,
+        owner: kthw::virt::Owner::current(),
+        kept: true,
+        created: 0,
+        harness_version: "0".into(),
+        image_key: "none".into(),
+        network: "kthw-c0ffee".into(),
+        bridge: "kthw-c0ffee".into(),
+        nodes: spec
+            .nodes
+            .iter()
+            .map(|n| NodeState {
+                name: n.name.clone(),
+                address: n.address,
+                domain: format!("kthw-c0ffee-{}", n.name),
+                ssh_port: 1,
+                host_key: key.public_openssh(),
+                boot_ms: None,
+            })
+            .collect(),
+        spec,
+    };
+    state.write(&run_dir).unwrap();
+}
+
+#[test]
+fn fault_refuses_bad_input_naming_what_was_wrong_and_what_is_valid() {
+    let home = tempfile::tempdir().unwrap();
+    fake_cluster(home.path(), "lab");
+    let fault = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_kthw"))
+            .arg("fault")
+            .args(args)
+            .env("KTHW_HOME", home.path())
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run kthw");
+        assert_eq!(out.status.code(), Some(1), "{args:?} must fail: {}", text(&out.stdout));
+        text(&out.stderr)
+    };
+    let e = fault(&["lab", "worker-node-2", "unplug"]);
+    assert!(e.contains("unknown fault \"unplug\"; valid faults: link-down, link-up, delay MS, loss PERCENT"), "{e}");
+    let e = fault(&["lab", "worker-node-2", "delay", "soon"]);
+    assert!(e.contains("\"soon\" is not a whole number of milliseconds from 0 to 60000; usage: delay MS"), "{e}");
+    let e = fault(&["lab", "worker-node-2", "loss", "120"]);
+    assert!(e.contains("not a whole percentage from 0 to 100"), "{e}");
+    let e = fault(&["lab", "worker-node-9", "pause"]);
+    assert!(
+        e.contains("cluster lab has no node worker-node-9; its nodes: control-plane-1, worker-node-1, worker-node-2"),
+        "{e}"
+    );
+    let e = fault(&["nosuch", "worker-node-2", "pause"]);
+    assert!(e.contains("no cluster named nosuch"), "{e}");
+}

@@ -3,6 +3,7 @@
 mod artifacts;
 mod cluster;
 mod doctor;
+mod fault;
 mod image;
 mod kubeconfig;
 mod load;
@@ -55,6 +56,9 @@ enum Command {
     /// List, fetch and verify the pinned upstream artifacts.
     #[command(subcommand)]
     Artifacts(artifacts::ArtifactsCommand),
+    /// Make a node misbehave: link-down, link-up, delay MS, loss PERCENT, pause, resume, reset, stop-unit UNIT,
+    /// kill-unit UNIT.
+    Fault(fault::FaultArgs),
     /// Build, list and prune node images.
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -91,5 +95,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Load(a) => load::load(a),
         Command::Artifacts(c) => artifacts::run(c),
         Command::Image(c) => image::run(c),
+        Command::Fault(a) => fault::fault(a),
     }
 }

@@ -5,6 +5,7 @@
 //! that brings it up owns it: dropping the handle tears it down, and if the process dies the reaper removes
 //! it, unless it was kept for a person ([`Cluster::keep`], what `kthw up` does).
 
+mod fault;
 mod gc;
 mod state;
 mod teardown;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use fault::{Fault, FaultError, VALID_FAULTS};
 pub use gc::{gc, list, Reaped};
 pub use state::{console_tail, ClusterState, NodeState};
 pub use up::UpOptions;
