@@ -38,9 +38,13 @@ pub enum Fault {
     LinkDown,
     LinkUp,
     /// Every packet the node sends on its cluster NIC waits this long; 0 removes the delay.
-    Delay { ms: u32 },
+    Delay {
+        ms: u32,
+    },
     /// This share of the packets the node sends on its cluster NIC is dropped; 0 removes the loss.
-    Loss { percent: u8 },
+    Loss {
+        percent: u8,
+    },
     /// The VM stops running (libvirt suspend): it answers nothing, its clock stops.
     Pause,
     Resume,
