@@ -8,6 +8,7 @@ pub mod accel;
 pub mod access;
 pub mod artifacts;
 pub mod bootstrap;
+pub mod bundle;
 pub mod cluster;
 pub mod diagnosis;
 pub mod doctor;
