@@ -73,15 +73,17 @@ pub enum UpError {
         #[source]
         source: Box<ClusterError>,
     },
-    #[error("cluster {name}: {}", if *kept {
+    #[error("cluster {name}: {}{}", if *kept {
         format!("it stays up to look at (node logs in {}/nodes/*/ssh.log; `kthw down {name}` removes it)", run_dir.root().display())
     } else {
         "it was torn down".to_string()
-    })]
+    }, bundle.as_ref().map(|b| format!("\nfailure bundle: {} (and {}.tar.gz)", b.display(), b.display())).unwrap_or_default())]
     Phase {
         name: String,
         run_dir: RunDir,
         kept: bool,
+        /// The failure bundle made before the cluster was torn down or kept, if one could be written.
+        bundle: Option<PathBuf>,
         #[source]
         source: Box<BootstrapError>,
     },
@@ -275,12 +277,35 @@ impl Up {
         match ran {
             Ok(reports) => Ok(Running { cluster, plan, reports, bootstrap }),
             Err(source) => {
+                let bundle = self.failure_bundle(&cluster, &bootstrap, &source, &events).await;
                 let kept = match self.keep {
                     Keep::Never => false,
                     Keep::Always => true,
                     Keep::OnFailure => cluster.keep().is_ok(),
                 };
-                Err(UpError::Phase { name, run_dir: cluster.run_dir().clone(), kept, source: Box::new(source) })
+                Err(UpError::Phase { name, run_dir: cluster.run_dir().clone(), kept, bundle, source: Box::new(source) })
+            }
+        }
+    }
+
+    /// Everything that explains the failure, collected while the cluster still runs; a bundle that cannot be
+    /// written is logged, never a reason to lose the phase's own error.
+    async fn failure_bundle(
+        &self,
+        cluster: &Cluster,
+        bootstrap: &Bootstrap,
+        failed: &BootstrapError,
+        events: &Events,
+    ) -> Option<PathBuf> {
+        let reason = crate::chain(failed);
+        match crate::bundle::collect_with(cluster, &self.paths, bootstrap, Some(&reason)).await {
+            Ok(made) => {
+                events.emit(Event::Note(format!("failure bundle: {}", made.archive.display())));
+                Some(made.dir)
+            }
+            Err(e) => {
+                tracing::warn!(cluster = cluster.name(), error = %crate::chain(&e), "no failure bundle");
+                None
             }
         }
     }

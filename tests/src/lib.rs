@@ -161,7 +161,8 @@ pub async fn up_until(spec: &ClusterSpec, name: &str, phase: Phase) -> Running {
     up_or_panic(up(spec, name).await.until(phase)).await
 }
 
-/// Runs `up`, or fails the test with the whole error.
+/// Runs `up`, or fails the test with the whole error; when a phase failed, that error names the failure bundle
+/// `Up` made before tearing the cluster down (`<test home>/state/bundles/...`).
 pub async fn up_or_panic(up: Up) -> Running {
     match up.run().await {
         Ok(r) => r,
@@ -174,5 +175,17 @@ pub async fn succeed(s: &Session, cmd: &str) -> String {
     match s.succeed(cmd).await {
         Ok(out) => out.stdout_lossy().trim().to_string(),
         Err(e) => panic!("{}", kthw::chain(&e)),
+    }
+}
+
+/// A failure bundle of `cluster` under the test home, for a test that fails after its cluster came up; prints
+/// and returns the bundle's directory so the path reaches the test's output.
+pub async fn bundle(cluster: &kthw::cluster::Cluster, why: &str) -> PathBuf {
+    match kthw::bundle::collect(cluster, &test_paths(), Some(why)).await {
+        Ok(made) => {
+            eprintln!("failure bundle: {} (and {})", made.dir.display(), made.archive.display());
+            made.dir
+        }
+        Err(e) => panic!("no failure bundle of {}: {}", cluster.name(), kthw::chain(&e)),
     }
 }

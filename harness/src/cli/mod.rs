@@ -1,6 +1,7 @@
 //! Argument parsing and dispatch; each command group lives in its own file.
 
 mod artifacts;
+mod bundle;
 mod cluster;
 mod doctor;
 mod fault;
@@ -56,6 +57,9 @@ enum Command {
     /// List, fetch and verify the pinned upstream artifacts.
     #[command(subcommand)]
     Artifacts(artifacts::ArtifactsCommand),
+    /// Collect everything that explains a cluster's state (spec, logs, journals, kubectl dumps) into one
+    /// directory and .tar.gz under the state directory's bundles/.
+    Bundle(bundle::BundleArgs),
     /// Make a node misbehave: link-down, link-up, delay MS, loss PERCENT, pause, resume, reset, stop-unit UNIT,
     /// kill-unit UNIT.
     Fault(fault::FaultArgs),
@@ -96,5 +100,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Artifacts(c) => artifacts::run(c),
         Command::Image(c) => image::run(c),
         Command::Fault(a) => fault::fault(a),
+        Command::Bundle(a) => bundle::bundle(a),
     }
 }

@@ -8,7 +8,7 @@ use kthw::cluster::{Cluster, ClusterError, Fault, FaultError};
 use kthw::phase::Phase;
 use kthw::spec::{ClusterSpec, Origin};
 use kthw::ssh::{Session, Target};
-use kthw_tests::{host_prerequisite, small_spec, succeed, unique_name, up, up_or_panic, vm_host_missing};
+use kthw_tests::{host_prerequisite, small_spec, succeed, test_paths, unique_name, up, up_or_panic, vm_host_missing};
 
 /// worker-node-2's address, which worker-node-1 pings across the cluster network.
 const WORKER_2: &str = "10.0.0.6";
@@ -41,6 +41,7 @@ async fn each_fault_shows_its_effect_and_the_node_recovers() {
     for line in ["fault worker-node-2: link-down", "fault worker-node-2: delay 300", "fault control-plane-1: reset"] {
         assert!(timeline.contains(line), "the run's timeline records {line:?}:\n{timeline}");
     }
+    a_bundle_holds_what_explains_the_cluster_and_no_key(&cluster).await;
     cluster.down().await.unwrap();
 }
 
@@ -193,4 +194,49 @@ async fn etcd_survives_a_hard_reset_with_its_data(cluster: &Cluster, etcdctl: &s
     );
     let value = succeed(&cp, &format!("{etcdctl} get /kthw/fault --print-value-only")).await;
     assert_eq!(value, "written before the faults", "etcd's data outlived the reset");
+}
+
+/// The bundle of a cluster that went through the faults, made while it runs: every node's records, the
+/// apiserver's absence recorded rather than fatal, and not one private key in the archive.
+async fn a_bundle_holds_what_explains_the_cluster_and_no_key(cluster: &Cluster) {
+    let started = Instant::now();
+    let made = kthw::bundle::collect(cluster, &test_paths(), Some("the faults test")).await.unwrap();
+    let read = |f: &str| std::fs::read_to_string(made.dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+    eprintln!(
+        "bundle made in {:.1} s: {} files, archive {:.1} KiB at {}",
+        started.elapsed().as_secs_f64(),
+        made.manifest.steps.iter().filter(|s| s.file.is_some()).count(),
+        made.archive_bytes as f64 / 1024.0,
+        made.archive.display()
+    );
+    for node in ["control-plane-1", "worker-node-1", "worker-node-2"] {
+        assert!(read(&format!("nodes/{node}/journal.txt")).contains("Started ssh.service"), "{node}'s journal");
+        assert!(read(&format!("nodes/{node}/domain.xml")).contains("<domain type="), "{node}'s domain XML");
+        assert!(!read(&format!("run/nodes/{node}/console.log")).is_empty(), "{node}'s console");
+    }
+    assert!(read("run/nodes/worker-node-2/ssh.log").contains("tc qdisc replace"), "the SSH log of the netem faults");
+    assert!(read("nodes/control-plane-1/units.txt").contains("etcd.service"));
+    assert!(read("run/timeline.log").contains("fault control-plane-1: reset"));
+    assert!(read("run/phases.jsonl").contains("\"phase\":\"etcd\""));
+    assert!(read("spec.toml").contains("etcd_from = \"debian\""));
+    assert!(read("README.txt").contains("reason: the faults test"));
+    let apiserver = made.manifest.steps.iter().find(|s| s.name == "kubernetes/apiserver").expect("an apiserver step");
+    assert!(apiserver.error.as_deref().unwrap_or_default().contains("the apiserver does not answer"), "{apiserver:?}");
+    let failed: Vec<_> = made.failed_steps().map(|s| s.name.as_str()).collect();
+    assert_eq!(failed, ["kubernetes/apiserver"], "every other step collected");
+    for secret in ["client_key", "pki/ca.key", "kubeconfigs/admin.kubeconfig"] {
+        assert!(made.manifest.excluded.iter().any(|e| e.path == secret), "{secret} is listed as left out");
+    }
+    let gz = flate2::read::GzDecoder::new(std::fs::File::open(&made.archive).unwrap());
+    let mut archive = tar::Archive::new(gz);
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        let name = entry.path().unwrap().display().to_string();
+        assert!(!text.contains("PRIVATE KEY-----"), "{name} holds a private key");
+    }
+    let opened = kthw::bundle::open(&made.archive).unwrap_or_else(|e| panic!("{}", kthw::chain(&e)));
+    assert_eq!(&opened.spec, cluster.spec());
 }
