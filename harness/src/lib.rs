@@ -16,6 +16,7 @@ pub mod events;
 pub mod files;
 pub mod identity;
 pub mod image;
+pub mod keep;
 pub mod kubeconfig;
 pub mod oci;
 pub mod paths;

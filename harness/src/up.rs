@@ -74,7 +74,8 @@ pub enum UpError {
         source: Box<ClusterError>,
     },
     #[error("cluster {name}: {}{}", if *kept {
-        format!("it stays up to look at (node logs in {}/nodes/*/ssh.log; `kthw down {name}` removes it)", run_dir.root().display())
+        format!("it stays up to look at: `kthw ssh {name} NODE`, `kthw kubeconfig {name}`; node logs in {}/nodes/*/ssh.log; \
+                 `kthw down {name}` removes it, `kthw gc` once its time to live ends", run_dir.root().display())
     } else {
         "it was torn down".to_string()
     }, bundle.as_ref().map(|b| format!("\nfailure bundle: {} (and {}.tar.gz)", b.display(), b.display())).unwrap_or_default())]
@@ -116,6 +117,7 @@ pub struct Up {
     partial: bool,
     artifacts_dir: Option<PathBuf>,
     keep: Keep,
+    keep_ttl: Duration,
     paths: Paths,
     image: Option<NodeImage>,
     uri: Option<String>,
@@ -133,6 +135,7 @@ impl Up {
             partial: false,
             artifacts_dir: None,
             keep: Keep::Never,
+            keep_ttl: crate::cluster::DEFAULT_KEEP_TTL,
             paths: Paths::from_env(),
             image: None,
             uri: None,
@@ -168,6 +171,12 @@ impl Up {
 
     pub fn keep(mut self, keep: Keep) -> Up {
         self.keep = keep;
+        self
+    }
+
+    /// How long a kept cluster stays before `kthw gc` removes it (24 h by default).
+    pub fn keep_ttl(mut self, ttl: Duration) -> Up {
+        self.keep_ttl = ttl;
         self
     }
 
@@ -261,7 +270,7 @@ impl Up {
         };
         let events = self.events.with_timeline(cluster.run_dir());
         if self.keep == Keep::Always {
-            cluster.keep().map_err(|e| UpError::Keep { name: name.clone(), source: Box::new(e) })?;
+            cluster.keep_for(self.keep_ttl).map_err(|e| UpError::Keep { name: name.clone(), source: Box::new(e) })?;
         }
         let bootstrap = self.bootstrap();
         let ran = tokio::select! {
@@ -281,7 +290,7 @@ impl Up {
                 let kept = match self.keep {
                     Keep::Never => false,
                     Keep::Always => true,
-                    Keep::OnFailure => cluster.keep().is_ok(),
+                    Keep::OnFailure => cluster.keep_for(self.keep_ttl).is_ok(),
                 };
                 Err(UpError::Phase { name, run_dir: cluster.run_dir().clone(), kept, bundle, source: Box::new(source) })
             }

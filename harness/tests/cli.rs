@@ -201,7 +201,7 @@ fn artifacts_fetch_uses_the_mirror_from_the_flag_or_the_environment() {
 }
 
 /// A cluster's run directory as `kthw up` leaves it, for commands that must refuse before touching libvirt.
-fn fake_cluster(home: &Path, name: &str) {
+fn fake_cluster(home: &Path, name: &str, keep_until: Option<u64>) {
     use kthw::cluster::{ClusterState, NodeState};
     let run_dir = kthw::rundir::RunDir::at(kthw::paths::Paths::under(home.to_path_buf()).run(name));
     std::fs::create_dir_all(run_dir.root()).unwrap();
@@ -213,8 +213,10 @@ fn fake_cluster(home: &Path, name: &str) {
         id: "c0ffee".into(),
         uri: "test:///default".into(),
         accel: kthw::accel::Accel::Tcg,
-        owner: kthw::virt::Owner::current(),
+        // A pid with another start time: the owner is gone, as after `kthw up` exits.
+        owner: kthw::virt::Owner { pid: std::process::id(), start: 1 },
         kept: true,
+        keep_until,
         created: 0,
         harness_version: "0".into(),
         image_key: "none".into(),
@@ -240,7 +242,7 @@ fn fake_cluster(home: &Path, name: &str) {
 #[test]
 fn fault_refuses_bad_input_naming_what_was_wrong_and_what_is_valid() {
     let home = tempfile::tempdir().unwrap();
-    fake_cluster(home.path(), "lab");
+    fake_cluster(home.path(), "lab", None);
     let fault = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_kthw"))
             .arg("fault")
@@ -265,4 +267,58 @@ fn fault_refuses_bad_input_naming_what_was_wrong_and_what_is_valid() {
     );
     let e = fault(&["nosuch", "worker-node-2", "pause"]);
     assert!(e.contains("no cluster named nosuch"), "{e}");
+}
+
+#[test]
+fn list_shows_each_kept_clusters_time_to_live_and_gc_removes_only_the_expired() {
+    let home = tempfile::tempdir().unwrap();
+    let now = kthw::virt::metadata::unix_now();
+    fake_cluster(home.path(), "fresh", Some(now + 2 * 3600 + 30));
+    fake_cluster(home.path(), "stale", Some(now - 600));
+    fake_cluster(home.path(), "forever", None);
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_kthw"))
+            .args(args)
+            .env("KTHW_HOME", home.path())
+            .env("KTHW_LIBVIRT_URI", "test:///default")
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run kthw");
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let list = run(&["list"]);
+    let line = |name: &str| list.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{list}")).to_string();
+    assert!(line("fresh").contains("kept, 2 h 0 min left"), "{list}");
+    assert!(line("stale").contains("kept, expired 10 min ago (kthw gc removes)"), "{list}");
+    assert!(line("forever").contains("kept (kthw down removes)"), "{list}");
+
+    let gc = run(&["gc"]);
+    assert!(gc.contains("stale") && !gc.contains("fresh") && !gc.contains("forever"), "{gc}");
+    let runs = kthw::paths::Paths::under(home.path().to_path_buf()).runs();
+    let mut left: Vec<String> =
+        std::fs::read_dir(runs).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    left.sort();
+    assert_eq!(left, ["forever", "fresh"]);
+}
+
+#[test]
+fn up_refuses_a_bad_keep_or_time_to_live_before_anything_boots() {
+    let home = tempfile::tempdir().unwrap();
+    let up = |args: &[&str], env: (&str, &str)| {
+        let out = Command::new(env!("CARGO_BIN_EXE_kthw"))
+            .arg("up")
+            .args(args)
+            .env("KTHW_HOME", home.path())
+            .env(env.0, env.1)
+            .output()
+            .expect("run kthw");
+        assert!(!out.status.success());
+        text(&out.stderr)
+    };
+    let e = up(&["--ttl", "2 days"], ("RUST_LOG", "warn"));
+    assert!(e.contains("time to live") && e.contains("2 days"), "{e}");
+    let e = up(&[], ("KTHW_KEEP", "sometimes"));
+    assert!(e.contains("valid values are never, on-failure, always"), "{e}");
+    assert!(!Path::new(&home.path().join("state/runs")).exists(), "nothing was made");
 }

@@ -151,9 +151,11 @@ pub async fn node_image() -> NodeImage {
     }
 }
 
-/// `Up` for a test: the test home, the test home's node image, torn down when the handle is dropped.
+/// `Up` for a test: the test home, the test home's node image, torn down when the handle is dropped unless
+/// `KTHW_KEEP=on-failure|always` says to keep it (for `KTHW_KEEP_TTL`, 24 h by default).
 pub async fn up(spec: &ClusterSpec, name: &str) -> Up {
-    Up::new(spec.clone()).name(name).paths(test_paths()).image(node_image().await)
+    let (keep, ttl) = kthw::keep::from_env().unwrap_or_else(|e| panic!("{e}"));
+    Up::new(spec.clone()).name(name).paths(test_paths()).image(node_image().await).keep(keep).keep_ttl(ttl)
 }
 
 /// Brings `spec` up as cluster `name` through `phase`, or fails the test with the whole error.

@@ -40,6 +40,16 @@ pub struct UpArgs {
     /// Name of the cluster (its run directory); the spec's `name` when absent.
     #[arg(long)]
     name: Option<String>,
+    /// Keep the cluster after this command: always (the default), on-failure (only when a phase fails), never.
+    #[arg(long, env = "KTHW_KEEP", default_value = "always", value_parser = parse_keep)]
+    keep: Keep,
+    /// How long a kept cluster stays before `kthw gc` removes it, e.g. 2h or 90m.
+    #[arg(long, env = "KTHW_KEEP_TTL", default_value = "24h", value_parser = kthw::keep::parse_ttl)]
+    ttl: Duration,
+}
+
+fn parse_keep(s: &str) -> Result<Keep, String> {
+    s.parse()
 }
 
 #[derive(Debug, Args)]
@@ -72,8 +82,12 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let spec = ClusterSpec::load_or_default(args.spec.as_deref())?;
     let (events, rx) = Events::channel();
-    let mut up =
-        Up::new(spec.clone()).partial(args.partial).artifacts_dir(args.artifacts_dir).keep(Keep::Always).events(events);
+    let mut up = Up::new(spec.clone())
+        .partial(args.partial)
+        .artifacts_dir(args.artifacts_dir)
+        .keep(args.keep)
+        .keep_ttl(args.ttl)
+        .events(events);
     if let Some(until) = args.until {
         up = up.until(until);
     }
@@ -148,6 +162,13 @@ fn report(running: &Running, spec: &ClusterSpec) {
         println!("  kthw kubeconfig {name}              a kubeconfig for kubectl on this host");
     }
     println!("  kthw down {name}                      remove it");
+    if let Some(until) = cluster.state().keep_until.filter(|_| cluster.state().kept) {
+        let left = until.saturating_sub(virt::metadata::unix_now());
+        println!(
+            "kept for {:.1} h: `kthw gc` removes it after that (`kthw up --ttl` sets another time)",
+            left as f64 / 3600.0
+        );
+    }
 }
 
 async fn interrupted() -> &'static str {
@@ -167,19 +188,14 @@ pub fn list() -> anyhow::Result<ExitCode> {
         println!("no clusters under {}", paths.runs().display());
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<20} {:<9} {:>5}  {:<28} CREATED", "NAME", "ID", "NODES", "STATE");
+    println!("{:<20} {:<9} {:>5}  {:<40} CREATED", "NAME", "ID", "NODES", "STATE");
     for c in clusters {
         match c {
             Ok(s) => {
-                let state = if s.kept {
-                    "kept (kthw down removes)".to_string()
-                } else if s.owner.is_alive() {
-                    format!("owned by pid {}", s.owner.pid)
-                } else {
-                    "owner gone (kthw gc removes)".to_string()
-                };
-                let age = virt::metadata::unix_now().saturating_sub(s.created);
-                println!("{:<20} {:<9} {:>5}  {:<28} {} min ago", s.name, s.id, s.nodes.len(), state, age / 60);
+                let now = virt::metadata::unix_now();
+                let state = kthw::keep::describe(&s, now);
+                let age = now.saturating_sub(s.created);
+                println!("{:<20} {:<9} {:>5}  {:<40} {} min ago", s.name, s.id, s.nodes.len(), state, age / 60);
             }
             Err(e) => println!("?  {}", kthw::chain(&e)),
         }
@@ -201,7 +217,7 @@ pub fn gc() -> anyhow::Result<ExitCode> {
     let reaped = runtime()?.block_on(cluster::gc(&paths, &virt::connect::uri()))?;
     for o in &reaped.objects {
         println!(
-            "removed {:?} {} (cluster {} {}, owner pid {} gone)",
+            "removed {:?} {} (cluster {} {}: owner pid {} gone, not kept or its time to live ended)",
             o.kind, o.name, o.ownership.cluster_name, o.ownership.cluster_id, o.ownership.owner.pid
         );
     }
