@@ -322,3 +322,59 @@ fn up_refuses_a_bad_keep_or_time_to_live_before_anything_boots() {
     assert!(e.contains("valid values are never, on-failure, always"), "{e}");
     assert!(!Path::new(&home.path().join("state/runs")).exists(), "nothing was made");
 }
+
+/// A bundle directory as `kthw bundle` writes one, with what `kthw repro` reads: manifest, spec, phase records.
+fn fake_bundle(dir: &Path, format: u32, image_key: &str, failed_in: &str) -> PathBuf {
+    let b = dir.join(format!("lab-{format}-{image_key}"));
+    std::fs::create_dir_all(b.join("run")).unwrap();
+    let manifest = serde_json::json!({
+        "format": format, "harness_version": "0.1.0", "cluster": "lab", "cluster_id": "c0ffee", "created": 1,
+        "reason": "phase failed", "image_key": image_key, "file_cap": 1, "total_cap": 1, "steps": [], "excluded": [],
+    });
+    std::fs::write(b.join("MANIFEST.json"), manifest.to_string()).unwrap();
+    std::fs::write(b.join("spec.toml"), kthw::ClusterSpec::default().to_effective_toml()).unwrap();
+    let record =
+        format!("{{\"phase\":\"{failed_in}\",\"ended\":1,\"seconds\":1.0,\"outcome\":\"failed\",\"changed\":null}}\n");
+    std::fs::write(b.join("run/phases.jsonl"), record).unwrap();
+    b
+}
+
+#[test]
+fn repro_refuses_what_it_cannot_reproduce_here_before_anything_boots() {
+    let home = tempfile::tempdir().unwrap();
+    let repro = |source: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_kthw"))
+            .arg("repro")
+            .arg(source)
+            .env("KTHW_HOME", home.path())
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run kthw");
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+        text(&out.stderr)
+    };
+    let e = repro(&home.path().join("missing.tar.gz"));
+    assert!(e.contains("cannot reproduce") && e.contains("no bundle at") && e.contains("missing.tar.gz"), "{e}");
+
+    let current = kthw::image::BuildOptions::default().recipe().unwrap().key();
+    let newer = fake_bundle(home.path(), 99, &current, "etcd");
+    let e = repro(&newer);
+    assert!(e.contains("has format 99, newer than this kthw reads (1"), "{e}");
+
+    let old_image = fake_bundle(home.path(), 1, "bookworm-0000000000000000", "etcd");
+    let e = repro(&old_image);
+    assert!(e.contains("booted node image bookworm-0000000000000000, which is not cached here"), "{e}");
+    assert!(e.contains(&format!("this kthw's recipe builds {current}")), "{e}");
+
+    // The seed's spec through etcd needs the upstream etcd release, which this test home lacks.
+    let lacks = fake_bundle(home.path(), 1, &current, "etcd");
+    let e = repro(&lacks);
+    assert!(e.contains("the phases through etcd need 1 artifact this host lacks; no VM was booted"), "{e}");
+    assert!(e.contains("kthw artifacts fetch"), "names the command that provides it: {e}");
+
+    let archive = home.path().join("cut.tar.gz");
+    std::fs::write(&archive, [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3]).unwrap();
+    let e = repro(&archive);
+    assert!(e.contains("is truncated or corrupt"), "{e}");
+    assert!(!home.path().join("state/runs").exists(), "nothing was made");
+}

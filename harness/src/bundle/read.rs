@@ -5,7 +5,12 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::{BundleError, Manifest, FORMAT, MANIFEST, SPEC};
+use crate::phase::Phase;
+use crate::rundir::PhaseRecord;
 use crate::spec::ClusterSpec;
+
+/// The run directory's phase records, as the bundle holds them.
+const PHASES: &str = "run/phases.jsonl";
 
 /// A bundle that was read whole: its manifest and the spec of the cluster it was made from.
 #[derive(Debug, Clone)]
@@ -13,15 +18,24 @@ pub struct Opened {
     pub path: PathBuf,
     pub manifest: Manifest,
     pub spec: ClusterSpec,
+    /// The phase runs the bundle's cluster recorded, oldest first (none when it failed before the first).
+    pub phases: Vec<PhaseRecord>,
+}
+
+impl Opened {
+    /// The furthest phase the bundle's cluster reached or failed in: where a reproduction should go.
+    pub fn last_phase(&self) -> Option<Phase> {
+        self.phases.iter().map(|r| r.phase).max()
+    }
 }
 
 /// Opens a bundle directory or archive.
 pub fn open(path: &Path) -> Result<Opened, BundleError> {
     let meta =
         std::fs::metadata(path).map_err(|e| BundleError::NotFound { path: path.to_path_buf(), why: e.to_string() })?;
-    let (manifest, spec) = if meta.is_dir() {
+    let (manifest, spec, phases) = if meta.is_dir() {
         let read = |name: &str| std::fs::read(path.join(name)).ok();
-        (read(MANIFEST), read(SPEC))
+        (read(MANIFEST), read(SPEC), read(PHASES))
     } else {
         from_archive(path)?
     };
@@ -32,7 +46,11 @@ pub fn open(path: &Path) -> Result<Opened, BundleError> {
     let spec = String::from_utf8_lossy(&spec);
     let spec = ClusterSpec::from_toml_validated(&spec, &format!("{SPEC} of the bundle {}", path.display()))
         .map_err(|e| not_a_bundle(format!("its {SPEC} is not a valid spec: {e}")))?;
-    Ok(Opened { path: path.to_path_buf(), manifest, spec })
+    let phases = String::from_utf8_lossy(&phases.unwrap_or_default())
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    Ok(Opened { path: path.to_path_buf(), manifest, spec, phases })
 }
 
 /// The format is read before the rest: a newer bundle may have fields this kthw does not know, and the error
@@ -52,7 +70,7 @@ fn parse_manifest(path: &Path, bytes: &[u8]) -> Result<Manifest, BundleError> {
 
 /// The manifest and spec from an archive, which is read to its end: a gzip stream checks its length and CRC
 /// only there, so this is what tells a truncated archive from a whole one.
-type Found = (Option<Vec<u8>>, Option<Vec<u8>>);
+type Found = (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
 
 fn from_archive(path: &Path) -> Result<Found, BundleError> {
     let truncated = |e: std::io::Error| BundleError::Truncated { path: path.to_path_buf(), why: e.to_string() };
@@ -66,22 +84,23 @@ fn from_archive(path: &Path) -> Result<Found, BundleError> {
     }
     let file = std::fs::File::open(path).map_err(|e| BundleError::io("open", path, e))?;
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    let (mut manifest, mut spec) = (None, None);
+    let (mut manifest, mut spec, mut phases) = (None, None, None);
     for entry in archive.entries().map_err(truncated)? {
         let mut entry = entry.map_err(truncated)?;
         let name = entry.path().map_err(truncated)?.into_owned();
-        // Only the bundle's top-level files matter: `<bundle>/MANIFEST.json`, `<bundle>/spec.toml`.
-        let top = name.components().count() == 2;
+        // Only these matter: `<bundle>/MANIFEST.json`, `<bundle>/spec.toml`, `<bundle>/run/phases.jsonl`.
+        let inner: PathBuf = name.components().skip(1).collect();
         let mut bytes = Vec::new();
         entry.read_to_end(&mut bytes).map_err(truncated)?;
-        match name.file_name().and_then(|n| n.to_str()) {
-            Some(MANIFEST) if top => manifest = Some(bytes),
-            Some(SPEC) if top => spec = Some(bytes),
+        match inner.to_str() {
+            Some(MANIFEST) => manifest = Some(bytes),
+            Some(SPEC) => spec = Some(bytes),
+            Some(PHASES) => phases = Some(bytes),
             _ => {}
         }
     }
     std::io::copy(&mut archive.into_inner(), &mut std::io::sink()).map_err(truncated)?;
-    Ok((manifest, spec))
+    Ok((manifest, spec, phases))
 }
 
 #[cfg(test)]
@@ -104,6 +123,11 @@ mod tests {
         std::fs::write(dir.join(MANIFEST), manifest(format)).unwrap();
         std::fs::write(dir.join(SPEC), ClusterSpec::default().to_effective_toml()).unwrap();
         std::fs::write(dir.join("nodes/cp/journal.txt"), "x".repeat(200_000)).unwrap();
+        std::fs::create_dir_all(dir.join("run")).unwrap();
+        let record = |p: &str, o: &str| {
+            format!("{{\"phase\":\"{p}\",\"ended\":1,\"seconds\":1.0,\"outcome\":\"{o}\",\"changed\":null}}\n")
+        };
+        std::fs::write(dir.join(PHASES), record("pki", "ok") + &record("etcd", "failed")).unwrap();
         dir
     }
 
@@ -119,6 +143,7 @@ mod tests {
             let opened = open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert_eq!(opened.manifest.cluster, "lab");
             assert_eq!(opened.spec, ClusterSpec::default());
+            assert_eq!(opened.last_phase(), Some(Phase::Etcd), "the phase it failed in");
         }
     }
 

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use kthw::bootstrap::{render_lacks, READY_NODES_OUTPUT, READY_PODS_OUTPUT};
 use kthw::cluster::{self, Cluster};
-use kthw::events::Events;
+use kthw::events::{Event, Events};
 use kthw::paths::Paths;
 use kthw::phase::Phase;
 use kthw::spec::ClusterSpec;
@@ -17,6 +17,7 @@ use kthw::ssh::Stream;
 use kthw::up::{Keep, Running, Up, UpError};
 use kthw::virt;
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::render;
 
@@ -94,6 +95,11 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     if let Some(name) = args.name {
         up = up.name(name);
     }
+    drive(up, rx, &spec)
+}
+
+/// Runs a prepared `up` (its events going to `rx`) with the live display, and reports how to get in.
+pub(super) fn drive(up: Up, rx: UnboundedReceiver<Event>, spec: &ClusterSpec) -> anyhow::Result<ExitCode> {
     let plan = match up.plan() {
         Ok(plan) => plan,
         Err(e) => {
@@ -111,7 +117,7 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         let _ = renderer.await;
         match result {
             Ok(running) => {
-                report(&running, &spec);
+                report(&running, spec);
                 Ok(ExitCode::SUCCESS)
             }
             Err(e @ UpError::Interrupted { .. }) => {

@@ -9,6 +9,7 @@ mod image;
 mod kubeconfig;
 mod load;
 mod render;
+mod repro;
 mod spec;
 
 use std::process::ExitCode;
@@ -60,6 +61,8 @@ enum Command {
     /// Collect everything that explains a cluster's state (spec, logs, journals, kubectl dumps) into one
     /// directory and .tar.gz under the state directory's bundles/.
     Bundle(bundle::BundleArgs),
+    /// Stand the cluster of a failure bundle (or a spec) up again through the phase it failed in, and keep it.
+    Repro(repro::ReproArgs),
     /// Make a node misbehave: link-down, link-up, delay MS, loss PERCENT, pause, resume, reset, stop-unit UNIT,
     /// kill-unit UNIT.
     Fault(fault::FaultArgs),
@@ -101,5 +104,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Image(c) => image::run(c),
         Command::Fault(a) => fault::fault(a),
         Command::Bundle(a) => bundle::bundle(a),
+        Command::Repro(a) => repro::repro(a),
     }
 }
