@@ -66,7 +66,7 @@ pub enum FaultError {
     #[error("fault `{fault}`: {why}; usage: {usage}")]
     Argument { fault: &'static str, why: String, usage: &'static str },
     #[error(transparent)]
-    Cluster(#[from] ClusterError),
+    Cluster(Box<ClusterError>),
     #[error("cannot {fault} node {node}: {why}; nothing was changed")]
     Refused { node: String, fault: String, why: String },
     #[error("{fault} on node {node} failed")]
@@ -74,15 +74,21 @@ pub enum FaultError {
         node: String,
         fault: String,
         #[source]
-        source: VirtError,
+        source: Box<VirtError>,
     },
     #[error("{fault} on node {node} failed")]
     Ssh {
         node: String,
         fault: String,
         #[source]
-        source: SshError,
+        source: Box<SshError>,
     },
+}
+
+impl From<ClusterError> for FaultError {
+    fn from(e: ClusterError) -> FaultError {
+        FaultError::Cluster(Box::new(e))
+    }
 }
 
 impl Fault {
@@ -190,7 +196,8 @@ impl Cluster {
     /// recorded in the run's timeline, so a bundle shows when the cluster was made to misbehave.
     pub async fn inject(&self, node: &str, fault: &Fault) -> Result<String, FaultError> {
         let domain = self.node(node)?.domain.clone();
-        let virt_err = |source| FaultError::Virt { node: node.to_string(), fault: fault.to_string(), source };
+        let virt_err =
+            |source| FaultError::Virt { node: node.to_string(), fault: fault.to_string(), source: Box::new(source) };
         let refused = |why: String| FaultError::Refused { node: node.to_string(), fault: fault.to_string(), why };
         let state = self.domain_state(&domain).await.map_err(virt_err)?;
         let running = matches!(state, Enum::Known(DomainState::Running));
@@ -225,7 +232,11 @@ impl Cluster {
                 return Err(refused(format!("its guest does not run, so nothing answers SSH (libvirt says {state})")))
             }
             Fault::Delay { .. } | Fault::Loss { .. } | Fault::StopUnit(_) | Fault::KillUnit(_) => {
-                let ssh_err = |source| FaultError::Ssh { node: node.to_string(), fault: fault.to_string(), source };
+                let ssh_err = |source| FaultError::Ssh {
+                    node: node.to_string(),
+                    fault: fault.to_string(),
+                    source: Box::new(source),
+                };
                 let session = self.session(node).await?.with_deadline(GUEST_COMMAND);
                 if let Fault::StopUnit(unit) | Fault::KillUnit(unit) = fault {
                     let show = format!("systemctl show -p LoadState --value {}", shell_quote(unit));
