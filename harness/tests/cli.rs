@@ -200,6 +200,16 @@ fn artifacts_fetch_uses_the_mirror_from_the_flag_or_the_environment() {
     assert!(text(&bad.stderr).contains("give an http(s) URL"), "{}", text(&bad.stderr));
 }
 
+/// `kthw ARGS` as a person runs it against the state under `home`, with `env` added.
+fn kthw_at(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kthw"));
+    cmd.args(args).env("KTHW_HOME", home).env("RUST_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run kthw")
+}
+
 /// A cluster's run directory as `kthw up` leaves it, for commands that must refuse before touching libvirt.
 fn fake_cluster(home: &Path, name: &str, keep_until: Option<u64>) {
     use kthw::cluster::{ClusterState, NodeState};
@@ -244,13 +254,7 @@ fn fault_refuses_bad_input_naming_what_was_wrong_and_what_is_valid() {
     let home = tempfile::tempdir().unwrap();
     fake_cluster(home.path(), "lab", None);
     let fault = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_kthw"))
-            .arg("fault")
-            .args(args)
-            .env("KTHW_HOME", home.path())
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("run kthw");
+        let out = kthw_at(home.path(), &[&["fault"], args].concat(), &[]);
         assert_eq!(out.status.code(), Some(1), "{args:?} must fail: {}", text(&out.stdout));
         text(&out.stderr)
     };
@@ -277,13 +281,7 @@ fn list_shows_each_kept_clusters_time_to_live_and_gc_removes_only_the_expired() 
     fake_cluster(home.path(), "stale", Some(now - 600));
     fake_cluster(home.path(), "forever", None);
     let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_kthw"))
-            .args(args)
-            .env("KTHW_HOME", home.path())
-            .env("KTHW_LIBVIRT_URI", "test:///default")
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("run kthw");
+        let out = kthw_at(home.path(), args, &[("KTHW_LIBVIRT_URI", "test:///default")]);
         assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
         text(&out.stdout)
     };
@@ -306,13 +304,7 @@ fn list_shows_each_kept_clusters_time_to_live_and_gc_removes_only_the_expired() 
 fn up_refuses_a_bad_keep_or_time_to_live_before_anything_boots() {
     let home = tempfile::tempdir().unwrap();
     let up = |args: &[&str], env: (&str, &str)| {
-        let out = Command::new(env!("CARGO_BIN_EXE_kthw"))
-            .arg("up")
-            .args(args)
-            .env("KTHW_HOME", home.path())
-            .env(env.0, env.1)
-            .output()
-            .expect("run kthw");
+        let out = kthw_at(home.path(), &[&["up"], args].concat(), &[env]);
         assert!(!out.status.success());
         text(&out.stderr)
     };
@@ -343,13 +335,7 @@ fn fake_bundle(dir: &Path, format: u32, image_key: &str, failed_in: &str) -> Pat
 fn repro_refuses_what_it_cannot_reproduce_here_before_anything_boots() {
     let home = tempfile::tempdir().unwrap();
     let repro = |source: &Path| {
-        let out = Command::new(env!("CARGO_BIN_EXE_kthw"))
-            .arg("repro")
-            .arg(source)
-            .env("KTHW_HOME", home.path())
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("run kthw");
+        let out = kthw_at(home.path(), &["repro", source.to_str().unwrap()], &[]);
         assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
         text(&out.stderr)
     };
