@@ -208,6 +208,9 @@ fn local(w: &mut Writer, cluster: &Cluster, paths: &Paths, bootstrap: &Bootstrap
         "artifacts.txt",
         format!("{:<22} {:<10} {:<11} SOURCE\n{artifacts}", "NAME", "VERSION", "HERE").into_bytes(),
     );
+    let log = super::harness_log::snapshot();
+    let none = log.is_none().then(|| "this process keeps no log for bundles (see the caller's own output)".into());
+    w.step("harness log", "harness.log", log, none, Duration::ZERO);
     run_dir(w, cluster.run_dir().root());
 }
 

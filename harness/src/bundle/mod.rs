@@ -10,6 +10,7 @@
 //! for a person.
 
 mod collect;
+pub mod harness_log;
 mod read;
 pub mod secrets;
 

@@ -15,6 +15,8 @@ mod spec;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
@@ -80,12 +82,13 @@ pub fn init_logging(verbose: u8) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // Colour codes only for a person at a terminal: logs piped into files and CI output stay readable.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    // The same lines are kept in memory for a failure bundle's harness.log.
+    let bundle_log = tracing_subscriber::fmt::layer()
+        .with_writer(kthw::bundle::harness_log::capture())
         .with_target(false)
-        .with_ansi(ansi)
-        .init();
+        .with_ansi(false);
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_ansi(ansi);
+    tracing_subscriber::registry().with(filter).with(stderr).with(bundle_log).init();
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
