@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use kthw::bootstrap::Layout;
 use kthw::cluster::{Cluster, ClusterError, Fault, FaultError};
+use kthw::identity::{Mac, Nic};
 use kthw::phase::Phase;
 use kthw::spec::{ClusterSpec, Origin};
 use kthw::ssh::{Session, Target};
@@ -53,14 +54,16 @@ async fn inject(cluster: &Cluster, node: &str, fault: &str) -> String {
     }
 }
 
-/// Runs `cmd` on the node until its exit status is `success`, polling; the time it took, or a failure naming
-/// the last output after `deadline`.
-async fn until(s: &Session, cmd: &str, success: bool, deadline: Duration) -> Duration {
+/// Runs `cmd` on the node until its exit status is `success`, polling. Returns when the attempt that got there
+/// began and when it ended, both from the call: a failing ping shows the fault was in effect when it was sent,
+/// an answered one that the link works when it returns.
+async fn until(s: &Session, cmd: &str, success: bool, deadline: Duration) -> (Duration, Duration) {
     let start = Instant::now();
     loop {
+        let sent = start.elapsed();
         let out = s.exec(cmd, Duration::from_secs(30)).await.unwrap();
         if out.success() == success {
-            return start.elapsed();
+            return (sent, start.elapsed());
         }
         assert!(
             start.elapsed() < deadline,
@@ -94,18 +97,27 @@ async fn bad_faults_change_nothing(cluster: &Cluster, w1: &Session) {
 
 async fn link_down_cuts_the_cluster_network_and_link_up_restores_it(cluster: &Cluster, w1: &Session) {
     let w2 = cluster.session("worker-node-2").await.unwrap();
-    let carrier = "cat /sys/class/net/$(ip -o -4 addr show | awk '/ 10.0.0.6\\//{print $2}')/carrier";
+    // Found by its MAC: the guest drops the NIC's address while its carrier is down.
+    let mac = Mac::for_node("worker-node-2", Nic::Cluster);
+    let carrier = format!(
+        "cat /sys/class/net/$(ip -o link | awk '/link\\/ether {mac} /{{sub(\":$\",\"\",$2); print $2}}')/carrier"
+    );
+    let carrier = carrier.as_str();
     assert_eq!(succeed(&w2, carrier).await, "1");
 
     eprintln!("link-down: {}", inject(cluster, "worker-node-2", "link-down").await);
-    let failed = until(w1, PING, false, Duration::from_secs(10)).await;
-    eprintln!("worker-node-2 link down: pings from worker-node-1 fail after {:.2} s", failed.as_secs_f64());
-    assert!(failed < Duration::from_secs(2), "pings still answered {failed:?} after link-down");
+    let (sent, failed) = until(w1, PING, false, Duration::from_secs(10)).await;
+    eprintln!(
+        "worker-node-2 link down: a ping from worker-node-1 sent {:.2} s after it is lost (its 1 s wait ended at {:.2} s)",
+        sent.as_secs_f64(),
+        failed.as_secs_f64()
+    );
+    assert!(sent < Duration::from_secs(2), "pings were still answered {sent:?} after link-down");
     // Only the cluster NIC: the harness still reaches the node over its management NIC.
     assert_eq!(succeed(&w2, carrier).await, "0", "the guest sees its carrier drop");
 
     eprintln!("link-up: {}", inject(cluster, "worker-node-2", "link-up").await);
-    let back = until(w1, PING, true, Duration::from_secs(10)).await;
+    let (_, back) = until(w1, PING, true, Duration::from_secs(10)).await;
     eprintln!("worker-node-2 link up: pings answered again after {:.2} s", back.as_secs_f64());
     assert!(back < Duration::from_secs(5), "pings came back only {back:?} after link-up");
     assert_eq!(succeed(&w2, carrier).await, "1");
@@ -137,15 +149,15 @@ async fn pause_stops_answering_and_resume_answers_again(cluster: &Cluster, w1: &
     inject(cluster, "worker-node-2", "pause").await;
     let state = cluster.domain_state(&cluster.node("worker-node-2").unwrap().domain).await.unwrap();
     assert_eq!(state.to_string(), "paused");
-    let silent = until(w1, PING, false, Duration::from_secs(10)).await;
-    eprintln!("worker-node-2 paused: pings fail after {:.2} s", silent.as_secs_f64());
+    let (silent, _) = until(w1, PING, false, Duration::from_secs(10)).await;
+    eprintln!("worker-node-2 paused: a ping sent {:.2} s after it is lost", silent.as_secs_f64());
     let err = cluster.inject("worker-node-2", &Fault::Pause).await.unwrap_err();
     assert!(err.to_string().contains("it is not running (libvirt says paused)"), "{err}");
     let err = cluster.inject("worker-node-2", &Fault::Delay { ms: 5 }).await.unwrap_err();
     assert!(err.to_string().contains("its guest does not run"), "{err}");
 
     inject(cluster, "worker-node-2", "resume").await;
-    let back = until(w1, PING, true, Duration::from_secs(10)).await;
+    let (_, back) = until(w1, PING, true, Duration::from_secs(10)).await;
     eprintln!("worker-node-2 resumed: pings answered again after {:.2} s", back.as_secs_f64());
     let w2 = cluster.session("worker-node-2").await.unwrap();
     assert_eq!(succeed(&w2, "hostname").await, "worker-node-2");
