@@ -379,6 +379,27 @@ mod tests {
     }
 
     #[test]
+    fn a_kept_failure_names_its_bundle_and_how_to_get_in() {
+        let source = Box::new(BootstrapError::Node { phase: Phase::Etcd, detail: "etcd exited".into() });
+        let err = UpError::Phase {
+            name: "lab".into(),
+            run_dir: RunDir::at("/state/runs/lab"),
+            kept: true,
+            bundle: Some(PathBuf::from("/state/bundles/lab-20261129T120000Z")),
+            source,
+        };
+        let text = err.to_string();
+        for part in [
+            "`kthw ssh lab NODE`",
+            "`kthw kubeconfig lab`",
+            "`kthw down lab` removes it, `kthw gc` once its time to live ends",
+            "failure bundle: /state/bundles/lab-20261129T120000Z (and /state/bundles/lab-20261129T120000Z.tar.gz)",
+        ] {
+            assert!(text.contains(part), "{part:?} in {text}");
+        }
+    }
+
+    #[test]
     fn the_name_defaults_to_the_specs() {
         assert_eq!(Up::new(ClusterSpec::default()).cluster_name(), "kthw");
         assert_eq!(Up::new(ClusterSpec::default()).name("bug-1234").cluster_name(), "bug-1234");
