@@ -11,6 +11,7 @@
 
 mod collect;
 pub mod harness_log;
+mod kube;
 mod read;
 pub mod secrets;
 
