@@ -13,7 +13,7 @@ pub fn exclusion(path: &Path, head: &[u8]) -> Option<&'static str> {
     } else if name.ends_with(".kubeconfig") || name == "config" && path.to_string_lossy().contains(".kube") {
         Some("a kubeconfig, which embeds its client's private key")
     } else if in_fw_cfg {
-        Some("a node's fw_cfg identity, which holds its SSH host private key")
+        Some("in a node's fw_cfg identity directory, which holds its SSH host private key")
     } else if name.ends_with(".qcow2") || name.ends_with(".raw") {
         Some("a disk image (too big; the node's journal is collected instead)")
     } else if contains(head, b"PRIVATE KEY-----") || contains(head, b"client-key-data") {
