@@ -22,6 +22,9 @@ use crate::virt::{self as kvirt, metadata::unix_now};
 const CONNECT: Duration = Duration::from_secs(10);
 pub(super) const COMMAND: Duration = Duration::from_secs(20);
 const JOURNAL: Duration = Duration::from_secs(30);
+/// The most one node's SSH steps may take together, and the apiserver's view (a sysdump is most of it).
+const NODE_BUDGET: Duration = Duration::from_secs(60);
+const KUBERNETES_BUDGET: Duration = Duration::from_secs(240);
 
 /// Makes a bundle of `cluster` under `<state>/bundles/`, with the artifact cache `kthw` uses by default.
 pub async fn collect(cluster: &Cluster, paths: &Paths, reason: Option<&str>) -> Result<Made, BundleError> {
@@ -40,10 +43,19 @@ pub async fn collect_with(
     let mut w = Writer { dir: dir.clone(), total: 0, steps: Vec::new(), excluded: Vec::new() };
     local(&mut w, cluster, paths, bootstrap);
     domains(&mut w, cluster).await;
+    // Each part also has a budget of its own, so a node that hangs mid-collection delays the bundle (and the
+    // failure it explains) by a bounded time, whatever each step's deadline.
     for n in cluster.nodes() {
-        node(&mut w, cluster, &n.name).await;
+        let budget = cluster.accel().scale(NODE_BUDGET);
+        if tokio::time::timeout(budget, node(&mut w, cluster, &n.name)).await.is_err() {
+            let step = format!("nodes/{}", n.name);
+            w.step(&step, &step, None, Some(format!("gave up after {budget:?}: the node stopped answering")), budget);
+        }
     }
-    super::kube::kubernetes(&mut w, cluster).await;
+    let budget = cluster.accel().scale(KUBERNETES_BUDGET);
+    if tokio::time::timeout(budget, super::kube::kubernetes(&mut w, cluster)).await.is_err() {
+        w.step("kubernetes", "kubernetes", None, Some(format!("gave up after {budget:?}")), budget);
+    }
 
     let state = cluster.state();
     let manifest = Manifest {
