@@ -281,3 +281,168 @@ fn golden_list_says_why_a_snapshot_is_unusable_and_prune_frees_it_but_never_one_
     assert!(!root.join("etcd-00000000000000aa").exists());
     assert!(root.join("nodes-00000000000000bb").exists());
 }
+
+/// `kthw ARGS` as a person runs it against the state under `home`, with `env` added.
+fn kthw_at(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kthw"));
+    cmd.args(args).env("KTHW_HOME", home).env("RUST_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run kthw")
+}
+
+/// A cluster's run directory as `kthw up` leaves it, for commands that must refuse before touching libvirt.
+fn fake_cluster(home: &Path, name: &str, keep_until: Option<u64>) {
+    use kthw::cluster::{ClusterState, NodeState};
+    let run_dir = kthw::rundir::RunDir::at(kthw::paths::Paths::under(home.to_path_buf()).run(name));
+    std::fs::create_dir_all(run_dir.root()).unwrap();
+    let key = kthw::ssh::KeyPair::generate("test");
+    kthw::ssh::keys::write_private(&run_dir.client_key(), &key).unwrap();
+    let spec = kthw::ClusterSpec::default();
+    let state = ClusterState {
+        name: name.into(),
+        id: "c0ffee".into(),
+        uri: "test:///default".into(),
+        accel: kthw::accel::Accel::Tcg,
+        // A pid with another start time: the owner is gone, as after `kthw up` exits.
+        owner: kthw::virt::Owner { pid: std::process::id(), start: 1 },
+        kept: true,
+        keep_until,
+        created: 0,
+        harness_version: "0".into(),
+        image_key: "none".into(),
+        network: "kthw-c0ffee".into(),
+        bridge: "kthw-c0ffee".into(),
+        nodes: spec
+            .nodes
+            .iter()
+            .map(|n| NodeState {
+                name: n.name.clone(),
+                address: n.address,
+                domain: format!("kthw-c0ffee-{}", n.name),
+                ssh_port: 1,
+                host_key: key.public_openssh(),
+                boot_ms: None,
+            })
+            .collect(),
+        spec,
+    };
+    state.write(&run_dir).unwrap();
+}
+
+#[test]
+fn fault_refuses_bad_input_naming_what_was_wrong_and_what_is_valid() {
+    let home = tempfile::tempdir().unwrap();
+    fake_cluster(home.path(), "lab", None);
+    let fault = |args: &[&str]| {
+        let out = kthw_at(home.path(), &[&["fault"], args].concat(), &[]);
+        assert_eq!(out.status.code(), Some(1), "{args:?} must fail: {}", text(&out.stdout));
+        text(&out.stderr)
+    };
+    let e = fault(&["lab", "worker-node-2", "unplug"]);
+    assert!(e.contains("unknown fault \"unplug\"; valid faults: link-down, link-up, delay MS, loss PERCENT"), "{e}");
+    let e = fault(&["lab", "worker-node-2", "delay", "soon"]);
+    assert!(e.contains("\"soon\" is not a whole number of milliseconds from 0 to 60000; usage: delay MS"), "{e}");
+    let e = fault(&["lab", "worker-node-2", "loss", "120"]);
+    assert!(e.contains("not a whole percentage from 0 to 100"), "{e}");
+    let e = fault(&["lab", "worker-node-9", "pause"]);
+    assert!(
+        e.contains("cluster lab has no node worker-node-9; its nodes: control-plane-1, worker-node-1, worker-node-2"),
+        "{e}"
+    );
+    let e = fault(&["nosuch", "worker-node-2", "pause"]);
+    assert!(e.contains("no cluster named nosuch"), "{e}");
+}
+
+#[test]
+fn list_shows_each_kept_clusters_time_to_live_and_gc_removes_only_the_expired() {
+    let home = tempfile::tempdir().unwrap();
+    let now = kthw::virt::metadata::unix_now();
+    fake_cluster(home.path(), "fresh", Some(now + 2 * 3600 + 30));
+    fake_cluster(home.path(), "stale", Some(now - 600));
+    fake_cluster(home.path(), "forever", None);
+    let run = |args: &[&str]| {
+        let out = kthw_at(home.path(), args, &[("KTHW_LIBVIRT_URI", "test:///default")]);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let list = run(&["list"]);
+    let line = |name: &str| list.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{list}")).to_string();
+    assert!(line("fresh").contains("kept, 2 h 0 min left"), "{list}");
+    assert!(line("stale").contains("kept, expired 10 min ago (kthw gc removes)"), "{list}");
+    assert!(line("forever").contains("kept (kthw down removes)"), "{list}");
+
+    let gc = run(&["gc"]);
+    assert!(gc.contains("stale") && !gc.contains("fresh") && !gc.contains("forever"), "{gc}");
+    let runs = kthw::paths::Paths::under(home.path().to_path_buf()).runs();
+    let mut left: Vec<String> =
+        std::fs::read_dir(runs).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    left.sort();
+    assert_eq!(left, ["forever", "fresh"]);
+}
+
+#[test]
+fn up_refuses_a_bad_keep_or_time_to_live_before_anything_boots() {
+    let home = tempfile::tempdir().unwrap();
+    let up = |args: &[&str], env: (&str, &str)| {
+        let out = kthw_at(home.path(), &[&["up"], args].concat(), &[env]);
+        assert!(!out.status.success());
+        text(&out.stderr)
+    };
+    let e = up(&["--ttl", "2 days"], ("RUST_LOG", "warn"));
+    assert!(e.contains("time to live") && e.contains("2 days"), "{e}");
+    let e = up(&[], ("KTHW_KEEP", "sometimes"));
+    assert!(e.contains("valid values are never, on-failure, always"), "{e}");
+    assert!(!Path::new(&home.path().join("state/runs")).exists(), "nothing was made");
+}
+
+/// A bundle directory as `kthw bundle` writes one, with what `kthw repro` reads: manifest, spec, phase records.
+fn fake_bundle(dir: &Path, format: u32, image_key: &str, failed_in: &str) -> PathBuf {
+    let b = dir.join(format!("lab-{format}-{image_key}"));
+    std::fs::create_dir_all(b.join("run")).unwrap();
+    let manifest = serde_json::json!({
+        "format": format, "harness_version": "0.1.0", "cluster": "lab", "cluster_id": "c0ffee", "created": 1,
+        "reason": "phase failed", "image_key": image_key, "file_cap": 1, "total_cap": 1, "steps": [], "excluded": [],
+    });
+    std::fs::write(b.join("MANIFEST.json"), manifest.to_string()).unwrap();
+    std::fs::write(b.join("spec.toml"), kthw::ClusterSpec::default().to_effective_toml()).unwrap();
+    let record =
+        format!("{{\"phase\":\"{failed_in}\",\"ended\":1,\"seconds\":1.0,\"outcome\":\"failed\",\"changed\":null}}\n");
+    std::fs::write(b.join("run/phases.jsonl"), record).unwrap();
+    b
+}
+
+#[test]
+fn repro_refuses_what_it_cannot_reproduce_here_before_anything_boots() {
+    let home = tempfile::tempdir().unwrap();
+    let repro = |source: &Path| {
+        let out = kthw_at(home.path(), &["repro", source.to_str().unwrap()], &[]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+        text(&out.stderr)
+    };
+    let e = repro(&home.path().join("missing.tar.gz"));
+    assert!(e.contains("cannot reproduce") && e.contains("no bundle at") && e.contains("missing.tar.gz"), "{e}");
+
+    let current = kthw::image::BuildOptions::default().recipe().unwrap().key();
+    let newer = fake_bundle(home.path(), 99, &current, "etcd");
+    let e = repro(&newer);
+    assert!(e.contains("has format 99, newer than this kthw reads (1"), "{e}");
+
+    let old_image = fake_bundle(home.path(), 1, "bookworm-0000000000000000", "etcd");
+    let e = repro(&old_image);
+    assert!(e.contains("booted node image bookworm-0000000000000000, which is not cached here"), "{e}");
+    assert!(e.contains(&format!("this kthw's recipe builds {current}")), "{e}");
+
+    // The seed's spec through etcd needs the upstream etcd release, which this test home lacks.
+    let lacks = fake_bundle(home.path(), 1, &current, "etcd");
+    let e = repro(&lacks);
+    assert!(e.contains("the phases through etcd need 1 artifact this host lacks; no VM was booted"), "{e}");
+    assert!(e.contains("kthw artifacts fetch"), "names the command that provides it: {e}");
+
+    let archive = home.path().join("cut.tar.gz");
+    std::fs::write(&archive, [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3]).unwrap();
+    let e = repro(&archive);
+    assert!(e.contains("is truncated or corrupt"), "{e}");
+    assert!(!home.path().join("state/runs").exists(), "nothing was made");
+}

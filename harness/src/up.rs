@@ -74,15 +74,18 @@ pub enum UpError {
         #[source]
         source: Box<ClusterError>,
     },
-    #[error("cluster {name}: {}", if *kept {
-        format!("it stays up to look at (node logs in {}/nodes/*/ssh.log; `kthw down {name}` removes it)", run_dir.root().display())
+    #[error("cluster {name}: {}{}", if *kept {
+        format!("it stays up to look at: `kthw ssh {name} NODE`, `kthw kubeconfig {name}`; node logs in {}/nodes/*/ssh.log; \
+                 `kthw down {name}` removes it, `kthw gc` once its time to live ends", run_dir.root().display())
     } else {
         "it was torn down".to_string()
-    })]
+    }, bundle.as_ref().map(|b| format!("\nfailure bundle: {} (and {}.tar.gz)", b.display(), b.display())).unwrap_or_default())]
     Phase {
         name: String,
         run_dir: RunDir,
         kept: bool,
+        /// The failure bundle made before the cluster was torn down or kept, if one could be written.
+        bundle: Option<PathBuf>,
         #[source]
         source: Box<BootstrapError>,
     },
@@ -121,6 +124,7 @@ pub struct Up {
     partial: bool,
     artifacts_dir: Option<PathBuf>,
     keep: Keep,
+    keep_ttl: Duration,
     paths: Paths,
     image: Option<NodeImage>,
     uri: Option<String>,
@@ -140,6 +144,7 @@ impl Up {
             partial: false,
             artifacts_dir: None,
             keep: Keep::Never,
+            keep_ttl: crate::cluster::DEFAULT_KEEP_TTL,
             paths: Paths::from_env(),
             image: None,
             uri: None,
@@ -177,6 +182,12 @@ impl Up {
 
     pub fn keep(mut self, keep: Keep) -> Up {
         self.keep = keep;
+        self
+    }
+
+    /// How long a kept cluster stays before `kthw gc` removes it (24 h by default).
+    pub fn keep_ttl(mut self, ttl: Duration) -> Up {
+        self.keep_ttl = ttl;
         self
     }
 
@@ -316,7 +327,7 @@ impl Up {
         };
         let events = self.events.with_timeline(cluster.run_dir());
         if self.keep == Keep::Always {
-            cluster.keep().map_err(|e| UpError::Keep { name: name.clone(), source: Box::new(e) })?;
+            cluster.keep_for(self.keep_ttl).map_err(|e| UpError::Keep { name: name.clone(), source: Box::new(e) })?;
         }
         let bootstrap = self.bootstrap();
         let ran = tokio::select! {
@@ -351,12 +362,35 @@ impl Up {
                 _ => Ok(Running { cluster, plan, reports, bootstrap }),
             },
             Err(source) => {
+                let bundle = self.failure_bundle(&cluster, &bootstrap, &source, &events).await;
                 let kept = match self.keep {
                     Keep::Never => false,
                     Keep::Always => true,
-                    Keep::OnFailure => cluster.keep().is_ok(),
+                    Keep::OnFailure => cluster.keep_for(self.keep_ttl).is_ok(),
                 };
-                Err(UpError::Phase { name, run_dir: cluster.run_dir().clone(), kept, source: Box::new(source) })
+                Err(UpError::Phase { name, run_dir: cluster.run_dir().clone(), kept, bundle, source: Box::new(source) })
+            }
+        }
+    }
+
+    /// Everything that explains the failure, collected while the cluster still runs; a bundle that cannot be
+    /// written is logged, never a reason to lose the phase's own error.
+    async fn failure_bundle(
+        &self,
+        cluster: &Cluster,
+        bootstrap: &Bootstrap,
+        failed: &BootstrapError,
+        events: &Events,
+    ) -> Option<PathBuf> {
+        let reason = crate::chain(failed);
+        match crate::bundle::collect_with(cluster, &self.paths, bootstrap, Some(&reason)).await {
+            Ok(made) => {
+                events.emit(Event::Note(format!("failure bundle: {}", made.archive.display())));
+                Some(made.dir)
+            }
+            Err(e) => {
+                tracing::warn!(cluster = cluster.name(), error = %crate::chain(&e), "no failure bundle");
+                None
             }
         }
     }
@@ -474,6 +508,27 @@ mod tests {
         );
         let fine = Up::new(spec).paths(Paths::under(home.path().to_path_buf())).until(Phase::Workers).partial(true);
         assert!(fine.plan().is_ok(), "no Cilium phase, no Cilium values checked");
+    }
+
+    #[test]
+    fn a_kept_failure_names_its_bundle_and_how_to_get_in() {
+        let source = Box::new(BootstrapError::Node { phase: Phase::Etcd, detail: "etcd exited".into() });
+        let err = UpError::Phase {
+            name: "lab".into(),
+            run_dir: RunDir::at("/state/runs/lab"),
+            kept: true,
+            bundle: Some(PathBuf::from("/state/bundles/lab-20261129T120000Z")),
+            source,
+        };
+        let text = err.to_string();
+        for part in [
+            "`kthw ssh lab NODE`",
+            "`kthw kubeconfig lab`",
+            "`kthw down lab` removes it, `kthw gc` once its time to live ends",
+            "failure bundle: /state/bundles/lab-20261129T120000Z (and /state/bundles/lab-20261129T120000Z.tar.gz)",
+        ] {
+            assert!(text.contains(part), "{part:?} in {text}");
+        }
     }
 
     #[test]

@@ -151,9 +151,11 @@ pub async fn node_image() -> NodeImage {
     }
 }
 
-/// `Up` for a test: the test home, the test home's node image, torn down when the handle is dropped.
+/// `Up` for a test: the test home, the test home's node image, torn down when the handle is dropped unless
+/// `KTHW_KEEP=on-failure|always` says to keep it (for `KTHW_KEEP_TTL`, 24 h by default).
 pub async fn up(spec: &ClusterSpec, name: &str) -> Up {
-    Up::new(spec.clone()).name(name).paths(test_paths()).image(node_image().await)
+    let (keep, ttl) = kthw::keep::from_env().unwrap_or_else(|e| panic!("{e}"));
+    Up::new(spec.clone()).name(name).paths(test_paths()).image(node_image().await).keep(keep).keep_ttl(ttl)
 }
 
 /// Brings `spec` up as cluster `name` through `phase`, or fails the test with the whole error.
@@ -202,7 +204,8 @@ pub async fn golden_cluster(
     Some(golden_up_until(&spec, &unique_name(&format!("vm-golden-{phase}")), phase).await)
 }
 
-/// Runs `up`, or fails the test with the whole error.
+/// Runs `up`, or fails the test with the whole error; when a phase failed, that error names the failure bundle
+/// `Up` made before tearing the cluster down (`<test home>/state/bundles/...`).
 pub async fn up_or_panic(up: Up) -> Running {
     match up.run().await {
         Ok(r) => r,
@@ -215,5 +218,17 @@ pub async fn succeed(s: &Session, cmd: &str) -> String {
     match s.succeed(cmd).await {
         Ok(out) => out.stdout_lossy().trim().to_string(),
         Err(e) => panic!("{}", kthw::chain(&e)),
+    }
+}
+
+/// A failure bundle of `cluster` under the test home, for a test that fails after its cluster came up; prints
+/// and returns the bundle's directory so the path reaches the test's output.
+pub async fn bundle(cluster: &kthw::cluster::Cluster, why: &str) -> PathBuf {
+    match kthw::bundle::collect(cluster, &test_paths(), Some(why)).await {
+        Ok(made) => {
+            eprintln!("failure bundle: {} (and {})", made.dir.display(), made.archive.display());
+            made.dir
+        }
+        Err(e) => panic!("no failure bundle of {}: {}", cluster.name(), kthw::chain(&e)),
     }
 }

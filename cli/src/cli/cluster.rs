@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use kthw::bootstrap::{render_lacks, READY_NODES_OUTPUT, READY_PODS_OUTPUT};
 use kthw::cluster::{self, Cluster};
-use kthw::events::Events;
+use kthw::events::{Event, Events};
 use kthw::paths::Paths;
 use kthw::phase::Phase;
 use kthw::spec::ClusterSpec;
@@ -17,6 +17,7 @@ use kthw::ssh::Stream;
 use kthw::up::{Keep, Running, Up, UpError};
 use kthw::virt;
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::render;
 
@@ -46,6 +47,16 @@ pub struct UpArgs {
     /// When no golden snapshot matches, save one after the phases, so the next `up` restores in seconds.
     #[arg(long, conflicts_with = "fresh")]
     golden: bool,
+    /// Keep the cluster after this command: always (the default), on-failure (only when a phase fails), never.
+    #[arg(long, env = "KTHW_KEEP", default_value = "always", value_parser = parse_keep)]
+    keep: Keep,
+    /// How long a kept cluster stays before `kthw gc` removes it, e.g. 2h or 90m.
+    #[arg(long, env = "KTHW_KEEP_TTL", default_value = "24h", value_parser = kthw::keep::parse_ttl)]
+    ttl: Duration,
+}
+
+fn parse_keep(s: &str) -> Result<Keep, String> {
+    s.parse()
 }
 
 #[derive(Debug, Args)]
@@ -81,7 +92,8 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let mut up = Up::new(spec.clone())
         .partial(args.partial)
         .artifacts_dir(args.artifacts_dir)
-        .keep(Keep::Always)
+        .keep(args.keep)
+        .keep_ttl(args.ttl)
         .fresh(args.fresh)
         .save_golden(args.golden)
         .events(events);
@@ -91,6 +103,11 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     if let Some(name) = args.name {
         up = up.name(name);
     }
+    drive(up, rx, &spec)
+}
+
+/// Runs a prepared `up` (its events going to `rx`) with the live display, and reports how to get in.
+pub(super) fn drive(up: Up, rx: UnboundedReceiver<Event>, spec: &ClusterSpec) -> anyhow::Result<ExitCode> {
     let plan = match up.plan() {
         Ok(plan) => plan,
         Err(e) => {
@@ -108,7 +125,7 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         let _ = renderer.await;
         match result {
             Ok(running) => {
-                report(&running, &spec);
+                report(&running, spec);
                 Ok(ExitCode::SUCCESS)
             }
             Err(e @ UpError::Interrupted { .. }) => {
@@ -159,6 +176,13 @@ fn report(running: &Running, spec: &ClusterSpec) {
         println!("  kthw kubeconfig {name}              a kubeconfig for kubectl on this host");
     }
     println!("  kthw down {name}                      remove it");
+    if let Some(until) = cluster.state().keep_until.filter(|_| cluster.state().kept) {
+        let left = until.saturating_sub(virt::metadata::unix_now());
+        println!(
+            "kept for {:.1} h: `kthw gc` removes it after that (`kthw up --ttl` sets another time)",
+            left as f64 / 3600.0
+        );
+    }
 }
 
 pub(super) async fn interrupted() -> &'static str {
@@ -178,19 +202,14 @@ pub fn list() -> anyhow::Result<ExitCode> {
         println!("no clusters under {}", paths.runs().display());
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<20} {:<9} {:>5}  {:<28} CREATED", "NAME", "ID", "NODES", "STATE");
+    println!("{:<20} {:<9} {:>5}  {:<40} CREATED", "NAME", "ID", "NODES", "STATE");
     for c in clusters {
         match c {
             Ok(s) => {
-                let state = if s.kept {
-                    "kept (kthw down removes)".to_string()
-                } else if s.owner.is_alive() {
-                    format!("owned by pid {}", s.owner.pid)
-                } else {
-                    "owner gone (kthw gc removes)".to_string()
-                };
-                let age = virt::metadata::unix_now().saturating_sub(s.created);
-                println!("{:<20} {:<9} {:>5}  {:<28} {} min ago", s.name, s.id, s.nodes.len(), state, age / 60);
+                let now = virt::metadata::unix_now();
+                let state = kthw::keep::describe(&s, now);
+                let age = now.saturating_sub(s.created);
+                println!("{:<20} {:<9} {:>5}  {:<40} {} min ago", s.name, s.id, s.nodes.len(), state, age / 60);
             }
             Err(e) => println!("?  {}", kthw::chain(&e)),
         }
@@ -212,7 +231,7 @@ pub fn gc() -> anyhow::Result<ExitCode> {
     let reaped = runtime()?.block_on(cluster::gc(&paths, &virt::connect::uri()))?;
     for o in &reaped.objects {
         println!(
-            "removed {:?} {} (cluster {} {}, owner pid {} gone)",
+            "removed {:?} {} (cluster {} {}: owner pid {} gone, not kept or its time to live ended)",
             o.kind, o.name, o.ownership.cluster_name, o.ownership.cluster_id, o.ownership.owner.pid
         );
     }

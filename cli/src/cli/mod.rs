@@ -1,19 +1,24 @@
 //! Argument parsing and dispatch; each command group lives in its own file.
 
 mod artifacts;
+mod bundle;
 mod cluster;
 mod doctor;
+mod fault;
 mod golden;
 mod image;
 mod kubeconfig;
 mod load;
 mod render;
+mod repro;
 mod scenario;
 mod spec;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
@@ -57,6 +62,14 @@ enum Command {
     /// List, fetch and verify the pinned upstream artifacts.
     #[command(subcommand)]
     Artifacts(artifacts::ArtifactsCommand),
+    /// Collect everything that explains a cluster's state (spec, logs, journals, kubectl dumps) into one
+    /// directory and .tar.gz under the state directory's bundles/.
+    Bundle(bundle::BundleArgs),
+    /// Stand the cluster of a failure bundle (or a spec) up again through the phase it failed in, and keep it.
+    Repro(repro::ReproArgs),
+    /// Make a node misbehave: link-down, link-up, delay MS, loss PERCENT, pause, resume, reset, stop-unit UNIT,
+    /// kill-unit UNIT.
+    Fault(fault::FaultArgs),
     /// Build, list and prune node images.
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -77,12 +90,13 @@ pub fn init_logging(verbose: u8) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // Colour codes only for a person at a terminal: logs piped into files and CI output stay readable.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    // The same lines are kept in memory for a failure bundle's harness.log.
+    let bundle_log = tracing_subscriber::fmt::layer()
+        .with_writer(kthw::bundle::harness_log::capture())
         .with_target(false)
-        .with_ansi(ansi)
-        .init();
+        .with_ansi(false);
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_ansi(ansi);
+    tracing_subscriber::registry().with(filter).with(stderr).with(bundle_log).init();
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -101,5 +115,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Image(c) => image::run(c),
         Command::Scenario(c) => scenario::run(c),
         Command::Golden(c) => golden::run(c),
+        Command::Fault(a) => fault::fault(a),
+        Command::Bundle(a) => bundle::bundle(a),
+        Command::Repro(a) => repro::repro(a),
     }
 }

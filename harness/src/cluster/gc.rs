@@ -50,12 +50,13 @@ fn gc_blocking(paths: &Paths, uri: &str) -> Result<Reaped, ClusterError> {
     Ok(Reaped { objects, run_dirs })
 }
 
-/// A libvirt object stays while its owner runs or its run directory says the cluster was kept.
+/// A libvirt object stays while its owner runs or its run directory says the cluster was kept (and its time
+/// to live has not run out).
 fn still_wanted(o: &Ownership) -> bool {
     if o.owner.is_alive() {
         return true;
     }
-    ClusterState::read(&RunDir::at(&o.run_dir)).is_ok_and(|s| s.id == o.cluster_id && s.kept)
+    ClusterState::read(&RunDir::at(&o.run_dir)).is_ok_and(|s| s.id == o.cluster_id && s.is_live())
 }
 
 fn run_dirs_under(paths: &Paths) -> Vec<PathBuf> {

@@ -5,6 +5,7 @@
 //! that brings it up owns it: dropping the handle tears it down, and if the process dies the reaper removes
 //! it, unless it was kept for a person ([`Cluster::keep`], what `kthw up` does).
 
+mod fault;
 mod gc;
 mod state;
 mod teardown;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use fault::{Fault, FaultError, VALID_FAULTS};
 pub use gc::{gc, list, Reaped};
 pub use state::{console_tail, ClusterState, NodeState};
 pub(crate) use teardown::Gate;
@@ -202,9 +204,16 @@ impl Cluster {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
-    /// Leaves the cluster running after this handle and its owner are gone, until `kthw down`.
+    /// Leaves the cluster running after this handle and its owner are gone, until `kthw down`, or for
+    /// [`DEFAULT_KEEP_TTL`] after which `kthw gc` removes it.
     pub fn keep(&mut self) -> Result<(), ClusterError> {
+        self.keep_for(DEFAULT_KEEP_TTL)
+    }
+
+    /// [`Cluster::keep`] with a time to live of `ttl` from now.
+    pub fn keep_for(&mut self, ttl: Duration) -> Result<(), ClusterError> {
         self.state.kept = true;
+        self.state.keep_until = Some(crate::virt::metadata::unix_now().saturating_add(ttl.as_secs()));
         self.state.write(&self.run_dir)?;
         if let Some(t) = self.teardown.take() {
             t.disarm();
@@ -222,6 +231,10 @@ impl Cluster {
         teardown.run().await
     }
 }
+
+/// How long a kept cluster stays when nobody says otherwise: a working day and a night, for the person who
+/// reads a nightly failure in the morning.
+pub const DEFAULT_KEEP_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// A node that answered once needs only seconds to answer again; scaled by the accelerator.
 const SESSION_CONNECT: Duration = Duration::from_secs(10);

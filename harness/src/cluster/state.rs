@@ -23,8 +23,12 @@ pub struct ClusterState {
     pub accel: Accel,
     /// The process that brought it up; when it dies, the cluster goes unless `kept`.
     pub owner: Owner,
-    /// Left running on purpose (by `kthw up`) until `kthw down`.
+    /// Left running on purpose (by `kthw up`) until `kthw down`, or until `keep_until`.
     pub kept: bool,
+    /// When a kept cluster's time to live ends (seconds since the Unix epoch): `kthw gc` removes it after.
+    /// None: kept until `kthw down` (state files from before kept clusters had a time to live).
+    #[serde(default)]
+    pub keep_until: Option<u64>,
     /// Seconds since the Unix epoch.
     pub created: u64,
     pub harness_version: String,
@@ -85,9 +89,14 @@ impl ClusterState {
         self.nodes.iter().find(|n| n.name == name)
     }
 
-    /// Still wanted: its owner runs, or it was kept for a person.
+    /// Still wanted: its owner runs, or it was kept for a person and its time to live has not run out.
     pub fn is_live(&self) -> bool {
-        self.kept || self.owner.is_alive()
+        (self.kept && !self.keep_expired(crate::virt::metadata::unix_now())) || self.owner.is_alive()
+    }
+
+    /// Kept, and its time to live ended before `now`.
+    pub fn keep_expired(&self, now: u64) -> bool {
+        self.kept && self.keep_until.is_some_and(|until| until <= now)
     }
 }
 

@@ -154,6 +154,7 @@ fn initial_state(
         accel,
         owner: Owner::current(),
         kept: false,
+        keep_until: None,
         created: metadata::unix_now(),
         harness_version: env!("CARGO_PKG_VERSION").to_string(),
         image_key: image.key.clone(),

@@ -14,6 +14,14 @@ pub fn cached(paths: &Paths) -> Result<Option<NodeImage>, ImageError> {
     image_at(&paths.images().join(&key))
 }
 
+/// The image with recipe key `key`, if it is built (a bundle names the key its cluster booted from).
+pub fn cached_key(paths: &Paths, key: &str) -> Result<Option<NodeImage>, ImageError> {
+    if key.is_empty() || key.contains(['/', '.']) {
+        return Ok(None);
+    }
+    image_at(&paths.images().join(key))
+}
+
 /// The image in `dir`, if it is complete: a manifest and every file it promises.
 pub(super) fn image_at(dir: &Path) -> Result<Option<NodeImage>, ImageError> {
     if !dir.join(MANIFEST).is_file() {

@@ -15,7 +15,7 @@ pub mod recipe;
 use std::path::{Path, PathBuf};
 
 pub use build::build;
-pub use cache::{cached, list, prune, ImageInfo, Pruned};
+pub use cache::{cached, cached_key, list, prune, ImageInfo, Pruned};
 pub use manifest::{ImageManifest, Package};
 
 pub const DISK: &str = "disk.qcow2";

@@ -18,6 +18,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 pub use derive::{Component, Derived, CILIUM_IPAM_MODE, ETCD_CLIENT_URL};
+pub use duration::parse as parse_duration;
 pub use location::Location;
 pub use validate::{Violation, ViolationKind};
 

@@ -1,0 +1,102 @@
+//! `kthw repro BUNDLE-OR-SPEC`: stand the cluster of a failure bundle (or a spec file) up again here, through
+//! the phase it failed in, and keep it for a person. What this host cannot provide (the bundle's node image,
+//! the artifacts of its phases) is refused before anything boots, naming it and how to get it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use kthw::events::Events;
+use kthw::image;
+use kthw::paths::Paths;
+use kthw::phase::Phase;
+use kthw::spec::ClusterSpec;
+use kthw::up::{Keep, Up};
+
+#[derive(Debug, Args)]
+pub struct ReproArgs {
+    /// A failure bundle (its directory or .tar.gz, as `kthw bundle` or a failed run made it) or a spec (.toml).
+    source: PathBuf,
+    /// Name of the new cluster; `repro-<the bundle's cluster>` when absent.
+    #[arg(long)]
+    name: Option<String>,
+    /// The last phase to run; the phase the bundle's run failed in (or reached) when absent.
+    #[arg(long, value_name = "PHASE")]
+    until: Option<Phase>,
+    /// Use only the artifacts in DIR (air-gapped).
+    #[arg(long, value_name = "DIR")]
+    artifacts_dir: Option<PathBuf>,
+    /// How long the cluster stays before `kthw gc` removes it, e.g. 2h.
+    #[arg(long, env = "KTHW_KEEP_TTL", default_value = "24h", value_parser = kthw::keep::parse_ttl)]
+    ttl: Duration,
+}
+
+/// What to stand up, read from the bundle or spec.
+struct Source {
+    spec: ClusterSpec,
+    cluster: String,
+    until: Option<Phase>,
+    image: Option<image::NodeImage>,
+}
+
+pub fn repro(args: ReproArgs) -> anyhow::Result<ExitCode> {
+    let paths = Paths::from_env();
+    let source = match read(&args.source, &paths) {
+        Ok(s) => s,
+        Err(why) => {
+            eprintln!("error: cannot reproduce {} here: {why}\nnothing was booted", args.source.display());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let name = args.name.unwrap_or_else(|| format!("repro-{}", source.cluster));
+    let until = args.until.or(source.until).unwrap_or(Phase::LAST);
+    let (events, rx) = Events::channel();
+    let mut up = Up::new(source.spec.clone())
+        .name(&name)
+        .until(until)
+        .artifacts_dir(args.artifacts_dir)
+        .keep(Keep::Always)
+        .keep_ttl(args.ttl)
+        .events(events);
+    if let Some(i) = source.image {
+        up = up.image(i);
+    }
+    if let Err(e) = up.plan() {
+        eprintln!("error: cannot reproduce {} here: {e}", args.source.display());
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("reproducing {} as cluster {name}, through phase {until}", args.source.display());
+    super::cluster::drive(up, rx, &source.spec)
+}
+
+/// A spec file by its extension; anything else must be a whole bundle of a format this kthw reads.
+fn read(path: &std::path::Path, paths: &Paths) -> Result<Source, String> {
+    if path.extension().is_some_and(|e| e == "toml") {
+        let spec = ClusterSpec::load(path).map_err(|e| e.to_string())?;
+        return Ok(Source { cluster: spec.name.clone(), spec, until: None, image: None });
+    }
+    let opened = kthw::bundle::open(path).map_err(|e| kthw::chain(&e))?;
+    let key = &opened.manifest.image_key;
+    let current = image::BuildOptions::default().recipe().map_err(|e| kthw::chain(&e))?.key();
+    // The node image is part of what failed: a repro on another image reproduces something else.
+    let image = image::cached_key(paths, key).map_err(|e| kthw::chain(&e))?;
+    if image.is_none() && *key != current {
+        return Err(format!(
+            "the bundle's cluster booted node image {key}, which is not cached here ({}), and this kthw's recipe \
+             builds {current}: run this with kthw {} (whose images/ recipe builds {key}), or copy that image \
+             directory into {}",
+            paths.images().join(key).display(),
+            opened.manifest.harness_version,
+            paths.images().display()
+        ));
+    }
+    println!(
+        "bundle of cluster {} ({}), made by kthw {}: {}",
+        opened.manifest.cluster,
+        opened.manifest.cluster_id,
+        opened.manifest.harness_version,
+        opened.manifest.reason.lines().next().unwrap_or_default()
+    );
+    Ok(Source { cluster: opened.manifest.cluster.clone(), until: opened.last_phase(), spec: opened.spec, image })
+}
