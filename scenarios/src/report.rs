@@ -30,8 +30,10 @@ pub struct Report {
     pub facts: Vec<Fact>,
     /// On failure: what the cluster said about it (diagnosis of pods, events and outputs).
     pub explanation: Vec<String>,
-    /// Where the scenario kept its outputs (the run directory's `scenarios/<name>/`).
+    /// Where the scenario kept its outputs (`kthw_scenarios::outputs`).
     pub dir: PathBuf,
+    /// On failure: the failure bundle of its cluster (`kthw repro` runs the scenario again from it).
+    pub bundle: Option<PathBuf>,
     pub took: Duration,
 }
 
@@ -44,6 +46,7 @@ impl Report {
             facts: Vec::new(),
             explanation: Vec::new(),
             dir,
+            bundle: None,
             took: Duration::ZERO,
         }
     }
@@ -97,6 +100,14 @@ impl fmt::Display for Report {
             for e in &self.explanation {
                 writeln!(f, "    {e}")?;
             }
+        }
+        if let Some(b) = &self.bundle {
+            writeln!(
+                f,
+                "  failure bundle: {} (`kthw repro {}` stands it up again and reruns this)",
+                b.display(),
+                b.display()
+            )?;
         }
         write!(f, "  outputs kept in {}", self.dir.display())
     }

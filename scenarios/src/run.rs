@@ -2,7 +2,7 @@
 //! kept one (`--on`) whose spec and phases fit; the artifacts checked before anything boots.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use kthw::artifacts::State;
 use kthw::bootstrap::{Bootstrap, Lack};
@@ -32,9 +32,14 @@ pub struct Options {
     pub artifacts_dir: Option<PathBuf>,
     /// A fresh cluster is kept `Always`, `OnFailure` of the scenario (or of a phase), or torn down.
     pub keep: Keep,
+    /// How long a kept cluster stays before `kthw gc` removes it.
+    pub keep_ttl: Duration,
     pub events: Events,
     /// A node image to use instead of building or looking one up (tests share theirs).
     pub image: Option<kthw::image::NodeImage>,
+    /// Save a golden snapshot of the starting state when none matches, so the next run of any scenario that
+    /// starts there restores it in seconds (`Up::save_golden`; the tests ask for it).
+    pub save_golden: bool,
 }
 
 impl Default for Options {
@@ -43,8 +48,10 @@ impl Default for Options {
             paths: Paths::from_env(),
             artifacts_dir: None,
             keep: Keep::Never,
+            keep_ttl: kthw::cluster::DEFAULT_KEEP_TTL,
             events: Events::default(),
             image: None,
+            save_golden: false,
         }
     }
 }
@@ -86,6 +93,8 @@ pub async fn run(scenario: Scenario, on: On, opts: Options) -> Result<Report, Sc
                 .paths(opts.paths.clone())
                 .artifacts_dir(opts.artifacts_dir.clone())
                 .keep(opts.keep)
+                .keep_ttl(opts.keep_ttl)
+                .save_golden(opts.save_golden)
                 .events(opts.events.clone());
             if let Some(image) = opts.image.clone() {
                 up = up.image(image);
@@ -94,7 +103,7 @@ pub async fn run(scenario: Scenario, on: On, opts: Options) -> Result<Report, Sc
             let result = act(scenario, &running.cluster, &running.bootstrap, &opts).await;
             let failed = !matches!(&result, Ok(r) if r.passed());
             if opts.keep == Keep::OnFailure && failed {
-                if let Err(e) = running.cluster.keep() {
+                if let Err(e) = running.cluster.keep_for(opts.keep_ttl) {
                     tracing::warn!(error = %kthw::chain(&e), "cannot keep the failed scenario's cluster");
                 }
             }
@@ -162,6 +171,14 @@ async fn act(
     }
     if !report.passed() {
         report.explanation = w.explain().await;
+        let why = format!(
+            "scenario {scenario} failed: {}",
+            report.failed().map(|c| c.what.as_str()).collect::<Vec<_>>().join("; ")
+        );
+        match kthw::bundle::collect_for_scenario(cluster, &opts.paths, bootstrap, scenario.name(), &why).await {
+            Ok(made) => report.bundle = Some(made.archive),
+            Err(e) => report.explanation.push(format!("no failure bundle: {}", kthw::chain(&e))),
+        }
     }
     report.took = start.elapsed();
     if let Err(e) = w.keep("report.txt", &report.to_string()) {

@@ -1,5 +1,6 @@
 //! `kthw repro BUNDLE-OR-SPEC`: stand the cluster of a failure bundle (or a spec file) up again here, through
-//! the phase it failed in, and keep it for a person. What this host cannot provide (the bundle's node image,
+//! the phase it failed in (or, for a failed scenario, the phase the scenario starts from, and then the
+//! scenario again), and keep it for a person. What this host cannot provide (the bundle's node image,
 //! the artifacts of its phases) is refused before anything boots, naming it and how to get it.
 
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use kthw::paths::Paths;
 use kthw::phase::Phase;
 use kthw::spec::ClusterSpec;
 use kthw::up::{Keep, Up};
+use kthw_scenarios::{On, Scenario};
 
 #[derive(Debug, Args)]
 pub struct ReproArgs {
@@ -38,6 +40,8 @@ struct Source {
     cluster: String,
     until: Option<Phase>,
     image: Option<image::NodeImage>,
+    /// The failed scenario the bundle names: the cluster comes up to where it starts, then it runs again.
+    scenario: Option<Scenario>,
 }
 
 pub fn repro(args: ReproArgs) -> anyhow::Result<ExitCode> {
@@ -50,12 +54,13 @@ pub fn repro(args: ReproArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let name = args.name.unwrap_or_else(|| format!("repro-{}", source.cluster));
-    let until = args.until.or(source.until).unwrap_or(Phase::LAST);
+    let from_scenario = source.scenario.map(|s| s.needs().from);
+    let until = args.until.or(from_scenario).or(source.until).unwrap_or(Phase::LAST);
     let (events, rx) = Events::channel();
     let mut up = Up::new(source.spec.clone())
         .name(&name)
         .until(until)
-        .artifacts_dir(args.artifacts_dir)
+        .artifacts_dir(args.artifacts_dir.clone())
         .keep(Keep::Always)
         .keep_ttl(args.ttl)
         .events(events);
@@ -67,14 +72,21 @@ pub fn repro(args: ReproArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     println!("reproducing {} as cluster {name}, through phase {until}", args.source.display());
-    super::cluster::drive(up, rx, &source.spec)
+    let code = super::cluster::drive(up, rx, &source.spec)?;
+    match source.scenario {
+        Some(s) if code == ExitCode::SUCCESS => {
+            println!("running scenario {s} again on {name}, as the bundle's run did");
+            super::scenario::run_on(s, On::Kept(name), args.artifacts_dir, Keep::Always, args.ttl)
+        }
+        _ => Ok(code),
+    }
 }
 
 /// A spec file by its extension; anything else must be a whole bundle of a format this kthw reads.
 fn read(path: &std::path::Path, paths: &Paths) -> Result<Source, String> {
     if path.extension().is_some_and(|e| e == "toml") {
         let spec = ClusterSpec::load(path).map_err(|e| e.to_string())?;
-        return Ok(Source { cluster: spec.name.clone(), spec, until: None, image: None });
+        return Ok(Source { cluster: spec.name.clone(), spec, until: None, image: None, scenario: None });
     }
     let opened = kthw::bundle::open(path).map_err(|e| kthw::chain(&e))?;
     let key = &opened.manifest.image_key;
@@ -98,5 +110,17 @@ fn read(path: &std::path::Path, paths: &Paths) -> Result<Source, String> {
         opened.manifest.harness_version,
         opened.manifest.reason.lines().next().unwrap_or_default()
     );
-    Ok(Source { cluster: opened.manifest.cluster.clone(), until: opened.last_phase(), spec: opened.spec, image })
+    let scenario = match &opened.manifest.scenario {
+        Some(n) => {
+            Some(Scenario::from_name(n).map_err(|e| format!("{e} (the bundle names it; a newer kthw made it?)"))?)
+        }
+        None => None,
+    };
+    Ok(Source {
+        cluster: opened.manifest.cluster.clone(),
+        until: opened.last_phase(),
+        spec: opened.spec,
+        image,
+        scenario,
+    })
 }

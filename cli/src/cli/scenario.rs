@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use kthw::events::Events;
@@ -32,6 +33,9 @@ pub struct RunArgs {
     /// Keep the cluster the scenario brings up, passed or failed (without it, kept only when it fails).
     #[arg(long)]
     keep: bool,
+    /// How long a kept cluster stays before `kthw gc` removes it, e.g. 2h or 90m.
+    #[arg(long, env = "KTHW_KEEP_TTL", default_value = "24h", value_parser = kthw::keep::parse_ttl)]
+    ttl: Duration,
     /// Cluster spec (TOML) to start from; the seed's cluster when absent. The scenario's own changes apply.
     #[arg(long)]
     spec: Option<PathBuf>,
@@ -55,18 +59,24 @@ pub fn run(c: ScenarioCommand) -> anyhow::Result<ExitCode> {
 fn run_one(a: RunArgs) -> anyhow::Result<ExitCode> {
     let scenario = Scenario::from_name(&a.name)?;
     let spec = ClusterSpec::load_or_default(a.spec.as_deref())?;
-    let (events, rx) = Events::channel();
-    let opts = Options {
-        paths: Paths::from_env(),
-        artifacts_dir: a.artifacts_dir,
-        keep: if a.keep { Keep::Always } else { Keep::OnFailure },
-        events,
-        image: None,
-    };
     let on = match a.on {
         Some(cluster) => On::Kept(cluster),
         None => On::Fresh { spec: Box::new(spec), name: format!("scenario-{}", scenario.name()) },
     };
+    let keep = if a.keep { Keep::Always } else { Keep::OnFailure };
+    run_on(scenario, on, a.artifacts_dir, keep, a.ttl)
+}
+
+/// Runs `scenario` on `on`, showing progress live, and prints its report (`kthw scenario run`, `kthw repro`).
+pub(super) fn run_on(
+    scenario: Scenario,
+    on: On,
+    artifacts_dir: Option<PathBuf>,
+    keep: Keep,
+    keep_ttl: Duration,
+) -> anyhow::Result<ExitCode> {
+    let (events, rx) = Events::channel();
+    let opts = Options { paths: Paths::from_env(), artifacts_dir, keep, keep_ttl, events, ..Options::default() };
     let cluster = match &on {
         On::Kept(c) | On::Fresh { name: c, .. } => c.clone(),
     };

@@ -38,6 +38,27 @@ pub async fn collect_with(
     bootstrap: &Bootstrap,
     reason: Option<&str>,
 ) -> Result<Made, BundleError> {
+    collect_all(cluster, paths, bootstrap, reason, None).await
+}
+
+/// [`collect_with`] for a failed scenario, named in the manifest so that `kthw repro` runs it again.
+pub async fn collect_for_scenario(
+    cluster: &Cluster,
+    paths: &Paths,
+    bootstrap: &Bootstrap,
+    scenario: &str,
+    reason: &str,
+) -> Result<Made, BundleError> {
+    collect_all(cluster, paths, bootstrap, Some(reason), Some(scenario)).await
+}
+
+async fn collect_all(
+    cluster: &Cluster,
+    paths: &Paths,
+    bootstrap: &Bootstrap,
+    reason: Option<&str>,
+    scenario: Option<&str>,
+) -> Result<Made, BundleError> {
     let started = Instant::now();
     let dir = new_dir(&bundles_dir(paths), cluster.name())?;
     let mut w = Writer { dir: dir.clone(), total: 0, steps: Vec::new(), excluded: Vec::new() };
@@ -65,6 +86,7 @@ pub async fn collect_with(
         cluster_id: state.id.clone(),
         created: unix_now(),
         reason: reason.unwrap_or("on demand").to_string(),
+        scenario: scenario.map(str::to_string),
         image_key: state.image_key.clone(),
         file_cap: FILE_CAP,
         total_cap: TOTAL_CAP,

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use collect::{collect, collect_with};
+pub use collect::{collect, collect_for_scenario, collect_with};
 pub use read::{open, Opened};
 
 /// The bundle layout this kthw writes and the newest it reads.
@@ -77,6 +77,10 @@ pub struct Manifest {
     pub created: u64,
     /// Why the bundle was made: the failure, or "on demand".
     pub reason: String,
+    /// The scenario (kthw-scenarios) whose failure this is, for `kthw repro` to run again; absent in bundles of
+    /// other failures and in those older kthw made.
+    #[serde(default)]
+    pub scenario: Option<String>,
     pub image_key: String,
     pub file_cap: u64,
     pub total_cap: u64,

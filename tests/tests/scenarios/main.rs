@@ -4,19 +4,9 @@
 //! as skipped, and the nightly profile (`--run-ignored all`) runs them. What runs everywhere: a scenario
 //! asked to run without its artifacts refuses before anything boots.
 
-use kthw::up::Keep;
 use kthw_scenarios::{On, Options, Scenario, ScenarioError};
 use kthw_tests::{artifacts_dir, host_prerequisite, node_image, test_paths, unique_name, vm_host_missing};
 use rstest::rstest;
-
-/// `KTHW_KEEP=on-failure|always` keeps a scenario's cluster for a person to look at; torn down otherwise.
-fn keep() -> Keep {
-    match std::env::var("KTHW_KEEP").as_deref() {
-        Ok("always") => Keep::Always,
-        Ok("on-failure") => Keep::OnFailure,
-        _ => Keep::Never,
-    }
-}
 
 #[rstest]
 #[case::pod_cidr(Scenario::PodCidr)]
@@ -30,11 +20,15 @@ fn keep() -> Keep {
 async fn runs_and_passes(#[case] scenario: Scenario) {
     let Some(()) = host_prerequisite("scenarios", vm_host_missing()) else { return };
     let on = On::Fresh { spec: Box::default(), name: unique_name(scenario.name()) };
+    // KTHW_KEEP=on-failure|always and KTHW_KEEP_TTL keep a scenario's cluster for a person to look at.
+    let (keep, keep_ttl) = kthw::keep::from_env().unwrap_or_else(|e| panic!("{e}"));
     let opts = Options {
         paths: test_paths(),
         artifacts_dir: artifacts_dir(),
-        keep: keep(),
+        keep,
+        keep_ttl,
         image: Some(node_image().await),
+        save_golden: true,
         ..Options::default()
     };
     let report = kthw_scenarios::run(scenario, on, opts).await.unwrap_or_else(|e| panic!("{}", kthw::chain(&e)));
