@@ -36,6 +36,7 @@ pub const FILES: &[RecipeFile] = &[
     recipe_file!("files/etc/ssh/sshd_config.d/kthw.conf", 0o644),
     recipe_file!("files/etc/sysctl.d/90-kthw.conf", 0o644),
     recipe_file!("files/etc/systemd/journald.conf.d/kthw.conf", 0o644),
+    recipe_file!("files/etc/systemd/resolved.conf.d/kthw.conf", 0o644),
     recipe_file!("files/etc/systemd/system/kthw-identity.service", 0o644),
     recipe_file!("files/usr/local/sbin/kthw-identity", 0o755),
 ];
