@@ -70,7 +70,6 @@ async fn pki_kubeconfigs_and_etcd_with_tls_on_real_nodes_idempotently() {
     let home = paths.state.parent().unwrap().to_path_buf();
     crate::images::images_by_index_digest_start_with_no_pull(&cluster, &worker, &home).await;
     crate::scenario_premises::single_label_node_names_resolve_only_from_etc_hosts(&cluster, &cp).await;
-    crate::scenario_premises::the_cold_image_mirror_serves_workers_through_its_rate_limit(&cluster, &cp, &worker).await;
     let forwarder = host_kubectl_reaches_the_apiserver_port_through_kthw_kubeconfig(&cluster, &cp, &paths).await;
 
     let records = cluster.run_dir().phase_records();

@@ -4,19 +4,11 @@
 //!   single-label name, and refuses in a way Go reports as "server misbehaving"; with the names written into
 //!   /etc/hosts, they resolve from the file (as Go's resolver reads it first). (With Debian's default LLMNR it answered anyway: the image turns LLMNR off, as the seed's
 //!   Ubuntu nodes had it.)
-//! - cold-image-wait: the registry mirror on control-plane-1 (the node image's docker-registry, filled from
-//!   the host through an SSH forward), behind its rate limit, serves a worker's containerd through
-//!   `hosts.toml`, a multi-arch image by its index digest, and the bytes went through the shaper.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use kthw::bootstrap::cilium_install::CLUSTER_NIC;
-use kthw::bootstrap::configs::REGISTRY_HOSTS_DIR;
-use kthw::bootstrap::Layout;
 use kthw::cluster::Cluster;
 use kthw::ssh::Session;
-use kthw_scenarios::cold_image::{serve_mirror, use_mirror};
-use kthw_tests::oci_layout::multi_arch_archive;
 use kthw_tests::succeed;
 
 /// What the stub says about `name` when asked over DNS, as Go's resolver asks (busybox's nslookup sends the
@@ -65,51 +57,4 @@ pub async fn single_label_node_names_resolve_only_from_etc_hosts(cluster: &Clust
     let (_, codes, _) = ask_stub(cp, &worker.name).await;
     eprintln!("with /etc/hosts, getent finds {found:?}; the stub over DNS says {codes:?}");
     succeed(cp, "mv /etc/hosts.kthw-test /etc/hosts").await;
-}
-
-pub async fn the_cold_image_mirror_serves_workers_through_its_rate_limit(
-    cluster: &Cluster,
-    cp: &Session,
-    worker: &Session,
-) {
-    let dir = tempfile::tempdir().unwrap();
-    let (archive, index) = multi_arch_archive(dir.path(), "quay.io/kthw-test/busybox:1");
-    let rate = 8;
-    let mirror = serve_mirror(cluster, &[(archive, "quay.io/kthw-test/busybox:1".to_string())], rate)
-        .await
-        .unwrap_or_else(|e| panic!("{}", kthw::chain(&e)));
-    assert_eq!(mirror.registries, ["quay.io"]);
-    use_mirror(cluster, &mirror.registries).await.unwrap_or_else(|e| panic!("{}", kthw::chain(&e)));
-
-    // Pulled as the kubelet asks for a chart's image: by its index digest, through the hosts directory.
-    let digested = format!("quay.io/kthw-test/busybox@{index}");
-    let ctr = Layout::default().ctr();
-    let started = Instant::now();
-    succeed(worker, &format!("{ctr} -n k8s.io images pull --hosts-dir {REGISTRY_HOSTS_DIR} {digested}")).await;
-    let took = started.elapsed();
-    let ran =
-        succeed(worker, &format!("{ctr} -n k8s.io run --rm {digested} kthw-mirror /bin/busybox echo from-the-mirror"))
-            .await;
-    assert_eq!(ran, "from-the-mirror");
-
-    let stats = succeed(cp, &format!("tc -s qdisc show dev {CLUSTER_NIC}")).await;
-    let sent: u64 = stats
-        .split_whitespace()
-        .skip_while(|w| *w != "Sent")
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no Sent counter in:\n{stats}"));
-    let layer = std::fs::metadata("/bin/busybox").unwrap().len();
-    eprintln!(
-        "a {:.1} MiB pull through the {rate} Mbit/s mirror took {:.1} s; the shaper passed {:.1} MiB",
-        layer as f64 / 1048576.0,
-        took.as_secs_f64(),
-        sent as f64 / 1048576.0
-    );
-    assert!(stats.contains(&format!("rate {rate}Mbit")), "{stats}");
-    assert!(
-        sent >= layer / 2,
-        "the image's bytes did not go through the tbf qdisc (the layer is gzip-free, {layer} bytes):\n{stats}"
-    );
-    succeed(cp, &format!("tc qdisc del dev {CLUSTER_NIC} root && systemctl stop docker-registry")).await;
 }
