@@ -104,6 +104,15 @@ pub struct Mirror {
     pub bytes: u64,
 }
 
+/// Starts the node image's registry (on a node) and waits up to 30 s for `GET /v2/` to succeed: 200 only
+/// because the image's config.yml has no auth (Debian's packaged one answers 401 to everything). The vm tier
+/// runs this same command on a booted node.
+pub fn start_mirror_command() -> String {
+    format!(
+        "systemctl start docker-registry && for i in $(seq 30); do curl -sf http://127.0.0.1:{MIRROR_PORT}/v2/ && exit 0; sleep 1; done; exit 1"
+    )
+}
+
 /// Starts the node image's registry on the control plane, fills it with `images` (OCI archive, reference)
 /// from the host through an SSH forward (the host touches only its loopback), and holds the control plane's
 /// cluster NIC to `rate_mbit`. Needs only the nodes.
@@ -115,10 +124,7 @@ pub async fn serve_mirror(
     let me = Scenario::ColdImageWait;
     let cp = cluster.spec().control_plane().name.clone();
     let deadline = cluster.accel().scale(Duration::from_secs(60));
-    let registry_up = format!(
-        "systemctl start docker-registry && for i in $(seq 30); do curl -sf http://127.0.0.1:{MIRROR_PORT}/v2/ && exit 0; sleep 1; done; exit 1"
-    );
-    succeed(me, cluster, &cp, &registry_up, deadline).await?;
+    succeed(me, cluster, &cp, &start_mirror_command(), deadline).await?;
     let s = session(me, cluster, &cp, "forward to the mirror").await?;
     let tunnel = s.forward_local("127.0.0.1", MIRROR_PORT).await.map_err(|e| ScenarioError::Ssh {
         scenario: me.name(),
