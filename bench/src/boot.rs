@@ -89,7 +89,7 @@ pub async fn three_nodes_vs_raw_qemu(paths: &Paths, image: &NodeImage) -> anyhow
     let name = format!("bench-boot-{}", std::process::id());
     let start = Instant::now();
     let up = Up::new(spec.clone()).name(&name).until(Phase::Nodes).paths(paths.clone()).image(image.clone());
-    let cluster = up.run().await?.cluster;
+    let cluster = up.fresh(true).run().await?.cluster;
     let harness = start.elapsed();
     let harness_nodes =
         cluster.nodes().iter().map(|n| (n.name.clone(), Duration::from_millis(n.boot_ms.unwrap_or(0)))).collect();

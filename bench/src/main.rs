@@ -1,7 +1,7 @@
 //! `just bench`: every speed and memory goal, each measured as a ratio against a baseline run in the same
 //! command on the same host. Goals are reported, never asserted: a slow machine is not a failing test.
 //!
-//! Usage: kthw-bench [image] [boot] [golden] [initrd] [ssh] [preload] [cilium-preload]   (no argument: all of them, in that
+//! Usage: kthw-bench [image] [boot] [boot-cuts] [golden] [initrd] [ssh] [preload] [cilium-preload]   (no argument: all of them, in that
 //! order; cilium-preload needs the pinned upstream artifacts and a host whose guests may reach the internet)
 
 use std::time::Instant;
@@ -14,13 +14,14 @@ use kthw::up::Up;
 use kthw_tests::test_paths;
 
 mod boot;
+mod boot_cuts;
 mod golden;
 mod image_build;
 mod preload;
 mod raw_qemu;
 mod ssh;
 
-const ALL: [&str; 7] = ["image", "boot", "golden", "initrd", "ssh", "preload", "cilium-preload"];
+const ALL: [&str; 8] = ["image", "boot", "boot-cuts", "golden", "initrd", "ssh", "preload", "cilium-preload"];
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -52,6 +53,10 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("bench boot: three nodes by hand with qemu-system-x86_64, then through Cluster::up...");
         let b = boot::three_nodes_vs_raw_qemu(&paths, &image).await?;
         report.push(b.to_string());
+    }
+    if wanted.iter().any(|w| w == "boot-cuts") {
+        eprintln!("bench boot-cuts: three nodes on the current recipe and on it without its boot cuts, alternating...");
+        report.push(boot_cuts::current_vs_baseline(&paths, &image, 2).await?.to_string());
     }
     if wanted.iter().any(|w| w == "golden") {
         eprintln!("bench golden: three nodes booted to etcd and saved, then restored {} times...", 3);

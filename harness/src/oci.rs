@@ -134,7 +134,8 @@ pub fn pull(reference: &str, dir: &Path) -> Result<PathBuf, OciError> {
     Ok(archive)
 }
 
-/// Puts the image of `archive` into every node's containerd, all nodes at once; returns `node: name` for each.
+/// Puts the image of `archive` into every node's containerd (started if it is not running), all nodes at
+/// once; returns `node: name` for each.
 pub async fn load(cluster: &Cluster, archive: &Path, image: &ImageRef) -> Result<Vec<String>, OciError> {
     let remote = PathBuf::from(LOAD_DIR).join(format!("{}.oci.tar", image.digest.replace(':', "-")));
     let ctr = crate::bootstrap::Layout::default().ctr();
@@ -144,7 +145,9 @@ pub async fn load(cluster: &Cluster, archive: &Path, image: &ImageRef) -> Result
             cluster.session(&n.name).await.map_err(|e| OciError::Node { node: n.name.clone(), source: Box::new(e) })?;
         let (archive, remote, image, ctr) = (archive.to_path_buf(), remote.clone(), image.clone(), ctr.clone());
         set.spawn(async move {
-            command_on(&s, format!("mkdir -p {LOAD_DIR}")).await?;
+            // The image leaves containerd disabled until the workers phase configures it (a boot cut,
+            // images/debian/boot-cuts/disabled-units.txt); a load before that phase starts the image's own.
+            command_on(&s, format!("mkdir -p {LOAD_DIR} && systemctl start containerd")).await?;
             s.upload(&archive, &remote.display().to_string(), 0o644)
                 .await
                 .map_err(|e| OciError::Upload { node: s.node().to_string(), source: Box::new(e) })?;

@@ -11,6 +11,11 @@ units() { sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$recipe/$1"; }
 chroot "$rootfs" systemctl enable $(units enabled-units.txt)
 chroot "$rootfs" systemctl disable $(units disabled-units.txt)
 chroot "$rootfs" systemctl mask $(units masked-units.txt)
+# The boot cuts (boot-cuts/disabled-units.txt says why they are apart); absent from the benchmark's baseline.
+if [ -d "$recipe/boot-cuts" ]; then
+    chroot "$rootfs" systemctl disable $(units boot-cuts/disabled-units.txt)
+    chroot "$rootfs" systemctl mask $(units boot-cuts/masked-units.txt)
+fi
 
 # Host keys come from the harness at boot (kthw-identity); keys made at build time would be shared by every
 # node built from this image.

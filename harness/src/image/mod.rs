@@ -67,6 +67,9 @@ pub struct BuildOptions {
     pub mirror: Option<String>,
     /// Debian security mirror; None: `KTHW_DEBIAN_SECURITY_MIRROR`, else recipe.toml's.
     pub security_mirror: Option<String>,
+    /// Build the recipe without its boot cuts ([`recipe::Recipe::without_boot_cuts`]): the boot benchmark's
+    /// baseline, never what a cluster boots.
+    pub without_boot_cuts: bool,
 }
 
 impl BuildOptions {
@@ -75,7 +78,8 @@ impl BuildOptions {
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let mirror = self.mirror.clone().or_else(|| env("KTHW_DEBIAN_MIRROR"));
         let security = self.security_mirror.clone().or_else(|| env("KTHW_DEBIAN_SECURITY_MIRROR"));
-        recipe::Recipe::embedded(mirror.as_deref(), security.as_deref())
+        let recipe = recipe::Recipe::embedded(mirror.as_deref(), security.as_deref())?;
+        Ok(if self.without_boot_cuts { recipe.without_boot_cuts() } else { recipe })
     }
 }
 

@@ -27,12 +27,17 @@ pub const FILES: &[RecipeFile] = &[
     recipe_file!("enabled-units.txt", 0o644),
     recipe_file!("disabled-units.txt", 0o644),
     recipe_file!("masked-units.txt", 0o644),
+    recipe_file!("boot-cuts/disabled-units.txt", 0o644),
+    recipe_file!("boot-cuts/masked-units.txt", 0o644),
     recipe_file!("customize.sh", 0o755),
     recipe_file!("initrd/init", 0o755),
     recipe_file!("files/etc/fstab", 0o644),
     recipe_file!("files/etc/hosts", 0o644),
     recipe_file!("files/etc/containerd/config.toml", 0o644),
+    recipe_file!("files/etc/docker/registry/config.yml", 0o644),
+    recipe_file!("files/etc/modprobe.d/kthw-boot-cuts.conf", 0o644),
     recipe_file!("files/etc/modules-load.d/kthw.conf", 0o644),
+    recipe_file!("files/etc/ssh/sshd_config.d/kthw-boot-cuts.conf", 0o644),
     recipe_file!("files/etc/ssh/sshd_config.d/kthw.conf", 0o644),
     recipe_file!("files/etc/sysctl.d/90-kthw.conf", 0o644),
     recipe_file!("files/etc/systemd/journald.conf.d/kthw.conf", 0o644),
@@ -43,6 +48,11 @@ pub const FILES: &[RecipeFile] = &[
 
 /// Files under this prefix are copied into the root filesystem as they are.
 pub const ROOTFS_FILES: &str = "files/";
+
+/// Recipe files whose path holds this are boot cuts: what the recipe leaves out of a node's boot
+/// (images/debian/boot-cuts/disabled-units.txt says what and why). Without them the recipe is the one from
+/// before the cuts, which `kthw-bench boot-cuts` boots beside the current one as its baseline.
+pub const BOOT_CUTS: &str = "boot-cuts";
 
 /// recipe.toml.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -89,6 +99,12 @@ impl Recipe {
             files,
             config,
         })
+    }
+
+    /// This recipe without its boot cuts: the benchmark's baseline, a different image (and key).
+    pub fn without_boot_cuts(mut self) -> Recipe {
+        self.files.retain(|f| !f.path.contains(BOOT_CUTS));
+        self
     }
 
     /// sha256 over every recipe file (path, mode, bytes), in path order: what the recipe is.
@@ -218,6 +234,38 @@ mod tests {
         let mut removed = FILES.to_vec();
         removed.retain(|f| f.path != "files/etc/hosts");
         assert!(seen.insert(recipe(removed).key()), "a removed file must change the key");
+    }
+
+    #[test]
+    fn without_its_boot_cuts_the_recipe_is_another_image_that_still_has_everything_else() {
+        let current = recipe(FILES.to_vec());
+        let baseline = recipe(FILES.to_vec()).without_boot_cuts();
+        assert_ne!(current.key(), baseline.key());
+        let cut: Vec<_> = current.files.iter().filter(|f| f.path.contains(BOOT_CUTS)).map(|f| f.path).collect();
+        assert_eq!(
+            cut,
+            [
+                "boot-cuts/disabled-units.txt",
+                "boot-cuts/masked-units.txt",
+                "files/etc/modprobe.d/kthw-boot-cuts.conf",
+                "files/etc/ssh/sshd_config.d/kthw-boot-cuts.conf"
+            ]
+        );
+        assert_eq!(baseline.files.len(), current.files.len() - cut.len());
+        // customize.sh applies the cut unit lists only where they exist, so the baseline builds without them.
+        let customize = std::str::from_utf8(current.file("customize.sh").unwrap().content).unwrap();
+        assert!(customize.contains("if [ -d \"$recipe/boot-cuts\" ]"), "{customize}");
+        // The cuts never take away what a node is for.
+        let disabled = current.units("boot-cuts/disabled-units.txt").unwrap();
+        let masked = current.units("boot-cuts/masked-units.txt").unwrap();
+        for needed in ["ssh.service", "systemd-resolved.service", "systemd-networkd.service", "kthw-identity.service"] {
+            assert!(!disabled.iter().chain(&masked).any(|u| u == needed), "{needed} is cut");
+        }
+        let blacklist =
+            std::str::from_utf8(current.file("files/etc/modprobe.d/kthw-boot-cuts.conf").unwrap().content).unwrap();
+        for needed in ["virtio", "qemu_fw_cfg", "overlay", "br_netfilter", "bridge", "ext4"] {
+            assert!(!blacklist.lines().any(|l| l.trim() == format!("blacklist {needed}")), "{needed} blacklisted");
+        }
     }
 
     #[test]
