@@ -427,6 +427,10 @@ fn air_gapped_directories_say_where_to_fetch_from() {
     assert_eq!(missing.len(), 1);
     assert!(missing[0].command.contains("etcd-v3.5.21-linux-amd64.tar.gz"), "{}", missing[0].command);
     assert_eq!(missing[0].path, dir.path().join("etcd/v3.5.21/etcd-v3.5.21-linux-amd64.tar.gz"));
+    // Fetching without `--set` fetches the seed's: the command for another set's artifact names its set.
+    let current = ClusterSpec { versions: VersionSet::Current, ..ClusterSpec::default() };
+    let missing = Cache::new(dir.path().to_path_buf()).missing(&m, &current, Phase::Etcd);
+    assert_eq!(missing[0].command, format!("kthw artifacts fetch --dir {} --set current", dir.path().display()));
 }
 
 #[test]
