@@ -65,7 +65,9 @@ fn every_pinned_artifact_of_each_set_has_a_published_sum_with_its_source_and_tha
 #[test]
 fn the_sets_pin_the_same_artifacts_for_the_same_phases_and_the_current_set_is_newer() {
     let m = Manifest::pinned();
-    let shape = |set| -> Vec<(String, Kind, String, Vec<Phase>, Vec<String>)> {
+    // What an artifact is for: name, kind, component, phases, scenarios.
+    type Shape = (String, Kind, String, Vec<Phase>, Vec<String>);
+    let shape = |set| -> Vec<Shape> {
         let mut v: Vec<_> = m
             .for_set(set)
             .artifacts
