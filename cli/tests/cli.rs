@@ -446,3 +446,41 @@ fn repro_refuses_what_it_cannot_reproduce_here_before_anything_boots() {
     assert!(e.contains("is truncated or corrupt"), "{e}");
     assert!(!home.path().join("state/runs").exists(), "nothing was made");
 }
+
+#[test]
+fn artifacts_list_shows_both_version_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = kthw(&["artifacts", "list", "--dir", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    let seed = s.find("version set seed (`versions = \"seed\"`): kubernetes 1.32.4").expect(&s);
+    let current = s.find("version set current (`versions = \"current\"`): kubernetes 1.35.4").expect(&s);
+    assert!(seed < current, "{s}");
+    assert!(s[seed..current].contains("etcd-v3.5.21-linux-amd64.tar.gz"), "{s}");
+    assert!(s[current..].contains("etcd-v3.6.14-linux-amd64.tar.gz"), "{s}");
+    assert!(s.contains("28 of 28 not cached"), "{s}");
+}
+
+#[test]
+fn artifacts_fetch_takes_the_set_from_the_flag_or_the_spec_and_refuses_an_unknown_one() {
+    let (base, seen) = not_found_server();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let mirror = format!("{base}/m");
+    let flag = fetch_through(&["--dir", d, "--mirror", &mirror, "--set", "current", "etcd"], None);
+    let spec = dir.path().join("lab.toml");
+    std::fs::write(&spec, "versions = \"current\"\n").unwrap();
+    let from_spec = fetch_through(&["--dir", d, "--mirror", &mirror, "--spec", spec.to_str().unwrap(), "etcd"], None);
+    for out in [&flag, &from_spec] {
+        assert_eq!(out.status.code(), Some(1), "a 404 fails the fetch: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("etcd (current set)"), "{}", text(&out.stderr));
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen.iter().all(|r| r.starts_with("GET /m/etcd-io/etcd/releases/download/v3.6.14/")), "{seen:?}");
+
+    let bad = fetch_through(&["--dir", d, "--mirror", &mirror, "--set", "newest"], None);
+    assert!(!bad.status.success());
+    let err = text(&bad.stderr);
+    assert!(err.contains("unknown version set \"newest\": choose one of seed, current, or all"), "{err}");
+}

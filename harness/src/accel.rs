@@ -53,6 +53,9 @@ pub struct Probe {
     /// Which probe gave the verdict: a remembered verdict of another probe is not trusted.
     #[serde(default)]
     pub method: u32,
+    /// Set by `KTHW_ACCEL`: a forced KVM is never replaced by TCG when a domain fails to start under it.
+    #[serde(default)]
+    pub forced: bool,
 }
 
 /// Bumped whenever the probe changes what it proves. Version 1 booted a real-mode boot sector, which the
@@ -73,7 +76,13 @@ pub fn detect(state_dir: &Path, kernel: Option<&Path>) -> Probe {
     let boot_id = boot_id();
     if let Ok(forced) = std::env::var("KTHW_ACCEL") {
         let accel = if forced.eq_ignore_ascii_case("kvm") { Accel::Kvm } else { Accel::Tcg };
-        return Probe { accel, reason: format!("forced by KTHW_ACCEL={forced}"), boot_id, method: PROBE_METHOD };
+        return Probe {
+            accel,
+            reason: format!("forced by KTHW_ACCEL={forced}"),
+            boot_id,
+            method: PROBE_METHOD,
+            forced: true,
+        };
     }
     let cache = state_dir.join("accel.json");
     if let Some(p) = std::fs::read(&cache).ok().and_then(|b| serde_json::from_slice::<Probe>(&b).ok()) {
@@ -87,19 +96,45 @@ pub fn detect(state_dir: &Path, kernel: Option<&Path>) -> Probe {
             reason: "not probed yet: the probe boots the node image's kernel (`kthw image build` makes it)".into(),
             boot_id,
             method: PROBE_METHOD,
+            forced: false,
         };
     };
     let probe = Probe { boot_id, ..probe_kvm(Path::new("/dev/kvm"), kernel) };
-    if std::fs::create_dir_all(state_dir).is_ok() {
-        let _ = std::fs::write(&cache, serde_json::to_vec_pretty(&probe).unwrap_or_default());
-    }
+    remember(state_dir, &probe);
     tracing::debug!(accel = ?probe.accel, reason = %probe.reason, "acceleration probed");
+    probe
+}
+
+fn remember(state_dir: &Path, probe: &Probe) {
+    if std::fs::create_dir_all(state_dir).is_ok() {
+        let _ = std::fs::write(state_dir.join("accel.json"), serde_json::to_vec_pretty(probe).unwrap_or_default());
+    }
+}
+
+/// A cluster failed to start under a KVM the probe had passed: the verdict for the rest of this host boot
+/// becomes TCG with `reason`, so later runs (and golden snapshot keys, which include the accelerator) do not
+/// pay for the failing KVM start again. Returns that verdict.
+pub fn remember_kvm_failure(state_dir: &Path, reason: &str) -> Probe {
+    let probe = Probe {
+        accel: Accel::Tcg,
+        reason: format!("a KVM domain failed to start in this host boot: {reason}"),
+        boot_id: boot_id(),
+        method: PROBE_METHOD,
+        forced: false,
+    };
+    remember(state_dir, &probe);
     probe
 }
 
 /// Boots `kernel` under KVM. Never fails: anything that goes wrong is a reason to use TCG.
 pub fn probe_kvm(dev: &Path, kernel: &Path) -> Probe {
-    let tcg = |reason: String| Probe { accel: Accel::Tcg, reason, boot_id: String::new(), method: PROBE_METHOD };
+    let tcg = |reason: String| Probe {
+        accel: Accel::Tcg,
+        reason,
+        boot_id: String::new(),
+        method: PROBE_METHOD,
+        forced: false,
+    };
     if !dev.exists() {
         return tcg(format!("{} does not exist", dev.display()));
     }
@@ -115,6 +150,7 @@ pub fn probe_kvm(dev: &Path, kernel: &Path) -> Probe {
             reason: format!("a KVM guest booted the node kernel to its root-disk panic in {} ms", elapsed.as_millis()),
             boot_id: String::new(),
             method: PROBE_METHOD,
+            forced: false,
         },
         Err(reason) => tcg(reason),
     }
@@ -192,13 +228,19 @@ mod tests {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
-        let stale = Probe { accel: Accel::Kvm, reason: "boot sector ran".into(), boot_id: boot_id(), method: 1 };
+        let stale =
+            Probe { accel: Accel::Kvm, reason: "boot sector ran".into(), boot_id: boot_id(), method: 1, forced: false };
         std::fs::write(dir.path().join("accel.json"), serde_json::to_vec(&stale).unwrap()).unwrap();
         let p = detect(dir.path(), None);
         assert_eq!(p.accel, Accel::Tcg, "{p:?}");
         let current = Probe { method: PROBE_METHOD, ..stale };
         std::fs::write(dir.path().join("accel.json"), serde_json::to_vec(&current).unwrap()).unwrap();
         assert_eq!(detect(dir.path(), None), current, "a verdict of this method and boot is remembered");
+        // A cluster that then fails to start under that KVM turns the remembered verdict into TCG, with why.
+        let after = remember_kvm_failure(dir.path(), "node a did not answer SSH within 30 s");
+        assert_eq!(detect(dir.path(), None), after);
+        assert_eq!(after.accel, Accel::Tcg);
+        assert!(after.reason.contains("did not answer SSH"), "{}", after.reason);
     }
 
     #[test]

@@ -24,6 +24,10 @@ pub enum Event {
         accel: String,
         reason: String,
     },
+    /// The cluster failed to start under KVM (why): it is torn down and brought up again under TCG.
+    AccelFallback {
+        reason: String,
+    },
     /// A node's domain started; it is booting.
     NodeBooting {
         node: String,
@@ -64,6 +68,7 @@ impl fmt::Display for Event {
             Event::ImageBuilding => write!(f, "image: building the node image (about 1.5 minutes the first time)"),
             Event::ImageReady { key, took } => write!(f, "image: {key} ready after {}", s(took)),
             Event::Accel { accel, reason } => write!(f, "accel: {accel} ({reason})"),
+            Event::AccelFallback { reason } => write!(f, "accel: KVM failed ({reason}); retrying under TCG"),
             Event::NodeBooting { node } => write!(f, "node {node}: booting"),
             Event::NodeUp { node, took } => write!(f, "node {node}: answers SSH after {}", s(took)),
             Event::PhaseBegins { phase } => write!(f, "phase {phase}: begins ({})", phase.describe()),

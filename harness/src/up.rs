@@ -241,7 +241,7 @@ impl Up {
     }
 
     pub fn bootstrap(&self) -> Bootstrap {
-        Bootstrap::new(&self.paths, self.artifacts_dir.clone())
+        Bootstrap::new(&self.paths, self.artifacts_dir.clone(), self.spec.versions)
     }
 
     /// How far the run will go with the artifacts at hand; without `partial`, an error listing what is

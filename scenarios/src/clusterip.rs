@@ -111,7 +111,7 @@ pub fn curl_outcome(code: Option<u32>) -> &'static str {
     }
 }
 
-fn echo_deployment(node: &str, replicas: i32) -> Deployment {
+fn echo_deployment(set: kthw::spec::VersionSet, node: &str, replicas: i32) -> Deployment {
     let labels = BTreeMap::from([("app".to_string(), "echo".to_string())]);
     Deployment {
         metadata: ObjectMeta { name: Some("echo".into()), ..ObjectMeta::default() },
@@ -124,7 +124,7 @@ fn echo_deployment(node: &str, replicas: i32) -> Deployment {
                     node_selector: Some(BTreeMap::from([("kubernetes.io/hostname".to_string(), node.to_string())])),
                     containers: vec![Container {
                         name: "echo".into(),
-                        image: Some(pinned_image("connectivity-json-mock")),
+                        image: Some(pinned_image(set, "connectivity-json-mock")),
                         image_pull_policy: Some("IfNotPresent".into()),
                         env: Some(vec![EnvVar {
                             name: "PORT".into(),
@@ -180,7 +180,10 @@ pub(crate) async fn run(w: &World<'_>, r: &mut Report) -> Result<(), ScenarioErr
     w.preload(kthw::phase::Phase::Ready, IMAGES).await?;
     let ns = w.namespace().await?;
     let deployments: Api<Deployment> = Api::namespaced(w.client(), &ns);
-    deployments.create(&PostParams::default(), &echo_deployment(&server_node, 1)).await.map_err(kube("create echo"))?;
+    deployments
+        .create(&PostParams::default(), &echo_deployment(w.spec().versions, &server_node, 1))
+        .await
+        .map_err(kube("create echo"))?;
     let services: Api<Service> = Api::namespaced(w.client(), &ns);
     let svc = services.create(&PostParams::default(), &echo_service()).await.map_err(kube("create service echo"))?;
     let spec = svc.spec.unwrap_or_default();
@@ -189,7 +192,7 @@ pub(crate) async fn run(w: &World<'_>, r: &mut Report) -> Result<(), ScenarioErr
     let client = pinned_pod(
         "client",
         &client_node,
-        &pinned_image("connectivity-curl"),
+        &pinned_image(w.spec().versions, "connectivity-curl"),
         Some(vec!["/usr/bin/pause".into()]),
         &[],
     );
@@ -469,7 +472,7 @@ COMMIT
 
     #[test]
     fn the_echo_server_listens_where_its_service_points_on_its_node() {
-        let d = echo_deployment("worker-node-1", 1);
+        let d = echo_deployment(kthw::spec::VersionSet::Seed, "worker-node-1", 1);
         let pod = d.spec.unwrap().template.spec.unwrap();
         let c = &pod.containers[0];
         assert_eq!(c.env.as_ref().unwrap()[0].value.as_deref(), Some("8080"), "json-mock listens on $PORT");

@@ -29,7 +29,7 @@ pub const REMOTE_JUNIT: &str = "/root/cilium-connectivity-junit.xml";
 /// The command line: the seed's, with pinned images and, without egress, no internet tests. The DNS test
 /// server is the pinned CoreDNS the coredns phase already put on the workers, in place of the CLI's default
 /// (docker.io/coredns/coredns:1.12.0, which kthw does not pin).
-pub fn argv(egress: bool, kubeconfig: &std::path::Path) -> Vec<String> {
+pub fn argv(set: kthw::spec::VersionSet, egress: bool, kubeconfig: &std::path::Path) -> Vec<String> {
     let mut v: Vec<String> = vec![
         CILIUM_CLI.into(),
         "connectivity".into(),
@@ -39,11 +39,11 @@ pub fn argv(egress: bool, kubeconfig: &std::path::Path) -> Vec<String> {
         "--test-namespace".into(),
         "cilium-test".into(),
         "--curl-image".into(),
-        pinned_image("connectivity-curl"),
+        pinned_image(set, "connectivity-curl"),
         "--json-mock-image".into(),
-        pinned_image("connectivity-json-mock"),
+        pinned_image(set, "connectivity-json-mock"),
         "--dns-test-server-image".into(),
-        pinned_image("coredns"),
+        pinned_image(set, "coredns"),
         "--junit-file".into(),
         REMOTE_JUNIT.into(),
     ];
@@ -71,7 +71,9 @@ pub(crate) async fn run(w: &World<'_>, r: &mut Report) -> Result<(), ScenarioErr
     w.preload(Phase::Ready, IMAGES).await?;
     let root = w.layout().root_kubeconfig.clone();
     let egress = w.spec().egress;
-    let out = w.run_argv(&argv(egress, &root), w.scaled(Duration::from_secs(1800)), "connectivity-test.txt").await?;
+    let out = w
+        .run_argv(&argv(w.spec().versions, egress, &root), w.scaled(Duration::from_secs(1800)), "connectivity-test.txt")
+        .await?;
     r.check("`cilium connectivity test` passes", out.success(), out.describe_status());
     r.fact("tests left out", if egress { "none".to_string() } else { NEEDS_INTERNET.join(" ") });
     let junit = w.succeed(&w.cp(), &format!("cat {REMOTE_JUNIT}")).await?;
@@ -92,7 +94,7 @@ mod tests {
     #[test]
     fn without_egress_the_internet_scenarios_are_skipped_and_every_image_is_pinned() {
         let root = std::path::Path::new("/root/.kube/config");
-        let v = argv(false, root);
+        let v = argv(kthw::spec::VersionSet::Seed, false, root);
         let pairs: Vec<(&str, &str)> = v.windows(2).map(|p| (p[0].as_str(), p[1].as_str())).collect();
         assert!(pairs.contains(&("--test", "!/pod-to-world")) && pairs.contains(&("--test", "!/pod-to-cidr")));
         assert!(pairs.contains(&("--test-namespace", "cilium-test")), "the seed's namespace");
@@ -100,7 +102,10 @@ mod tests {
             let image = pairs.iter().find(|(f, _)| *f == flag).unwrap().1;
             assert!(image.contains("@sha256:"), "{flag} {image} is pinned by digest");
         }
-        assert!(!argv(true, root).iter().any(|a| a == "--test"), "with egress nothing is left out");
+        assert!(
+            !argv(kthw::spec::VersionSet::Seed, true, root).iter().any(|a| a == "--test"),
+            "with egress nothing is left out"
+        );
     }
 
     #[test]

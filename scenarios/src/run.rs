@@ -78,11 +78,11 @@ pub fn preflight(scenario: Scenario, spec: &ClusterSpec, bootstrap: &Bootstrap) 
 /// Runs `scenario` on `on`. A failed check is a report that did not pass, not an error.
 pub async fn run(scenario: Scenario, on: On, opts: Options) -> Result<Report, ScenarioError> {
     let needs = scenario.needs();
-    let bootstrap = Bootstrap::new(&opts.paths, opts.artifacts_dir.clone());
     let name = scenario.name();
     match on {
         On::Fresh { spec, name: cluster } => {
             let spec = needs.spec(*spec);
+            let bootstrap = Bootstrap::new(&opts.paths, opts.artifacts_dir.clone(), spec.versions);
             let lacks = preflight(scenario, &spec, &bootstrap);
             if !lacks.is_empty() {
                 return Err(ScenarioError::MissingArtifacts { scenario: name, lacks });
@@ -116,6 +116,7 @@ pub async fn run(scenario: Scenario, on: On, opts: Options) -> Result<Report, Sc
                 source: Box::new(e),
             })?;
             suitable(scenario, &open)?;
+            let bootstrap = Bootstrap::new(&opts.paths, opts.artifacts_dir.clone(), open.spec().versions);
             let lacks = preflight(scenario, open.spec(), &bootstrap);
             if !lacks.is_empty() {
                 return Err(ScenarioError::MissingArtifacts { scenario: name, lacks });

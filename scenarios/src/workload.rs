@@ -10,10 +10,10 @@ use kube::api::{Api, DeleteParams, PostParams};
 
 use crate::{ScenarioError, World};
 
-/// `repository:tag@sha256:<index digest>`: the form the charts use, which a node resolves by digest from
-/// what preloading imported.
-pub fn pinned_image(name: &str) -> String {
-    let m = kthw::artifacts::Manifest::pinned();
+/// `repository:tag@sha256:<index digest>` of artifact `name` in version set `set` (the cluster's): the form
+/// the charts use, which a node resolves by digest from what preloading imported.
+pub fn pinned_image(set: kthw::spec::VersionSet, name: &str) -> String {
+    let m = kthw::artifacts::Manifest::pinned().for_set(set);
     let a = m.get(name).unwrap_or_else(|| panic!("the pinned manifest has {name}"));
     format!("{}@{}", a.locator(), a.digest.as_deref().expect("a pinned image has a digest"))
 }
@@ -118,7 +118,7 @@ mod tests {
 
     #[test]
     fn a_pinned_pod_runs_its_image_by_tag_and_index_digest_on_its_node() {
-        let image = pinned_image("pause");
+        let image = pinned_image(kthw::spec::VersionSet::Seed, "pause");
         assert_eq!(
             image,
             "registry.k8s.io/pause:3.10@sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a"
@@ -128,5 +128,8 @@ mod tests {
         assert_eq!(spec.node_name.as_deref(), Some("worker-node-2"));
         assert_eq!(spec.containers[0].image.as_deref(), Some(image.as_str()));
         assert_eq!(spec.containers[0].image_pull_policy.as_deref(), Some("IfNotPresent"), "no pull when it is there");
+        let mock = |set| pinned_image(set, "connectivity-json-mock");
+        assert!(mock(kthw::spec::VersionSet::Current).starts_with("quay.io/cilium/json-mock:v1.4.1@sha256:6a66df90"));
+        assert_ne!(mock(kthw::spec::VersionSet::Seed), mock(kthw::spec::VersionSet::Current), "each set its own pin");
     }
 }

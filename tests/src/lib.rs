@@ -9,7 +9,7 @@ pub mod oci_layout;
 use kthw::image::{self, BuildOptions, NodeImage};
 use kthw::paths::Paths;
 use kthw::phase::Phase;
-use kthw::spec::ClusterSpec;
+use kthw::spec::{ClusterSpec, VersionSet};
 use kthw::ssh::Session;
 use kthw::up::{Running, Up};
 
@@ -124,6 +124,20 @@ pub fn write_random_file(path: &std::path::Path, mib: usize) -> anyhow::Result<S
 /// home's artifact cache (`KTHW_HOME=target/kthw-test-home kthw artifacts fetch` fills it).
 pub fn artifacts_dir() -> Option<PathBuf> {
     std::env::var_os("KTHW_ARTIFACTS_DIR").filter(|d| !d.is_empty()).map(PathBuf::from)
+}
+
+/// The version set the cluster and scenario tiers run: `KTHW_VERSIONS` (`seed` or `current`; the nightly
+/// workflow runs each in its own jobs), else the seed's. An unknown name fails the test, naming the known ones.
+pub fn version_set() -> VersionSet {
+    match std::env::var("KTHW_VERSIONS") {
+        Ok(name) if !name.is_empty() => name.parse().unwrap_or_else(|e| panic!("KTHW_VERSIONS: {e}")),
+        _ => VersionSet::Seed,
+    }
+}
+
+/// The seed's cluster with the version set of [`version_set`]: what the cluster and scenario tiers bring up.
+pub fn cluster_spec() -> ClusterSpec {
+    ClusterSpec { versions: version_set(), ..ClusterSpec::default() }
 }
 
 /// The seed's topology cut to `nodes` nodes of 1 vCPU and 1 GiB: enough for sshd, etcd and containerd, and

@@ -5,10 +5,12 @@ use anyhow::Context;
 use clap::Subcommand;
 use kthw::artifacts::{Cache, Manifest, Mirror, State};
 use kthw::paths::Paths;
+use kthw::spec::{ClusterSpec, VersionSet};
 
 #[derive(Debug, Subcommand)]
 pub enum ArtifactsCommand {
-    /// Show every pinned artifact: cached, unverified or missing, and the command that provides what is missing.
+    /// Show every pinned artifact of every version set: cached, unverified or missing, and the command that
+    /// provides what is missing.
     List {
         /// An artifact directory to look in instead of the cache.
         #[arg(long)]
@@ -25,9 +27,24 @@ pub enum ArtifactsCommand {
         /// without its registry), by the same digest.
         #[arg(long, env = "KTHW_ARTIFACT_MIRROR", value_name = "URL")]
         mirror: Option<String>,
+        /// The version set to fetch: seed, current, or all. Default: the `versions` of `--spec`, else the seed's.
+        #[arg(long, value_name = "SET", conflicts_with = "spec")]
+        set: Option<String>,
+        /// Fetch the version set this cluster spec selects.
+        #[arg(long, value_name = "FILE")]
+        spec: Option<PathBuf>,
         /// Only these artifacts, by name.
         names: Vec<String>,
     },
+}
+
+/// The version sets `--set`/`--spec` select.
+fn selected_sets(set: Option<&str>, spec: Option<&std::path::Path>) -> anyhow::Result<Vec<VersionSet>> {
+    Ok(match (set, spec) {
+        (Some("all"), _) => VersionSet::ALL.to_vec(),
+        (Some(name), _) => vec![name.parse::<VersionSet>().map_err(|e| anyhow::anyhow!("--set: {e}, or all"))?],
+        (None, spec) => vec![ClusterSpec::load_or_default(spec)?.versions],
+    })
 }
 
 fn cache(dir: Option<PathBuf>) -> Cache {
@@ -41,40 +58,56 @@ pub fn run(cmd: ArtifactsCommand) -> anyhow::Result<ExitCode> {
             let cache = cache(dir);
             println!("artifacts in {}:", cache.dir.display());
             let mut missing = 0;
-            for e in cache.status(&manifest) {
-                let a = e.artifact;
-                let state = match e.state {
-                    State::Cached => "cached",
-                    State::Unverified => "unverified",
-                    State::Absent => "missing",
-                };
-                println!("  {:<24} {:<10} {:<10} {}", a.name, a.upstream_version, state, a.locator());
-                if e.state != State::Cached {
-                    missing += 1;
-                    println!("  {:<24} provide with: {}", "", cache.command_for(a));
+            for set in manifest.sets() {
+                let of_set = manifest.for_set(set);
+                let v = set.pins();
+                println!(
+                    "version set {set} (`versions = \"{set}\"`): kubernetes {}, etcd {}, cilium {}, cilium CLI {}, coredns {}",
+                    v.kubernetes, v.etcd, v.cilium, v.cilium_cli, v.coredns
+                );
+                for e in cache.status(&of_set) {
+                    let a = e.artifact;
+                    let state = match e.state {
+                        State::Cached => "cached",
+                        State::Unverified => "unverified",
+                        State::Absent => "missing",
+                    };
+                    println!("  {:<24} {:<10} {:<10} {}", a.name, short(&a.upstream_version), state, a.locator());
+                    if e.state != State::Cached {
+                        missing += 1;
+                        println!("  {:<24} provide with: {}", "", cache.command_for(a));
+                    }
                 }
             }
             println!("{missing} of {} not cached", manifest.artifacts.len());
             Ok(ExitCode::SUCCESS)
         }
-        ArtifactsCommand::Fetch { dir, mirror, names } => {
+        ArtifactsCommand::Fetch { dir, mirror, set, spec, names } => {
             let mirror = mirror.as_deref().map(Mirror::parse).transpose()?;
             let cache = cache(dir).with_mirror(mirror);
-            if let Some(unknown) = names.iter().find(|n| manifest.get(n).is_none()) {
-                let known: Vec<&str> = manifest.artifacts.iter().map(|a| a.name.as_str()).collect();
+            let sets = selected_sets(set.as_deref(), spec.as_deref())?;
+            let selected: Vec<_> = manifest.artifacts.iter().filter(|a| sets.contains(&a.set)).collect();
+            if let Some(unknown) = names.iter().find(|n| !selected.iter().any(|a| &&a.name == n)) {
+                let mut known: Vec<&str> = selected.iter().map(|a| a.name.as_str()).collect();
+                known.dedup();
                 anyhow::bail!("no artifact named {unknown:?}; pinned: {}", known.join(", "));
             }
             let mut failed = 0;
-            for a in manifest.artifacts.iter().filter(|a| names.is_empty() || names.contains(&a.name)) {
-                match cache.fetch(a).with_context(|| format!("fetching {}", a.name)) {
-                    Ok(path) => println!("{:<24} ok  {}", a.name, path.display()),
+            for a in selected.into_iter().filter(|a| names.is_empty() || names.contains(&a.name)) {
+                match cache.fetch(a).with_context(|| format!("fetching {} ({} set)", a.name, a.set)) {
+                    Ok(path) => println!("{:<24} {:<8} ok  {}", a.name, a.set, path.display()),
                     Err(e) => {
                         failed += 1;
-                        eprintln!("{:<24} FAILED: {e:#}", a.name);
+                        eprintln!("{:<24} {:<8} FAILED: {e:#}", a.name, a.set);
                     }
                 }
             }
             Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
     }
+}
+
+/// A tag for a column: cilium-envoy's is 60 characters long.
+fn short(tag: &str) -> &str {
+    tag.get(..20).unwrap_or(tag)
 }

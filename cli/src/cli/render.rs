@@ -50,7 +50,9 @@ async fn live(mut rx: UnboundedReceiver<Event>) {
             }
             Event::PhaseFailed { phase, .. } => bar(format!("phase {phase}"), "FAILED".into()).abandon(),
             Event::Waiting { phase, .. } => drop(bar(format!("phase {phase}"), e.to_string())),
-            Event::Accel { .. } | Event::Note(_) => multi.println(e.to_string()).unwrap_or(()),
+            Event::Accel { .. } | Event::AccelFallback { .. } | Event::Note(_) => {
+                multi.println(e.to_string()).unwrap_or(())
+            }
         }
     }
     for b in bars.values() {

@@ -118,7 +118,10 @@ impl Cache {
         if let Err(e) = a.sum() {
             return format!("none: {e}");
         }
-        let fetch = format!("kthw artifacts fetch --dir {}", self.dir.display());
+        let mut fetch = format!("kthw artifacts fetch --dir {}", self.dir.display());
+        if a.set != crate::spec::VersionSet::default() {
+            fetch.push_str(&format!(" --set {}", a.set));
+        }
         if self.air_gapped {
             format!("{fetch}  (on a machine that can reach {}, then copy the directory here)", a.locator())
         } else {

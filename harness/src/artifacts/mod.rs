@@ -22,7 +22,7 @@ pub use download::{Attempt, Download, DownloadError};
 pub use mirror::Mirror;
 
 use crate::phase::Phase;
-use crate::spec::{ClusterSpec, Origin};
+use crate::spec::{ClusterSpec, Origin, VersionSet};
 
 /// The artifacts `containerd_from = "debian"` replaces with the node image's packages.
 pub const CONTAINER_RUNTIME: [&str; 3] = ["containerd", "runc", "cni-plugins"];
@@ -41,6 +41,8 @@ pub enum Kind {
 #[serde(deny_unknown_fields)]
 pub struct Artifact {
     pub name: String,
+    /// The version set (`versions` of the spec) this pin belongs to; a name is unique within a set.
+    pub set: VersionSet,
     pub kind: Kind,
     /// The `[versions]` entry of the spec that pins it: kubernetes, etcd, cilium, cilium_cli, coredns.
     pub component: String,
@@ -113,7 +115,7 @@ pub enum ArtifactError {
 }
 
 impl Manifest {
-    /// The manifest compiled into kthw.
+    /// The manifest compiled into kthw: every version set.
     pub fn pinned() -> Manifest {
         Manifest::parse(MANIFEST, "harness/artifacts.toml").expect("the compiled-in artifact manifest is valid")
     }
@@ -142,21 +144,41 @@ impl Manifest {
             if a.phases.is_empty() && a.scenarios.is_empty() {
                 return Err(bad(format!("{}: names no phase or scenario that needs it", a.name)));
             }
+            if m.artifacts.iter().filter(|b| b.set == a.set && b.name == a.name).count() > 1 {
+                return Err(bad(format!("{}: pinned more than once in the {} set", a.name, a.set)));
+            }
         }
         Ok(m)
     }
 
-    /// The artifacts the phases up to and including `until` need for this spec (etcd from Debian needs no
-    /// upstream etcd).
+    /// Only the artifacts of one version set, in which each name is unique (so [`Manifest::get`] is
+    /// unambiguous).
+    pub fn for_set(&self, set: VersionSet) -> Manifest {
+        Manifest { artifacts: self.artifacts.iter().filter(|a| a.set == set).cloned().collect() }
+    }
+
+    /// The version sets this manifest pins, in order.
+    pub fn sets(&self) -> Vec<VersionSet> {
+        let mut sets: Vec<VersionSet> = self.artifacts.iter().map(|a| a.set).collect();
+        sets.sort();
+        sets.dedup();
+        sets
+    }
+
+    /// The artifacts of the spec's version set the phases up to and including `until` need (etcd from Debian
+    /// needs no upstream etcd).
     pub fn needed_until(&self, spec: &ClusterSpec, until: Phase) -> Vec<&Artifact> {
         self.artifacts
             .iter()
+            .filter(|a| a.set == spec.versions)
             .filter(|a| a.phases.iter().any(|p| *p <= until))
             .filter(|a| !(a.component == "etcd" && spec.etcd_from == Origin::Debian))
             .filter(|a| !(CONTAINER_RUNTIME.contains(&a.name.as_str()) && spec.containerd_from == Origin::Debian))
             .collect()
     }
 
+    /// The artifact `name`: call it on one set's manifest ([`Manifest::for_set`]); on the whole manifest it
+    /// is the first set's pin of that name.
     pub fn get(&self, name: &str) -> Option<&Artifact> {
         self.artifacts.iter().find(|a| a.name == name)
     }
@@ -195,14 +217,14 @@ impl Artifact {
     }
 
     /// The version the spec pins for this artifact's component.
-    pub fn spec_version<'s>(&self, spec: &'s ClusterSpec) -> Option<&'s str> {
-        let v = &spec.versions;
+    pub fn spec_version(&self, spec: &ClusterSpec) -> Option<String> {
+        let v = spec.versions.pins();
         Some(match self.component.as_str() {
-            "kubernetes" => &v.kubernetes,
-            "etcd" => &v.etcd,
-            "cilium" => &v.cilium,
-            "cilium_cli" => &v.cilium_cli,
-            "coredns" => &v.coredns,
+            "kubernetes" => v.kubernetes,
+            "etcd" => v.etcd,
+            "cilium" => v.cilium,
+            "cilium_cli" => v.cilium_cli,
+            "coredns" => v.coredns,
             _ => return None,
         })
     }

@@ -8,55 +8,137 @@ use super::cache::part;
 use super::test_server::{quick, Reply, Server};
 use super::*;
 use crate::pki::test_tools::run;
+use crate::spec::VersionSet;
 
 #[test]
-fn every_pinned_artifact_has_a_published_sum_with_its_source_and_the_spec_default_version() {
-    let spec = ClusterSpec::default();
+fn every_pinned_artifact_of_each_set_has_a_published_sum_with_its_source_and_that_sets_version() {
     let m = Manifest::pinned();
-    for a in &m.artifacts {
-        let sum = a.sum().unwrap_or_else(|e| panic!("{}: {e}", a.name));
-        assert!(a.source.len() > 20, "{}: the source must say where {sum} was published", a.name);
-        assert_eq!(a.spec_version(&spec), Some(a.version.as_str()), "{}: manifest and spec defaults disagree", a.name);
-        assert!(a.locator().contains(&a.upstream_version), "{}: {} is not the pinned tag", a.name, a.locator());
+    assert_eq!(m.sets(), VersionSet::ALL, "the manifest pins every version set the spec can name");
+    for set in VersionSet::ALL {
+        let spec = ClusterSpec { versions: set, ..ClusterSpec::default() };
+        let m = m.for_set(set);
+        for a in &m.artifacts {
+            let sum = a.sum().unwrap_or_else(|e| panic!("{set} {}: {e}", a.name));
+            assert!(a.source.len() > 20, "{set} {}: the source must say where {sum} was published", a.name);
+            assert_eq!(
+                a.spec_version(&spec).as_deref(),
+                Some(a.version.as_str()),
+                "{set} {}: not the set's version",
+                a.name
+            );
+            assert!(
+                a.locator().contains(&a.upstream_version),
+                "{set} {}: {} is not the pinned tag",
+                a.name,
+                a.locator()
+            );
+        }
+        for name in ["kubernetes-server", "kubernetes-node", "etcd", "cilium-cli", "cilium", "cilium-operator-generic"]
+        {
+            let a = m.get(name).unwrap_or_else(|| panic!("{set}: {name} must be pinned"));
+            assert_eq!(a.upstream_version, format!("v{}", a.version), "{set} {name} follows the spec version");
+        }
+        // The Kubernetes CHANGELOG publishes sha512s; etcd, containerd and cilium-cli publish sha256s.
+        assert_eq!(m.get("kubernetes-server").unwrap().sum().unwrap().algorithm, Algorithm::Sha512);
+        assert_eq!(m.get("kubernetes-node").unwrap().sum().unwrap().algorithm, Algorithm::Sha512);
+        for name in ["etcd", "containerd", "runc", "cni-plugins", "cilium-cli"] {
+            assert_eq!(m.get(name).unwrap().sum().unwrap().algorithm, Algorithm::Sha256, "{set} {name}");
+        }
+        let images: Vec<&str> = m.artifacts.iter().filter(|a| a.kind == Kind::Image).map(|a| a.name.as_str()).collect();
+        assert_eq!(
+            images,
+            [
+                "cilium",
+                "cilium-operator-generic",
+                "cilium-envoy",
+                "coredns",
+                "pause",
+                "connectivity-curl",
+                "connectivity-json-mock"
+            ],
+            "{set}"
+        );
+        assert!(m.artifacts.iter().all(|a| !a.name.contains("proxy")), "nothing for kube-proxy");
     }
-    for name in ["kubernetes-server", "kubernetes-node", "etcd", "cilium-cli", "cilium", "cilium-operator-generic"] {
-        let a = m.get(name).unwrap_or_else(|| panic!("{name} must be pinned"));
-        assert_eq!(a.upstream_version, format!("v{}", a.version), "{name} follows the spec version");
-    }
-    // The Kubernetes CHANGELOG publishes sha512s; etcd and cilium-cli publish sha256s.
-    assert_eq!(m.get("kubernetes-server").unwrap().sum().unwrap().algorithm, Algorithm::Sha512);
-    assert_eq!(m.get("etcd").unwrap().sum().unwrap().algorithm, Algorithm::Sha256);
-    let images: Vec<&str> = m.artifacts.iter().filter(|a| a.kind == Kind::Image).map(|a| a.name.as_str()).collect();
-    assert_eq!(
-        images,
-        [
-            "cilium",
-            "cilium-operator-generic",
-            "cilium-envoy",
-            "coredns",
-            "pause",
-            "connectivity-curl",
-            "connectivity-json-mock"
-        ]
-    );
-    assert!(m.artifacts.iter().all(|a| !a.name.contains("proxy")), "nothing for kube-proxy");
 }
 
 #[test]
-fn the_pinned_container_runtime_is_one_containerd_supports_for_kubernetes_1_32() {
+fn the_sets_pin_the_same_artifacts_for_the_same_phases_and_the_current_set_is_newer() {
     let m = Manifest::pinned();
-    let version = |name: &str| {
-        let a = m.get(name).unwrap_or_else(|| panic!("{name} must be pinned"));
-        assert_eq!(a.phases, [Phase::Workers], "{name}: the workers phase installs it");
-        assert!(a.source.contains("kubespray") && a.source.contains(".sha256"), "{name}: {}", a.source);
-        a.upstream_version.trim_start_matches('v').split('.').map(|p| p.parse().unwrap()).collect::<Vec<u32>>()
+    // What an artifact is for: name, kind, component, phases, scenarios.
+    type Shape = (String, Kind, String, Vec<Phase>, Vec<String>);
+    let shape = |set| -> Vec<Shape> {
+        let mut v: Vec<_> = m
+            .for_set(set)
+            .artifacts
+            .into_iter()
+            .map(|a| (a.name, a.kind, a.component, a.phases, a.scenarios))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
     };
-    // containerd/containerd RELEASES.md, "Kubernetes Support": 1.32 wants 2.1.0+, 2.0.1+, 1.7.24+ or 1.6.36+.
-    let containerd = version("containerd");
+    assert_eq!(shape(VersionSet::Seed), shape(VersionSet::Current), "a set swaps versions, never what is installed");
+    let (seed, current) = (VersionSet::Seed.pins(), VersionSet::Current.pins());
+    let newer = |a: &str, b: &str| {
+        let parse = |v: &str| v.split('.').map(|p| p.parse::<u32>().unwrap()).collect::<Vec<_>>();
+        parse(b) > parse(a)
+    };
+    for (what, s, c) in [
+        ("kubernetes", &seed.kubernetes, &current.kubernetes),
+        ("etcd", &seed.etcd, &current.etcd),
+        ("cilium", &seed.cilium, &current.cilium),
+        ("cilium_cli", &seed.cilium_cli, &current.cilium_cli),
+        ("coredns", &seed.coredns, &current.coredns),
+    ] {
+        assert!(newer(s, c), "{what}: the current set's {c} is not newer than the seed's {s}");
+    }
+    // Each file of a set has its own place in the cache: the sets can be fetched side by side.
+    let paths: std::collections::HashSet<_> =
+        m.artifacts.iter().filter(|a| a.kind == Kind::File).map(|a| Cache::new("/c".into()).path_of(a)).collect();
+    assert_eq!(paths.len(), m.artifacts.iter().filter(|a| a.kind == Kind::File).count());
+}
+
+/// The container runtime each set pins, as `[major, minor, patch]`.
+fn runtime(set: VersionSet, name: &str) -> Vec<u32> {
+    let m = Manifest::pinned().for_set(set);
+    let a = m.get(name).unwrap_or_else(|| panic!("{set}: {name} must be pinned"));
+    assert_eq!(a.phases, [Phase::Workers], "{name}: the workers phase installs it");
+    assert!(a.source.contains("kubespray") && a.source.contains(".sha256"), "{name}: {}", a.source);
+    a.upstream_version.trim_start_matches('v').split('.').map(|p| p.parse().unwrap()).collect()
+}
+
+#[test]
+fn the_pinned_container_runtime_is_one_containerd_supports_for_that_sets_kubernetes() {
+    // containerd/containerd RELEASES.md, "Kubernetes Support" (commit 301026e58c619e63d09c0ec411012e54c0124b03):
+    // 1.32 wants 2.1.0+, 2.0.1+, 1.7.24+ or 1.6.36+; 1.35 wants 2.2.0+, 2.1.5+ or 1.7.28+.
+    assert_eq!(VersionSet::Seed.pins().kubernetes, "1.32.4");
+    let containerd = runtime(VersionSet::Seed, "containerd");
     assert!(containerd[..2] == [1, 7] && containerd[2] >= 24, "{containerd:?}");
-    // The runc containerd 1.7.27 is tested with (its script/setup/runc-version).
-    assert_eq!(version("runc"), [1, 2, 5]);
-    assert_eq!(version("cni-plugins"), [1, 6, 2]);
+    assert!(VersionSet::Current.pins().kubernetes.starts_with("1.35."));
+    let containerd = runtime(VersionSet::Current, "containerd");
+    assert!(containerd[..2] == [2, 2], "the newest containerd line recommended for 1.35: {containerd:?}");
+    // The runc each containerd is tested with (its script/setup/runc-version: v1.7.27 -> v1.2.5, v2.2.7 -> v1.3.6).
+    assert_eq!(runtime(VersionSet::Seed, "runc"), [1, 2, 5]);
+    assert_eq!(containerd, [2, 2, 7]);
+    assert_eq!(runtime(VersionSet::Current, "runc"), [1, 3, 6]);
+    assert_eq!(runtime(VersionSet::Seed, "cni-plugins"), [1, 6, 2]);
+    assert_eq!(runtime(VersionSet::Current, "cni-plugins"), [1, 9, 1]);
+}
+
+#[test]
+fn the_current_cilium_images_are_the_charts_the_current_cli_embeds() {
+    let m = Manifest::pinned().for_set(VersionSet::Current);
+    let cli = m.get("cilium-cli").unwrap();
+    for name in ["cilium", "cilium-operator-generic", "cilium-envoy"] {
+        let a = m.get(name).unwrap();
+        assert!(a.source.contains("cilium-1.19.5.tgz") && a.source.contains("v0.19.7"), "{name}: {}", a.source);
+        assert!(cli.source.contains("cilium-1.19.5.tgz"), "the CLI embeds the chart its images come from");
+    }
+    for name in ["coredns", "connectivity-curl", "connectivity-json-mock"] {
+        let a = m.get(name).unwrap();
+        let pinned = format!("{}@{}", a.locator(), a.digest.as_deref().unwrap());
+        assert!(a.source.contains("defaults.go") || a.source.contains(&pinned[..40]), "{name}: {}", a.source);
+    }
 }
 
 #[test]
@@ -72,9 +154,14 @@ fn a_phase_needs_only_what_it_and_earlier_phases_use() {
         names(&spec, Phase::Workers),
         ["kubernetes-server", "kubernetes-node", "etcd", "pause", "containerd", "runc", "cni-plugins"]
     );
-    let scenario_only = m.artifacts.iter().filter(|a| a.phases.is_empty()).count();
-    assert_eq!(names(&spec, Phase::Coredns).len(), m.artifacts.len() - scenario_only);
+    let seed = m.for_set(VersionSet::Seed);
+    let scenario_only = seed.artifacts.iter().filter(|a| a.phases.is_empty()).count();
+    assert_eq!(names(&spec, Phase::Coredns).len(), seed.artifacts.len() - scenario_only);
     assert!(m.artifacts.iter().filter(|a| a.phases.is_empty()).all(|a| !a.scenarios.is_empty()));
+    let current = ClusterSpec { versions: VersionSet::Current, ..spec.clone() };
+    let etcd = m.needed_until(&current, Phase::Etcd);
+    assert_eq!(etcd.len(), 1);
+    assert_eq!((etcd[0].set, etcd[0].version.as_str()), (VersionSet::Current, "3.6.14"), "only the spec's set");
     spec.etcd_from = crate::spec::Origin::Debian;
     assert!(names(&spec, Phase::Etcd).is_empty(), "etcd from the image's Debian package needs no download");
     spec.containerd_from = crate::spec::Origin::Debian;
@@ -87,6 +174,7 @@ fn double(url: &str, checksum: &str) -> Manifest {
         &format!(
             r#"[[artifact]]
 name = "payload"
+set = "seed"
 kind = "file"
 component = "etcd"
 version = "3.5.21"
@@ -277,6 +365,7 @@ fn an_artifact_without_a_published_sum_is_refused() {
     let m = Manifest::parse(
         r#"[[artifact]]
 name = "unsummed"
+set = "seed"
 kind = "image"
 component = "coredns"
 version = "1.12.1"
@@ -297,10 +386,10 @@ phases = ["coredns"]
     assert!(missing[0].command.starts_with("none:"), "{}", missing[0].command);
 }
 
-#[test]
-fn a_manifest_entry_needs_a_sum_or_a_reason() {
-    let text = r#"[[artifact]]
+/// A manifest entry with no sum.
+const UNSUMMED: &str = r#"[[artifact]]
 name = "x"
+set = "seed"
 kind = "file"
 component = "etcd"
 version = "1"
@@ -309,6 +398,22 @@ url = "https://example.invalid/x"
 source = "s"
 phases = ["etcd"]
 "#;
+
+#[test]
+fn a_name_pinned_twice_in_one_set_is_refused() {
+    let one = UNSUMMED.replace("source", &format!("checksum = \"sha256:{}\"\nsource", "0".repeat(64)));
+    let other_set = one.replace("\"seed\"", "\"current\"");
+    assert_eq!(Manifest::parse(&format!("{one}\n{other_set}"), "t").unwrap().sets(), VersionSet::ALL);
+    let err = Manifest::parse(&format!("{one}\n{one}"), "t").unwrap_err().to_string();
+    assert!(err.contains("x: pinned more than once in the seed set"), "{err}");
+    let unknown = one.replace("\"seed\"", "\"newest\"");
+    let err = Manifest::parse(&unknown, "t").unwrap_err().to_string();
+    assert!(err.contains("newest") && err.contains("current"), "{err}");
+}
+
+#[test]
+fn a_manifest_entry_needs_a_sum_or_a_reason() {
+    let text = UNSUMMED;
     let err = Manifest::parse(text, "t").unwrap_err().to_string();
     assert!(err.contains("no checksum"), "{err}");
     let short = text.replace("source", "checksum = \"sha256:abc\"\nsource");
@@ -324,4 +429,19 @@ fn air_gapped_directories_say_where_to_fetch_from() {
     assert_eq!(missing.len(), 1);
     assert!(missing[0].command.contains("etcd-v3.5.21-linux-amd64.tar.gz"), "{}", missing[0].command);
     assert_eq!(missing[0].path, dir.path().join("etcd/v3.5.21/etcd-v3.5.21-linux-amd64.tar.gz"));
+    // Fetching without `--set` fetches the seed's: the command for another set's artifact names its set.
+    let current = ClusterSpec { versions: VersionSet::Current, ..ClusterSpec::default() };
+    let missing = Cache::new(dir.path().to_path_buf()).missing(&m, &current, Phase::Etcd);
+    assert_eq!(missing[0].command, format!("kthw artifacts fetch --dir {} --set current", dir.path().display()));
+}
+
+#[test]
+fn the_nightly_workflow_runs_every_version_set_and_sums_up_each() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../.github/workflows/nightly.yml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let names = VersionSet::NAMES;
+    assert!(text.contains(&format!("versions: [{}]", names.join(", "))), "the test matrix runs every set");
+    assert!(text.contains(&format!("SETS: \"{}\"", names.join(" "))), "the summary reads every set's reports");
+    assert!(text.contains("KTHW_VERSIONS: ${{ matrix.versions }}"), "the tests read their set from the matrix");
+    assert!(text.contains("kthw artifacts fetch --set all"), "the build job fetches every set");
 }

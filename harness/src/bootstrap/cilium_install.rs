@@ -282,7 +282,7 @@ pub fn install_argv(spec: &ClusterSpec, kubeconfig: &Path) -> Vec<String> {
         CILIUM_CLI.to_string(),
         "install".to_string(),
         "--version".to_string(),
-        spec.versions.cilium.clone(),
+        spec.versions.pins().cilium,
         "--kubeconfig".to_string(),
         kubeconfig.display().to_string(),
     ];
@@ -358,6 +358,13 @@ mod tests {
         .collect();
         assert_eq!(sets(&argv), expected);
         assert_eq!(argv.len(), 6 + 2 * expected.len(), "nothing else: {argv:?}");
+        // The current set installs its own Cilium with the same values: the chart the CLI embeds (1.19.5)
+        // still has each of them (values.schema.json: kubeProxyReplacement, k8sServiceHost, k8sServicePort,
+        // ipam, nodePort; templates/cilium-configmap.yaml reads .Values.devices and nodePort.directRoutingDevice).
+        let current = ClusterSpec { versions: crate::spec::VersionSet::Current, ..spec.clone() };
+        let argv = install_argv(&current, &root());
+        assert_eq!(argv[2..4], ["--version", "1.19.5"]);
+        assert_eq!(sets(&argv), expected);
     }
 
     #[test]
@@ -404,7 +411,7 @@ mod tests {
     #[test]
     fn every_value_the_harness_sets_is_a_key_of_the_pinned_chart() {
         let spec = ClusterSpec::default();
-        assert_eq!(spec.versions.cilium, CHART_VERSION, "the key list is the pinned chart's");
+        assert_eq!(spec.versions.pins().cilium, CHART_VERSION, "the key list is the pinned chart's");
         for key in install_values(&spec).keys() {
             assert!(CHART_TOP_LEVEL_KEYS.contains(&top_level(key).as_str()), "{key}");
         }

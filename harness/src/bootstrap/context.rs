@@ -14,7 +14,7 @@ use crate::cluster::Cluster;
 use crate::events::Events;
 use crate::paths::Paths;
 use crate::phase::Phase;
-use crate::spec::ClusterSpec;
+use crate::spec::{ClusterSpec, VersionSet};
 use crate::ssh::{Session, SshError};
 
 /// Where the phases get what they install: the artifact directory, the pinned manifest, the node layout, and
@@ -28,15 +28,16 @@ pub struct Bootstrap {
 }
 
 impl Bootstrap {
-    /// The user's artifact cache, or only `artifacts_dir` when given (air-gapped: `--artifacts-dir`).
-    pub fn new(paths: &Paths, artifacts_dir: Option<PathBuf>) -> Bootstrap {
+    /// The user's artifact cache, or only `artifacts_dir` when given (air-gapped: `--artifacts-dir`), with the
+    /// artifacts of version set `set` (the spec's `versions`).
+    pub fn new(paths: &Paths, artifacts_dir: Option<PathBuf>, set: VersionSet) -> Bootstrap {
         let cache = match artifacts_dir {
             Some(d) => Cache::air_gapped(d),
             None => Cache::new(paths.artifacts()),
         };
         Bootstrap {
             cache,
-            manifest: Manifest::pinned(),
+            manifest: Manifest::pinned().for_set(set),
             layout: Layout::default(),
             unpack_dir: paths.cache.join("unpacked"),
         }

@@ -28,7 +28,7 @@ const KUBERNETES_BUDGET: Duration = Duration::from_secs(240);
 
 /// Makes a bundle of `cluster` under `<state>/bundles/`, with the artifact cache `kthw` uses by default.
 pub async fn collect(cluster: &Cluster, paths: &Paths, reason: Option<&str>) -> Result<Made, BundleError> {
-    collect_with(cluster, paths, &Bootstrap::new(paths, None), reason).await
+    collect_with(cluster, paths, &Bootstrap::new(paths, None, cluster.spec().versions), reason).await
 }
 
 /// [`collect`], listing the artifacts `bootstrap` sees (an air-gapped run's directory, say).
@@ -205,14 +205,15 @@ fn cap(bytes: Vec<u8>, max: u64) -> (Vec<u8>, Option<u64>) {
 fn local(w: &mut Writer, cluster: &Cluster, paths: &Paths, bootstrap: &Bootstrap) {
     let state = cluster.state();
     w.ok("spec", SPEC, state.spec.to_effective_toml().into_bytes());
-    let v = &state.spec.versions;
+    let v = state.spec.versions.pins();
     let versions = format!(
-        "kthw {}\nimage {}\naccel {:?}\nlibvirt {}\nkubernetes {}\netcd {} (from {:?})\ncontainerd from {:?}\n\
+        "kthw {}\nimage {}\naccel {:?}\nlibvirt {}\nversion set {}\nkubernetes {}\netcd {} (from {:?})\ncontainerd from {:?}\n\
          cilium {}\ncilium CLI {}\ncoredns {}\n",
         state.harness_version,
         state.image_key,
         state.accel,
         state.uri,
+        state.spec.versions,
         v.kubernetes,
         v.etcd,
         state.spec.etcd_from,

@@ -71,6 +71,22 @@ pub enum ClusterError {
     NodeStopped { node: String, domain: String, console: PathBuf, console_tail: String },
     #[error("the cluster was being torn down while it was created")]
     Cancelled,
+    #[error("cannot start node {node}'s domain under {accel:?}")]
+    StartFailed {
+        node: String,
+        accel: Accel,
+        #[source]
+        source: VirtError,
+    },
+    #[error(
+        "the cluster did not start under KVM, which {forced_by} forces, so there is no fallback to TCG (unset \
+         KTHW_ACCEL to let the probe decide and fall back, or set KTHW_ACCEL=tcg)"
+    )]
+    ForcedKvmFailed {
+        forced_by: String,
+        #[source]
+        source: Box<ClusterError>,
+    },
 }
 
 impl ClusterError {

@@ -50,27 +50,89 @@ pub(super) async fn up(
 ) -> Result<Cluster, ClusterError> {
     validate_name(name)?;
     spec.validate(&format!("the spec of cluster {name}"))?;
-    let uri = options.uri.unwrap_or_else(virt::connect::uri);
+    let uri = options.uri.clone().unwrap_or_else(virt::connect::uri);
     let reaped = gc(paths, &uri).await?;
     if !reaped.objects.is_empty() || !reaped.run_dirs.is_empty() {
         tracing::info!(objects = reaped.objects.len(), run_dirs = reaped.run_dirs.len(), "reaped what dead runs left");
     }
-    let image = match options.image {
+    let image = match options.image.clone() {
         Some(i) => i,
         None => image::cached(paths)?.ok_or(ClusterError::NoImage)?,
     };
     let image = absolute_image(image)?;
     let probe = accel::detect(&paths.state, Some(&image.kernel));
     tracing::info!(accel = ?probe.accel, reason = %probe.reason, "acceleration");
-    let events = options.events.clone();
-    events.emit(Event::Accel { accel: format!("{:?}", probe.accel).to_uppercase(), reason: probe.reason.clone() });
-    let deadline = probe.accel.scale(options.boot_deadline.unwrap_or(BOOT_DEADLINE));
+    let first = attempt(spec, name, paths, &options, &uri, &image, probe.accel, &probe.reason).await;
+    let error = match first {
+        Ok(cluster) => return Ok(cluster),
+        Err(e) => e,
+    };
+    match kvm_fallback(&probe, &error) {
+        Fallback::None => Err(error),
+        Fallback::Refused => Err(ClusterError::ForcedKvmFailed { forced_by: probe.reason, source: Box::new(error) }),
+        Fallback::ToTcg { reason } => {
+            // The failed attempt tore down what it made (its Teardown dropped with it), run directory included.
+            tracing::warn!(cluster = name, %reason, "a domain failed to start under KVM; retrying the cluster under TCG");
+            options.events.emit(Event::AccelFallback { reason: reason.clone() });
+            let tcg = accel::remember_kvm_failure(&paths.state, &reason);
+            attempt(spec, name, paths, &options, &uri, &image, tcg.accel, &tcg.reason).await
+        }
+    }
+}
 
+/// What to do when a cluster failed to start under the accelerator `probe` chose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Fallback {
+    /// Not a KVM start failure (or not under KVM): the error stands.
+    None,
+    /// A KVM start failure, but `KTHW_ACCEL=kvm` forced KVM: fail, saying so.
+    Refused,
+    /// A KVM start failure under a probed KVM: retry under TCG, for this reason.
+    ToTcg { reason: String },
+}
+
+/// How a KVM start fails: libvirt refuses to start the domain, or the guest never gets going (nested KVM that
+/// opens but cannot run a Linux kernel spins without output until the KVM boot deadline, or QEMU dies with
+/// "KVM internal error", which stops the domain). Anything else is not the accelerator's fault.
+pub(crate) fn kvm_fallback(probe: &accel::Probe, error: &ClusterError) -> Fallback {
+    if probe.accel != Accel::Kvm {
+        return Fallback::None;
+    }
+    let reason = match error {
+        ClusterError::StartFailed { node, source, .. } => format!("libvirt could not start {node}: {source}"),
+        ClusterError::NodeDidNotAnswer { node, waited, .. } => {
+            format!("{node} did not answer SSH within the KVM boot deadline ({} s)", waited.as_secs())
+        }
+        ClusterError::NodeStopped { node, .. } => format!("{node}'s domain stopped while booting"),
+        _ => return Fallback::None,
+    };
+    if probe.forced {
+        Fallback::Refused
+    } else {
+        Fallback::ToTcg { reason }
+    }
+}
+
+/// One try at bringing the cluster up under `accel`: on failure, what it made is torn down again.
+#[allow(clippy::too_many_arguments)]
+async fn attempt(
+    spec: &ClusterSpec,
+    name: &str,
+    paths: &Paths,
+    options: &UpOptions,
+    uri: &str,
+    image: &NodeImage,
+    accel: Accel,
+    reason: &str,
+) -> Result<Cluster, ClusterError> {
+    let deadline = accel.scale(options.boot_deadline.unwrap_or(BOOT_DEADLINE));
     let id = names::new_cluster_id();
-    let (state, host_keys) = initial_state(spec, name, &id, &uri, probe.accel, &image)?;
+    let (state, host_keys) = initial_state(spec, name, &id, uri, accel, image)?;
     let run_dir = create_run_dir(paths, name, &state)?;
-    let teardown = Teardown::arm(uri.clone(), id.clone(), run_dir.clone());
-    let plan = plan(spec, state, host_keys, &image, &run_dir)?;
+    let teardown = Teardown::arm(uri.to_string(), id.clone(), run_dir.clone());
+    let events = options.events.with_timeline(&run_dir);
+    events.emit(Event::Accel { accel: format!("{accel:?}").to_uppercase(), reason: reason.to_string() });
+    let plan = plan(spec, state, host_keys, image, &run_dir)?;
     let mut cluster = Cluster {
         state: plan.state.clone(),
         run_dir: run_dir.clone(),
@@ -80,7 +142,7 @@ pub(super) async fn up(
     };
 
     let gate = cluster.teardown.as_ref().map(|t| t.gate.clone()).unwrap_or_default();
-    let (base, uri2) = (image.disk.clone(), uri.clone());
+    let (base, uri2) = (image.disk.clone(), uri.to_string());
     let (started, conn) = tokio::task::spawn_blocking(move || provision(&uri2, &base, plan, &gate))
         .await
         .map_err(|e| VirtError::Join(e.to_string()))??;
@@ -92,7 +154,6 @@ pub(super) async fn up(
     cluster.state.write(&run_dir)?;
 
     let conn = Arc::new(conn);
-    let events = events.with_timeline(&run_dir);
     let mut waits = JoinSet::new();
     for (node, _, at) in started {
         events.emit(Event::NodeBooting { node: node.clone() });
@@ -248,6 +309,9 @@ fn provision(uri: &str, base: &Path, plan: Plan, gate: &Gate) -> Result<(Vec<Sta
                     def.management.ssh_port = virt::free_port()?;
                     attempt += 1;
                 }
+                Err(ClusterError::Virt(source)) => {
+                    return Err(ClusterError::StartFailed { node, accel: def.accel, source });
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -296,5 +360,73 @@ async fn stopped(conn: Arc<Connect>, domain: String) {
         if let Ok(Ok(false)) = tokio::task::spawn_blocking(move || domain::is_active(&c, &d)).await {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(accel: Accel, forced: bool) -> accel::Probe {
+        accel::Probe { accel, reason: "test".into(), boot_id: "b".into(), method: 2, forced }
+    }
+
+    fn hang() -> ClusterError {
+        ClusterError::NodeDidNotAnswer {
+            node: "worker-node-1".into(),
+            waited: Duration::from_secs(30),
+            reason: "connection refused".into(),
+            console: PathBuf::from("/run/console.log"),
+            console_tail: String::new(),
+        }
+    }
+
+    fn refused_by_libvirt() -> ClusterError {
+        ClusterError::StartFailed {
+            node: "control-plane-1".into(),
+            accel: Accel::Kvm,
+            source: VirtError::Libvirt {
+                action: "create domain",
+                object: "kthw-x".into(),
+                message:
+                    "internal error: process exited while connecting to monitor: Could not access KVM kernel module"
+                        .into(),
+            },
+        }
+    }
+
+    #[test]
+    fn a_kvm_start_failure_under_a_probed_kvm_falls_back_to_tcg_with_the_reason() {
+        let kvm = probe(Accel::Kvm, false);
+        let Fallback::ToTcg { reason } = kvm_fallback(&kvm, &hang()) else { panic!("a hang falls back") };
+        assert_eq!(reason, "worker-node-1 did not answer SSH within the KVM boot deadline (30 s)");
+        let Fallback::ToTcg { reason } = kvm_fallback(&kvm, &refused_by_libvirt()) else { panic!("libvirt refused") };
+        assert!(
+            reason.starts_with("libvirt could not start control-plane-1: ") && reason.contains("KVM kernel module")
+        );
+        let stopped = ClusterError::NodeStopped {
+            node: "worker-node-2".into(),
+            domain: "kthw-x-worker-node-2".into(),
+            console: PathBuf::from("/run/console.log"),
+            console_tail: "KVM internal error. Suberror: 1".into(),
+        };
+        assert_eq!(
+            kvm_fallback(&kvm, &stopped),
+            Fallback::ToTcg { reason: "worker-node-2's domain stopped while booting".into() }
+        );
+    }
+
+    #[test]
+    fn forced_kvm_fails_clearly_and_tcg_or_other_errors_never_fall_back() {
+        assert_eq!(kvm_fallback(&probe(Accel::Kvm, true), &hang()), Fallback::Refused);
+        let err =
+            ClusterError::ForcedKvmFailed { forced_by: "forced by KTHW_ACCEL=kvm".into(), source: Box::new(hang()) };
+        let text = err.to_string();
+        assert!(text.contains("KTHW_ACCEL=kvm forces") && text.contains("no fallback to TCG"), "{text}");
+        assert!(std::error::Error::source(&err).unwrap().to_string().contains("did not answer SSH"));
+        // Under TCG there is nothing to fall back to; a bad spec or a missing image is not the accelerator's fault.
+        assert_eq!(kvm_fallback(&probe(Accel::Tcg, false), &hang()), Fallback::None);
+        assert_eq!(kvm_fallback(&probe(Accel::Kvm, false), &ClusterError::NoImage), Fallback::None);
+        assert_eq!(kvm_fallback(&probe(Accel::Kvm, false), &ClusterError::Cancelled), Fallback::None);
     }
 }

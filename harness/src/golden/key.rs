@@ -105,8 +105,16 @@ mod tests {
         assert!(inputs(&spec, Phase::Kubeconfigs).artifacts.is_empty());
         let workers = inputs(&spec, Phase::Workers);
         assert!(workers.artifacts.iter().any(|a| a.starts_with("containerd ")), "{:?}", workers.artifacts);
-        let mut newer = spec.clone();
-        newer.versions.kubernetes = "1.32.5".into();
-        assert_ne!(inputs(&newer, Phase::Workers).key(), workers.key());
+        let current = ClusterSpec { versions: crate::spec::VersionSet::Current, ..spec.clone() };
+        let newer = inputs(&current, Phase::Workers);
+        assert_ne!(newer.key(), workers.key(), "the version set is part of the key");
+        assert!(
+            newer.artifacts.iter().any(|a| a.starts_with("containerd 1.35.4 sha256:91cd216e")),
+            "{:?}",
+            newer.artifacts
+        );
+        assert!(newer.artifacts.iter().all(|a| !workers.artifacts.contains(a)), "no pin is shared with the seed set");
+        // Even a phase that installs no artifact: the spec names its set.
+        assert_ne!(inputs(&current, Phase::Nodes).key(), inputs(&spec, Phase::Nodes).key());
     }
 }

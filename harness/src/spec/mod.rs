@@ -41,7 +41,9 @@ pub struct ClusterSpec {
     pub network: NetworkSpec,
     pub nodes: Vec<NodeSpec>,
     pub cilium: CiliumSpec,
-    pub versions: Versions,
+    /// Which pinned version set the cluster runs: `"seed"` (the seed's versions, the default) or `"current"`
+    /// (the newest that upstream supports together). `VersionSet::pins` says what each set holds.
+    pub versions: VersionSet,
     /// Extra command-line flags per component, by flag name without the leading dashes.
     pub components: ComponentFlags,
 }
@@ -122,8 +124,66 @@ pub struct CiliumSpec {
     pub values: BTreeMap<String, toml::Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// A named set of component versions, each pinned with its published sums in `harness/artifacts.toml` (whose
+/// test holds the two in agreement).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VersionSet {
+    /// The seed's cluster: Kubernetes 1.32, Cilium 1.17 (both past upstream support since).
+    #[default]
+    Seed,
+    /// The newest Kubernetes, Cilium, cilium CLI, etcd, containerd and CoreDNS upstream supports together
+    /// (why each was chosen is in `harness/artifacts.toml`).
+    Current,
+}
+
+/// Why a version set name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown version set {:?}: choose one of {}", .0, VersionSet::NAMES.join(", "))]
+pub struct UnknownVersionSet(pub String);
+
+impl VersionSet {
+    pub const ALL: [VersionSet; 2] = [VersionSet::Seed, VersionSet::Current];
+    pub const NAMES: [&'static str; 2] = ["seed", "current"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            VersionSet::Seed => "seed",
+            VersionSet::Current => "current",
+        }
+    }
+
+    /// The version of each component this set pins.
+    pub fn pins(self) -> Versions {
+        let v = |k: &str, e: &str, c: &str, cli: &str, dns: &str| Versions {
+            kubernetes: k.to_string(),
+            etcd: e.to_string(),
+            cilium: c.to_string(),
+            cilium_cli: cli.to_string(),
+            coredns: dns.to_string(),
+        };
+        match self {
+            VersionSet::Seed => v("1.32.4", "3.5.21", "1.17.4", "0.18.4", "1.12.1"),
+            VersionSet::Current => v("1.35.4", "3.6.14", "1.19.5", "0.19.7", "1.14.6"),
+        }
+    }
+}
+
+impl std::str::FromStr for VersionSet {
+    type Err = UnknownVersionSet;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        VersionSet::ALL.into_iter().find(|v| v.name() == s).ok_or_else(|| UnknownVersionSet(s.to_string()))
+    }
+}
+
+impl std::fmt::Display for VersionSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The version of each component a [`VersionSet`] pins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Versions {
     pub kubernetes: String,
     pub etcd: String,
@@ -311,7 +371,7 @@ impl Default for ClusterSpec {
                 NodeSpec::seed("worker-node-2", Role::Worker, 6),
             ],
             cilium: CiliumSpec::default(),
-            versions: Versions::default(),
+            versions: VersionSet::default(),
             components: ComponentFlags::default(),
         }
     }
@@ -339,18 +399,6 @@ impl Default for CiliumSpec {
             // The seed's bootstrap script waited "up to 3 minutes".
             status_wait: Duration::from_secs(180),
             values: BTreeMap::new(),
-        }
-    }
-}
-
-impl Default for Versions {
-    fn default() -> Self {
-        Versions {
-            kubernetes: "1.32.4".to_string(),
-            etcd: "3.5.21".to_string(),
-            cilium: "1.17.4".to_string(),
-            cilium_cli: "0.18.4".to_string(),
-            coredns: "1.12.1".to_string(),
         }
     }
 }

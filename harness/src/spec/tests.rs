@@ -305,3 +305,27 @@ fn what_spec_show_prints_is_itself_a_valid_spec_of_the_same_cluster() {
     let back = ClusterSpec::from_toml_validated(&shown, "shown.toml").unwrap_or_else(|e| panic!("{e}\n{shown}"));
     assert_eq!(back, spec);
 }
+
+#[test]
+fn a_spec_selects_a_version_set_by_name_and_the_default_is_the_seeds() {
+    assert_eq!(ClusterSpec::default().versions, VersionSet::Seed);
+    assert_eq!(ClusterSpec::default().versions.pins().kubernetes, "1.32.4");
+    let current = ClusterSpec::from_toml_validated("versions = \"current\"\n", "lab.toml").unwrap();
+    assert_eq!(current.versions, VersionSet::Current);
+    assert_ne!(current.versions.pins(), VersionSet::Seed.pins());
+    // `kthw spec show` writes the set back as its name.
+    assert!(current.to_effective_toml().contains("versions = \"current\""));
+    for set in VersionSet::ALL {
+        assert_eq!(set.name().parse::<VersionSet>(), Ok(set));
+    }
+}
+
+#[test]
+fn an_unknown_version_set_is_refused_naming_the_known_ones_and_where() {
+    let err = ClusterSpec::from_toml_validated("name = \"x\"\nversions = \"newest\"\n", "lab.toml").unwrap_err();
+    let text = err.to_string();
+    assert!(text.starts_with("lab.toml:2:"), "{text}");
+    assert!(text.contains("newest") && text.contains("seed") && text.contains("current"), "{text}");
+    let err = "newest".parse::<VersionSet>().unwrap_err().to_string();
+    assert_eq!(err, "unknown version set \"newest\": choose one of seed, current");
+}

@@ -6,7 +6,6 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{Node, Service};
 use kthw::bootstrap::{CILIUM_STATUS_OUTPUT, READY_NODES_OUTPUT};
 use kthw::phase::Phase;
-use kthw::spec::ClusterSpec;
 use kthw_tests::{artifacts_dir, host_prerequisite, unique_name, up, up_or_panic, vm_host_missing};
 use kube::api::{Api, ListParams};
 
@@ -14,7 +13,7 @@ use kube::api::{Api, ListParams};
 #[ignore = "needs the pinned upstream artifacts (`kthw artifacts fetch`); the nightly profile runs it"]
 async fn the_seeds_cluster_ends_with_cilium_coredns_and_every_node_ready() {
     let Some(()) = host_prerequisite("cluster", vm_host_missing()) else { return };
-    let spec = ClusterSpec::default();
+    let spec = kthw_tests::cluster_spec();
     let name = unique_name("cluster-ready");
     let running = up_or_panic(up(&spec, &name).await.until(Phase::Ready).artifacts_dir(artifacts_dir())).await;
     for r in &running.reports {

@@ -11,7 +11,6 @@ use kthw::access;
 use kthw::bootstrap::Layout;
 use kthw::events::Events;
 use kthw::phase::Phase;
-use kthw::spec::ClusterSpec;
 use kthw_tests::{
     artifacts_dir, host_prerequisite, kthw_bin, test_paths, unique_name, up, up_or_panic, vm_host_missing,
     wait_for_exit,
@@ -28,7 +27,7 @@ fn host_kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> String {
 async fn every_worker_registers_and_the_hosts_kubectl_reaches_the_apiserver() {
     let Some(()) = host_prerequisite("cluster", vm_host_missing()) else { return };
     let paths = test_paths();
-    let spec = ClusterSpec::default();
+    let spec = kthw_tests::cluster_spec();
     let name = unique_name("cluster-workers");
     // Without the artifacts this fails before booting, naming each one and the command that provides it.
     let running = up_or_panic(up(&spec, &name).await.until(Phase::Workers).artifacts_dir(artifacts_dir())).await;

@@ -19,7 +19,7 @@ use rstest::rstest;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_and_passes(#[case] scenario: Scenario) {
     let Some(()) = host_prerequisite("scenarios", vm_host_missing()) else { return };
-    let on = On::Fresh { spec: Box::default(), name: unique_name(scenario.name()) };
+    let on = On::Fresh { spec: Box::new(kthw_tests::cluster_spec()), name: unique_name(scenario.name()) };
     // KTHW_KEEP=on-failure|always and KTHW_KEEP_TTL keep a scenario's cluster for a person to look at.
     let (keep, keep_ttl) = kthw::keep::from_env().unwrap_or_else(|e| panic!("{e}"));
     let opts = Options {

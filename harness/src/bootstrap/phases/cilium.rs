@@ -125,20 +125,22 @@ mod tests {
 
     #[test]
     fn every_image_the_phase_preloads_is_a_pinned_image_of_the_pinned_cilium() {
-        let m = Manifest::pinned();
-        for name in IMAGES {
-            let a = m.get(name).unwrap_or_else(|| panic!("{name} is pinned"));
-            assert_eq!(a.kind, Kind::Image);
-            assert_eq!(a.component, "cilium", "{name}");
-            assert!(a.phases.contains(&crate::phase::Phase::Cilium), "{name}");
+        for set in crate::spec::VersionSet::ALL {
+            let m = Manifest::pinned().for_set(set);
+            for name in IMAGES {
+                let a = m.get(name).unwrap_or_else(|| panic!("{name} is pinned"));
+                assert_eq!(a.kind, Kind::Image);
+                assert_eq!(a.component, "cilium", "{name}");
+                assert!(a.phases.contains(&crate::phase::Phase::Cilium), "{name}");
+            }
+            let pinned: Vec<&str> = m
+                .artifacts
+                .iter()
+                .filter(|a| a.kind == Kind::Image && a.component == "cilium")
+                .map(|a| a.name.as_str())
+                .collect();
+            assert_eq!(pinned, IMAGES, "every pinned Cilium image of {set} is preloaded");
         }
-        let pinned: Vec<&str> = m
-            .artifacts
-            .iter()
-            .filter(|a| a.kind == Kind::Image && a.component == "cilium")
-            .map(|a| a.name.as_str())
-            .collect();
-        assert_eq!(pinned, IMAGES, "every pinned Cilium image is preloaded");
     }
 
     #[test]
