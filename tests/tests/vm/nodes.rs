@@ -237,11 +237,12 @@ async fn a_failed_boot_leaves_a_bundle_of_its_consoles_named_in_the_error_and_no
     let paths = test_paths();
     let spec = spec_of(2, false);
     let name = unique_name("vm-boot-fails");
-    // Written for KVM and scaled like every deadline (6 s under TCG): no node reaches sshd that soon.
-    let up = kthw_tests::up(&spec, &name).await.until(Phase::Nodes).fresh(true).boot_deadline(Duration::from_secs(1));
+    // Written for KVM and scaled like every deadline (12 s under TCG): no node reaches sshd that soon, and the
+    // kernel has long printed its banner (6 s under TCG on a loaded host was too short for even that).
+    let up = kthw_tests::up(&spec, &name).await.until(Phase::Nodes).fresh(true).boot_deadline(Duration::from_secs(2));
     let started = Instant::now();
     let err = match up.run().await {
-        Ok(r) => panic!("cluster {} came up within a 1 s boot deadline", r.cluster.name()),
+        Ok(r) => panic!("cluster {} came up within a 2 s boot deadline", r.cluster.name()),
         Err(e) => e,
     };
     let text = kthw::chain(&err);
