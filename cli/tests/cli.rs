@@ -484,3 +484,71 @@ fn artifacts_fetch_takes_the_set_from_the_flag_or_the_spec_and_refuses_an_unknow
     let err = text(&bad.stderr);
     assert!(err.contains("unknown version set \"newest\": choose one of seed, current, or all"), "{err}");
 }
+
+/// `kthw gc` with bundles of every age: the old go, the young stay, the budget removes the oldest of the rest,
+/// each removal is said with what it freed; `kthw bundle list` shows what is left. A bad budget or time to
+/// live is refused before anything is removed.
+#[test]
+fn gc_prunes_bundles_past_their_time_to_live_then_over_the_budget_and_says_what_it_freed() {
+    let home = tempfile::tempdir().unwrap();
+    let bundles = kthw::bundle::bundles_dir(&kthw::paths::Paths::under(home.path().to_path_buf()));
+    let now = kthw::virt::metadata::unix_now();
+    let make = |name: &str, age: u64, kib: usize| {
+        let b = bundles.join(name);
+        std::fs::create_dir_all(&b).unwrap();
+        let manifest = serde_json::json!({
+            "format": 1, "harness_version": "0.1.0", "cluster": "lab", "cluster_id": "c0ffee", "created": now - age,
+            "reason": format!("{name} failed"), "image_key": "k", "file_cap": 1, "total_cap": 1, "steps": [],
+            "excluded": [],
+        });
+        std::fs::write(b.join("MANIFEST.json"), manifest.to_string()).unwrap();
+        std::fs::write(b.join("console.log"), vec![b'x'; kib * 1024]).unwrap();
+        std::fs::write(bundles.join(format!("{name}.tar.gz")), vec![0u8; kib * 1024]).unwrap();
+    };
+    make("lab-eight-days", 8 * 24 * 3600, 10);
+    make("lab-three-days", 3 * 24 * 3600, 300);
+    make("lab-yesterday", 24 * 3600, 300);
+    make("lab-today", 60, 300);
+    let env = [("KTHW_LIBVIRT_URI", "test:///default")];
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let out = kthw_at(home.path(), args, env);
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    };
+
+    let (ok, _, e) = run(&["gc", "--bundle-budget", "lots"], &env);
+    assert!(!ok && e.contains("invalid size \"lots\""), "{e}");
+    let (ok, _, e) = run(&["gc"], &[env[0], ("KTHW_BUNDLE_TTL", "a week")]);
+    assert!(!ok && e.contains("bundle time to live: invalid duration \"a week\""), "{e}");
+    assert_eq!(std::fs::read_dir(&bundles).unwrap().count(), 8, "a refused gc removes nothing");
+
+    let (ok, list, e) = run(&["bundle", "list"], &[]);
+    assert!(ok, "{e}");
+    let line = |list: &str, name: &str| list.lines().find(|l| l.starts_with(name)).map(str::to_string);
+    assert!(
+        line(&list, "lab-eight-days").is_some_and(|l| l.contains("192 h 0 min") && l.contains("lab-eight-days failed")),
+        "{list}"
+    );
+    assert!(list.contains("4 bundles"), "{list}");
+
+    // Default time to live (7 days), a budget that holds two of the 600 KiB bundles.
+    let (ok, gc, e) = run(&["gc", "--bundle-budget", "1300K"], &env);
+    assert!(ok, "{e}");
+    assert!(gc.contains("removed bundle lab-eight-days (20.") && gc.contains("older than 168 h 0 min"), "{gc}");
+    assert!(
+        gc.contains("removed bundle lab-three-days (600.") && gc.contains("while bundles took over 1.3 MiB"),
+        "{gc}"
+    );
+    assert!(!gc.contains("removed bundle lab-yesterday") && !gc.contains("removed bundle lab-today"), "{gc}");
+    assert!(gc.contains("2 bundles removed, 620.") && gc.contains("2 bundles (1.2 MiB) kept"), "{gc}");
+
+    // A short time to live from the environment: only the newest stays (the budget never removes it).
+    let (ok, gc, e) = run(&["gc", "--bundle-budget", "1K"], &[env[0], ("KTHW_BUNDLE_TTL", "2h")]);
+    assert!(ok, "{e}");
+    assert!(gc.contains("removed bundle lab-yesterday") && gc.contains("older than 2 h 0 min"), "{gc}");
+    let (_, list, _) = run(&["bundle", "list"], &[]);
+    assert!(line(&list, "lab-today").is_some() && list.contains("1 bundles"), "{list}");
+    let mut left: Vec<String> =
+        std::fs::read_dir(&bundles).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    left.sort();
+    assert_eq!(left, ["lab-today", "lab-today.tar.gz"]);
+}

@@ -66,7 +66,7 @@ pub fn describe(state: &ClusterState, now: u64) -> String {
 }
 
 /// "3 h 20 min", "12 min", "40 s".
-fn span(secs: u64) -> String {
+pub fn span(secs: u64) -> String {
     match secs {
         s if s >= 3600 => format!("{} h {} min", s / 3600, s % 3600 / 60),
         s if s >= 60 => format!("{} min", s / 60),

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 /// Root of everything kthw writes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paths {
     pub cache: PathBuf,
     pub state: PathBuf,

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::bootstrap::{debian_etcd_hint, render_lacks, Bootstrap, BootstrapError, Lack, PhaseReport};
-use crate::cluster::{Cluster, ClusterError, UpOptions};
+use crate::cluster::{BootFailure, Cluster, ClusterError, UpOptions};
 use crate::events::{Event, Events};
 use crate::golden::{self, GoldenError, KeyInputs, KeyLock};
 use crate::image::{self, BuildOptions, ImageError, NodeImage};
@@ -68,9 +68,14 @@ pub enum UpError {
     Spec(String),
     #[error("no node image, and building one failed")]
     Image(#[source] ImageError),
-    #[error("cluster {name} did not come up")]
+    #[error("cluster {name} did not come up{}", bundle.as_ref().map(|b| format!(
+        "; it was torn down\nfailure bundle: {} (and {}.tar.gz): the nodes' consoles are in its run/nodes/*/console.log",
+        b.display(), b.display()
+    )).unwrap_or_default())]
     Boot {
         name: String,
+        /// The failure bundle made before the teardown, when the cluster existed and one could be written.
+        bundle: Option<PathBuf>,
         #[source]
         source: Box<ClusterError>,
     },
@@ -132,6 +137,7 @@ pub struct Up {
     events: Events,
     fresh: bool,
     save_golden: bool,
+    bundle_on_panic: bool,
 }
 
 impl Up {
@@ -152,6 +158,7 @@ impl Up {
             events: Events::default(),
             fresh: false,
             save_golden: false,
+            bundle_on_panic: false,
         }
     }
 
@@ -236,6 +243,14 @@ impl Up {
         self
     }
 
+    /// When the thread holding the cluster panics (a test failing with the cluster up), make a failure bundle
+    /// before the teardown, print its path on stderr (the test's output) and keep the cluster as
+    /// [`Up::keep`] says: see [`bundle_on_panic`]. Off by default; the test helpers turn it on.
+    pub fn bundle_on_panic(mut self, on: bool) -> Up {
+        self.bundle_on_panic = on;
+        self
+    }
+
     pub fn cluster_name(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.spec.name)
     }
@@ -294,7 +309,7 @@ impl Up {
             };
             if let Some(mut cluster) = restored? {
                 self.keep_if_asked(&mut cluster)?;
-                return Ok(Running { cluster, plan, reports: Vec::new(), bootstrap: self.bootstrap() });
+                return Ok(self.running(cluster, plan, Vec::new(), self.bootstrap()));
             }
             if self.save_golden {
                 // Concurrent builders of one key build once: the others wait here, then restore what it saved.
@@ -303,7 +318,7 @@ impl Up {
                     drop(lock);
                     if let Some(mut cluster) = self.restore_golden(&key, &name).await? {
                         self.keep_if_asked(&mut cluster)?;
-                        return Ok(Running { cluster, plan, reports: Vec::new(), bootstrap: self.bootstrap() });
+                        return Ok(self.running(cluster, plan, Vec::new(), self.bootstrap()));
                     }
                 } else {
                     building = lock;
@@ -319,9 +334,10 @@ impl Up {
             events: self.events.clone(),
         };
         let mut cluster = tokio::select! {
-            up = Cluster::up(&self.spec, &name, &self.paths, options) => {
-                up.map_err(|e| UpError::Boot { name: name.clone(), source: Box::new(e) })?
-            }
+            up = Cluster::boot(&self.spec, &name, &self.paths, options) => match up {
+                Ok(cluster) => cluster,
+                Err(failed) => return Err(self.boot_failed(&name, failed).await),
+            },
             // Dropping the `up` future drops its teardown guard: what was created is removed.
             signal = &mut cancel => return Err(UpError::Interrupted { signal, name }),
         };
@@ -357,9 +373,9 @@ impl Up {
                         .await?
                         .ok_or_else(|| self.golden_error(GoldenError::NotFound { key: key.clone() }))?;
                     self.keep_if_asked(&mut copy)?;
-                    Ok(Running { cluster: copy, plan, reports, bootstrap })
+                    Ok(self.running(copy, plan, reports, bootstrap))
                 }
-                _ => Ok(Running { cluster, plan, reports, bootstrap }),
+                _ => Ok(self.running(cluster, plan, reports, bootstrap)),
             },
             Err(source) => {
                 let bundle = self.failure_bundle(&cluster, &bootstrap, &source, &events).await;
@@ -371,6 +387,36 @@ impl Up {
                 Err(UpError::Phase { name, run_dir: cluster.run_dir().clone(), kept, bundle, source: Box::new(source) })
             }
         }
+    }
+
+    /// The handle to return, armed for a panic when asked.
+    fn running(&self, mut cluster: Cluster, plan: Plan, reports: Vec<PhaseReport>, bootstrap: Bootstrap) -> Running {
+        if self.bundle_on_panic {
+            bundle_on_panic(&mut cluster, self.paths.clone(), bootstrap.clone(), self.keep, self.keep_ttl);
+        }
+        Running { cluster, plan, reports, bootstrap }
+    }
+
+    /// A boot that failed: a bundle of what the cluster left (consoles, SSH logs, domains, the timeline), then
+    /// the teardown, then the error naming the bundle. A bundle that cannot be written is logged, never a
+    /// reason to lose the boot's own error.
+    async fn boot_failed(&self, name: &str, failed: BootFailure) -> UpError {
+        let BootFailure { error, cluster } = failed;
+        let mut bundle = None;
+        if let Some(cluster) = cluster {
+            let reason = format!("cluster {name} did not come up: {}", crate::chain(&error));
+            match crate::bundle::collect_boot_failure(&cluster, &self.paths, &self.bootstrap(), &reason).await {
+                Ok(made) => {
+                    self.events.emit(Event::Note(format!("failure bundle: {}", made.archive.display())));
+                    bundle = Some(made.dir);
+                }
+                Err(e) => tracing::warn!(cluster = name, error = %crate::chain(&e), "no failure bundle"),
+            }
+            if let Err(e) = cluster.down().await {
+                tracing::error!(cluster = name, error = %crate::chain(&e), "tearing down after the failed boot failed; `kthw gc` retries");
+            }
+        }
+        UpError::Boot { name: name.to_string(), bundle, source: Box::new(error) }
     }
 
     /// Everything that explains the failure, collected while the cluster still runs; a bundle that cannot be
@@ -463,6 +509,88 @@ impl Up {
     }
 }
 
+/// Arms `cluster` for a panic of the thread that holds it (a test failing with the cluster up): a failure
+/// bundle is made before the teardown and its path printed on stderr (the test's output, which nextest puts
+/// in its JUnit report); with `keep` other than [`Keep::Never`] the cluster then stays (for `ttl`) and the
+/// output says how to get in. A drop without a panic does nothing of this.
+///
+/// A drop cannot await, and the runtime of the thread that panics may be the one that is stuck in this very
+/// drop: the bundle is collected on a thread of its own with a runtime of its own, over fresh SSH sessions.
+pub fn bundle_on_panic(cluster: &mut Cluster, paths: Paths, bootstrap: Bootstrap, keep: Keep, ttl: Duration) {
+    cluster.on_panic(move |cluster| {
+        let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
+        let name = cluster.name().to_string();
+        let reason = format!("thread '{thread}' panicked while holding cluster {name}");
+        eprintln!("{reason}: making a failure bundle before the teardown");
+        let started = Instant::now();
+        match collect_on_a_thread(cluster, &paths, &bootstrap, &reason) {
+            Ok(made) => eprintln!(
+                "failure bundle: {} (and {}, {:.1} KiB, made in {:.0} s)",
+                made.dir.display(),
+                made.archive.display(),
+                made.archive_bytes as f64 / 1024.0,
+                started.elapsed().as_secs_f64()
+            ),
+            Err(e) => eprintln!("no failure bundle of cluster {name}: {e}"),
+        }
+        let kept = match keep {
+            Keep::Never => Ok(false),
+            Keep::Always => Ok(true),
+            Keep::OnFailure => cluster.keep_for(ttl).map(|()| true),
+        };
+        match kept {
+            Ok(true) => eprintln!("{}", how_to_get_in(&name, &paths, keep, ttl)),
+            Ok(false) => eprintln!("cluster {name} is torn down now (KTHW_KEEP=on-failure keeps it to look at)"),
+            Err(e) => eprintln!("cluster {name} could not be kept, so it is torn down: {}", crate::chain(&e)),
+        }
+    });
+}
+
+fn collect_on_a_thread(
+    cluster: &Cluster,
+    paths: &Paths,
+    bootstrap: &Bootstrap,
+    reason: &str,
+) -> Result<crate::bundle::Made, String> {
+    // Their connections belong to the panicking thread's runtime.
+    cluster.close_sessions();
+    std::thread::scope(|scope| {
+        let collector = std::thread::Builder::new().name("kthw-panic-bundle".into()).spawn_scoped(scope, || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start a runtime to collect with: {e}"))?;
+            let made = runtime.block_on(crate::bundle::collect_with(cluster, paths, bootstrap, Some(reason)));
+            // Sessions of this runtime die with it.
+            cluster.close_sessions();
+            made.map_err(|e| crate::chain(&e))
+        });
+        match collector {
+            Ok(handle) => handle.join().unwrap_or_else(|_| Err("the collection panicked".to_string())),
+            Err(e) => Err(format!("cannot start a thread to collect on: {e}")),
+        }
+    })
+}
+
+/// What a person runs to reach kept cluster `name`, with `KTHW_HOME` in front when `paths` is not where
+/// `kthw` looks by default (a test's home).
+pub fn how_to_get_in(name: &str, paths: &Paths, keep: Keep, ttl: Duration) -> String {
+    let kthw = match paths.state.parent() {
+        Some(home) if Paths::from_env().state != paths.state && *paths == Paths::under(home.to_path_buf()) => {
+            format!("KTHW_HOME={} kthw", home.display())
+        }
+        _ => "kthw".to_string(),
+    };
+    let until = match keep {
+        Keep::OnFailure => format!("for {} (KTHW_KEEP_TTL)", crate::keep::span(ttl.as_secs())),
+        _ => "as it was asked to be kept".to_string(),
+    };
+    format!(
+        "cluster {name} stays up {until}: `{kthw} ssh {name} NODE`, `{kthw} kubeconfig {name}`; \
+         `{kthw} down {name}` removes it, `{kthw} gc` once its time to live ends"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -528,6 +656,34 @@ mod tests {
             "failure bundle: /state/bundles/lab-20261129T120000Z (and /state/bundles/lab-20261129T120000Z.tar.gz)",
         ] {
             assert!(text.contains(part), "{part:?} in {text}");
+        }
+    }
+
+    #[test]
+    fn a_failed_boot_names_its_bundle_and_a_kept_test_cluster_says_how_to_get_in() {
+        let source = Box::new(ClusterError::NoImage);
+        let bundle = Some(PathBuf::from("/state/bundles/lab-20261129T120000Z"));
+        let text = UpError::Boot { name: "lab".into(), bundle, source }.to_string();
+        assert_eq!(
+            text,
+            "cluster lab did not come up; it was torn down\nfailure bundle: /state/bundles/lab-20261129T120000Z \
+             (and /state/bundles/lab-20261129T120000Z.tar.gz): the nodes' consoles are in its run/nodes/*/console.log"
+        );
+        let text = UpError::Boot { name: "lab".into(), bundle: None, source: Box::new(ClusterError::NoImage) };
+        assert_eq!(text.to_string(), "cluster lab did not come up");
+
+        let home = tempfile::tempdir().unwrap();
+        let paths = Paths::under(home.path().to_path_buf());
+        let ttl = Duration::from_secs(2 * 3600);
+        let text = how_to_get_in("lab", &paths, Keep::OnFailure, ttl);
+        let kthw = format!("KTHW_HOME={} kthw", home.path().display());
+        for part in [
+            "cluster lab stays up for 2 h 0 min (KTHW_KEEP_TTL)".to_string(),
+            format!("`{kthw} ssh lab NODE`"),
+            format!("`{kthw} kubeconfig lab`"),
+            format!("`{kthw} down lab` removes it"),
+        ] {
+            assert!(text.contains(&part), "{part:?} in {text}");
         }
     }
 

@@ -166,10 +166,19 @@ pub async fn node_image() -> NodeImage {
 }
 
 /// `Up` for a test: the test home, the test home's node image, torn down when the handle is dropped unless
-/// `KTHW_KEEP=on-failure|always` says to keep it (for `KTHW_KEEP_TTL`, 24 h by default).
+/// `KTHW_KEEP=on-failure|always` says to keep it (for `KTHW_KEEP_TTL`, 24 h by default). Should the test panic
+/// while it holds the cluster (a failed assertion), a failure bundle is made before the teardown and its path
+/// printed in the test's output; with `KTHW_KEEP=on-failure` the cluster then stays, and the output says how
+/// to get in ([`kthw::up::bundle_on_panic`]).
 pub async fn up(spec: &ClusterSpec, name: &str) -> Up {
     let (keep, ttl) = kthw::keep::from_env().unwrap_or_else(|e| panic!("{e}"));
-    Up::new(spec.clone()).name(name).paths(test_paths()).image(node_image().await).keep(keep).keep_ttl(ttl)
+    Up::new(spec.clone())
+        .name(name)
+        .paths(test_paths())
+        .image(node_image().await)
+        .keep(keep)
+        .keep_ttl(ttl)
+        .bundle_on_panic(true)
 }
 
 /// Brings `spec` up as cluster `name` through `phase`, or fails the test with the whole error.
@@ -218,8 +227,8 @@ pub async fn golden_cluster(
     Some(golden_up_until(&spec, &unique_name(&format!("vm-golden-{phase}")), phase).await)
 }
 
-/// Runs `up`, or fails the test with the whole error; when a phase failed, that error names the failure bundle
-/// `Up` made before tearing the cluster down (`<test home>/state/bundles/...`).
+/// Runs `up`, or fails the test with the whole error; when the boot or a phase failed, that error names the
+/// failure bundle `Up` made before tearing the cluster down (`<test home>/state/bundles/...`).
 pub async fn up_or_panic(up: Up) -> Running {
     match up.run().await {
         Ok(r) => r,
@@ -235,8 +244,9 @@ pub async fn succeed(s: &Session, cmd: &str) -> String {
     }
 }
 
-/// A failure bundle of `cluster` under the test home, for a test that fails after its cluster came up; prints
-/// and returns the bundle's directory so the path reaches the test's output.
+/// A failure bundle of `cluster` under the test home, on demand; prints and returns the bundle's directory so
+/// the path reaches the test's output. A test that panics while holding a cluster from [`up`] gets one
+/// without asking.
 pub async fn bundle(cluster: &kthw::cluster::Cluster, why: &str) -> PathBuf {
     match kthw::bundle::collect(cluster, &test_paths(), Some(why)).await {
         Ok(made) => {

@@ -1,37 +1,75 @@
-//! `kthw bundle NAME`: a failure bundle of a running cluster, on demand.
+//! `kthw bundle NAME`: a failure bundle of a running cluster, on demand; `kthw bundle list`: the bundles kept.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, Subcommand};
+use kthw::bundle::prune;
 use kthw::cluster::Cluster;
 use kthw::paths::Paths;
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct BundleArgs {
+    #[command(subcommand)]
+    command: Option<BundleCommand>,
     /// The cluster.
-    name: String,
+    #[arg(required = true)]
+    name: Option<String>,
     /// Why the bundle is made, recorded in it (e.g. the failing test's name).
     #[arg(long)]
     reason: Option<String>,
 }
 
+#[derive(Debug, Subcommand)]
+enum BundleCommand {
+    /// The bundles under the state directory, oldest first: age, size, and why each was made.
+    List,
+}
+
 pub fn bundle(args: BundleArgs) -> anyhow::Result<ExitCode> {
     let paths = Paths::from_env();
-    let cluster = Cluster::open(&args.name, &paths)?;
+    if let Some(BundleCommand::List) = args.command {
+        return list(&paths);
+    }
+    let name = args.name.context("name the cluster to bundle")?;
+    let cluster = Cluster::open(&name, &paths)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let made = runtime.block_on(kthw::bundle::collect(&cluster, &paths, args.reason.as_deref()))?;
     for s in made.failed_steps() {
         eprintln!("not collected: {}: {}", s.name, s.error.as_deref().unwrap_or_default().lines().next().unwrap_or(""));
     }
     println!(
-        "bundle of cluster {}: {} ({} steps, {} not collected; README.txt says what is where)\narchive: {} ({:.1} MiB)",
-        args.name,
+        "bundle of cluster {name}: {} ({} steps, {} not collected; README.txt says what is where)\narchive: {} ({:.1} MiB)",
         made.dir.display(),
         made.manifest.steps.len(),
         made.failed_steps().count(),
         made.archive.display(),
         made.archive_bytes as f64 / (1024.0 * 1024.0)
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(paths: &Paths) -> anyhow::Result<ExitCode> {
+    let dir = kthw::bundle::bundles_dir(paths);
+    let bundles = prune::list(paths)?;
+    if bundles.is_empty() {
+        println!("no bundles under {}", dir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let now = kthw::virt::metadata::unix_now();
+    println!("{:<44} {:>14} {:>10}  REASON", "NAME", "AGE", "SIZE");
+    for b in &bundles {
+        let reason = match (&b.manifest, b.writing) {
+            (_, true) => "(being written)".to_string(),
+            (Some(m), false) => m.reason.lines().next().unwrap_or_default().to_string(),
+            (None, false) if b.dir.is_none() => "(archive only)".to_string(),
+            (None, false) => "(incomplete: its writer stopped before the manifest)".to_string(),
+        };
+        let age = kthw::keep::span(now.saturating_sub(b.created));
+        println!("{:<44} {:>14} {:>10}  {reason}", b.name, age, prune::human_bytes(b.bytes));
+    }
+    let total: u64 = bundles.iter().map(|b| b.bytes).sum();
+    println!("{} bundles, {} in {}", bundles.len(), prune::human_bytes(total), dir.display());
     Ok(ExitCode::SUCCESS)
 }

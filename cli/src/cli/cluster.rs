@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use kthw::bootstrap::{render_lacks, READY_NODES_OUTPUT, READY_PODS_OUTPUT};
+use kthw::bundle::prune;
 use kthw::cluster::{self, Cluster};
 use kthw::events::{Event, Events};
 use kthw::paths::Paths;
@@ -57,6 +58,17 @@ pub struct UpArgs {
 
 fn parse_keep(s: &str) -> Result<Keep, String> {
     s.parse()
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Remove failure bundles older than this, e.g. 7d or 36h.
+    #[arg(long, env = "KTHW_BUNDLE_TTL", default_value = "7d", value_parser = kthw::bundle::prune::parse_ttl)]
+    bundle_ttl: Duration,
+    /// Then remove the oldest bundles until all of them take at most this much, e.g. 2GiB or 500M; the newest
+    /// and any being written stay.
+    #[arg(long, env = "KTHW_BUNDLE_BUDGET", default_value = "2GiB", value_parser = kthw::bundle::prune::parse_size)]
+    bundle_budget: u64,
 }
 
 #[derive(Debug, Args)]
@@ -226,7 +238,7 @@ pub fn down(args: DownArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn gc() -> anyhow::Result<ExitCode> {
+pub fn gc(args: GcArgs) -> anyhow::Result<ExitCode> {
     let paths = Paths::from_env();
     let reaped = runtime()?.block_on(cluster::gc(&paths, &virt::connect::uri()))?;
     for o in &reaped.objects {
@@ -239,6 +251,27 @@ pub fn gc() -> anyhow::Result<ExitCode> {
         println!("removed run directory {}", d.display());
     }
     println!("{} libvirt objects and {} run directories removed", reaped.objects.len(), reaped.run_dirs.len());
+    let policy = prune::Policy { ttl: args.bundle_ttl, budget: args.bundle_budget };
+    let pruned = prune::prune(&paths, policy)?;
+    let now = virt::metadata::unix_now();
+    for (b, why) in &pruned.removed {
+        let why = match why {
+            prune::Why::Expired => format!("older than {}", kthw::keep::span(policy.ttl.as_secs())),
+            prune::Why::OverBudget => {
+                format!("the oldest while bundles took over {}", prune::human_bytes(policy.budget))
+            }
+        };
+        let age = kthw::keep::span(now.saturating_sub(b.created));
+        println!("removed bundle {} ({}, {age} old): {why}", b.name, prune::human_bytes(b.bytes));
+    }
+    println!(
+        "{} bundles removed, {} freed; {} bundles ({}) kept in {}",
+        pruned.removed.len(),
+        prune::human_bytes(pruned.freed),
+        pruned.kept,
+        prune::human_bytes(pruned.kept_bytes),
+        kthw::bundle::bundles_dir(&paths).display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

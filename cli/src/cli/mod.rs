@@ -48,8 +48,9 @@ enum Command {
     List,
     /// Remove a cluster: its domains, network and run directory.
     Down(cluster::DownArgs),
-    /// Remove what killed runs left behind (never a live or kept cluster).
-    Gc,
+    /// Remove what killed runs left behind (never a live or kept cluster), and failure bundles past their
+    /// time to live or over the size budget.
+    Gc(cluster::GcArgs),
     /// A shell on a node, or `-- CMD` run there with its exit status.
     Ssh(cluster::SshArgs),
     /// Print the path of a kubeconfig for this host's kubectl, through an SSH forward kept while the cluster is up.
@@ -63,7 +64,7 @@ enum Command {
     #[command(subcommand)]
     Artifacts(artifacts::ArtifactsCommand),
     /// Collect everything that explains a cluster's state (spec, logs, journals, kubectl dumps) into one
-    /// directory and .tar.gz under the state directory's bundles/.
+    /// directory and .tar.gz under the state directory's bundles/; `kthw bundle list` lists them.
     Bundle(bundle::BundleArgs),
     /// Stand the cluster of a failure bundle (or a spec) up again through the phase it failed in, and keep it.
     Repro(repro::ReproArgs),
@@ -106,7 +107,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up(a) => cluster::up(a),
         Command::List => cluster::list(),
         Command::Down(a) => cluster::down(a),
-        Command::Gc => cluster::gc(),
+        Command::Gc(a) => cluster::gc(a),
         Command::Ssh(a) => cluster::ssh(a),
         Command::Kubeconfig(a) => kubeconfig::kubeconfig(a),
         Command::ForwardApiserver(a) => kubeconfig::forward_apiserver(a),

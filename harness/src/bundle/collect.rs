@@ -38,7 +38,19 @@ pub async fn collect_with(
     bootstrap: &Bootstrap,
     reason: Option<&str>,
 ) -> Result<Made, BundleError> {
-    collect_all(cluster, paths, bootstrap, reason, None).await
+    collect_all(cluster, paths, bootstrap, reason, None, Scope::Running).await
+}
+
+/// [`collect_with`] for a cluster whose boot failed (`Cluster::boot`), before its teardown: the run directory
+/// (consoles, SSH logs, timeline), the domains, and over SSH only the nodes that answered; nothing is asked
+/// of a node that did not (it would only time out) nor of an apiserver no phase installed.
+pub async fn collect_boot_failure(
+    cluster: &Cluster,
+    paths: &Paths,
+    bootstrap: &Bootstrap,
+    reason: &str,
+) -> Result<Made, BundleError> {
+    collect_all(cluster, paths, bootstrap, Some(reason), None, Scope::Boot).await
 }
 
 /// [`collect_with`] for a failed scenario, named in the manifest so that `kthw repro` runs it again.
@@ -49,7 +61,16 @@ pub async fn collect_for_scenario(
     scenario: &str,
     reason: &str,
 ) -> Result<Made, BundleError> {
-    collect_all(cluster, paths, bootstrap, Some(reason), Some(scenario)).await
+    collect_all(cluster, paths, bootstrap, Some(reason), Some(scenario), Scope::Running).await
+}
+
+/// What is asked of the cluster's nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Every node over SSH, then the apiserver.
+    Running,
+    /// A failed boot: only the nodes that answered SSH, and no apiserver.
+    Boot,
 }
 
 async fn collect_all(
@@ -58,24 +79,36 @@ async fn collect_all(
     bootstrap: &Bootstrap,
     reason: Option<&str>,
     scenario: Option<&str>,
+    scope: Scope,
 ) -> Result<Made, BundleError> {
     let started = Instant::now();
-    let dir = new_dir(&bundles_dir(paths), cluster.name())?;
+    let (dir, writing) = new_dir(&bundles_dir(paths), cluster.name())?;
     let mut w = Writer { dir: dir.clone(), total: 0, steps: Vec::new(), excluded: Vec::new() };
     local(&mut w, cluster, paths, bootstrap);
     domains(&mut w, cluster).await;
     // Each part also has a budget of its own, so a node that hangs mid-collection delays the bundle (and the
     // failure it explains) by a bounded time, whatever each step's deadline.
     for n in cluster.nodes() {
+        if scope == Scope::Boot && !cluster.has_session(&n.name) {
+            let step = format!("nodes/{}/ssh", n.name);
+            let why = format!("it did not answer SSH while booting: its console is run/nodes/{}/console.log", n.name);
+            w.step(&step, &step, None, Some(why), Duration::ZERO);
+            continue;
+        }
         let budget = cluster.accel().scale(NODE_BUDGET);
         if tokio::time::timeout(budget, node(&mut w, cluster, &n.name)).await.is_err() {
             let step = format!("nodes/{}", n.name);
             w.step(&step, &step, None, Some(format!("gave up after {budget:?}: the node stopped answering")), budget);
         }
     }
-    let budget = cluster.accel().scale(KUBERNETES_BUDGET);
-    if tokio::time::timeout(budget, super::kube::kubernetes(&mut w, cluster)).await.is_err() {
-        w.step("kubernetes", "kubernetes", None, Some(format!("gave up after {budget:?}")), budget);
+    if scope == Scope::Boot {
+        let why = "skipped: the cluster failed while booting, before any phase installed an apiserver";
+        w.step("kubernetes", "kubernetes", None, Some(why.to_string()), Duration::ZERO);
+    } else {
+        let budget = cluster.accel().scale(KUBERNETES_BUDGET);
+        if tokio::time::timeout(budget, super::kube::kubernetes(&mut w, cluster)).await.is_err() {
+            w.step("kubernetes", "kubernetes", None, Some(format!("gave up after {budget:?}")), budget);
+        }
     }
 
     let state = cluster.state();
@@ -98,6 +131,7 @@ async fn collect_all(
     write(&dir.join("README.txt"), readme(&manifest).as_bytes())?;
     let archive = archive(&dir)?;
     let archive_bytes = std::fs::metadata(&archive).map_err(|e| BundleError::io("measure", &archive, e))?.len();
+    writing.finish();
     tracing::info!(
         bundle = %dir.display(), bytes = archive_bytes, took = ?started.elapsed(),
         failed_steps = manifest.steps.iter().filter(|s| s.error.is_some()).count(), "bundle made"
@@ -105,8 +139,9 @@ async fn collect_all(
     Ok(Made { dir, archive, archive_bytes, manifest })
 }
 
-/// `<cluster>-<UTC time>`, with a counter when two bundles are made within a second.
-fn new_dir(bundles: &Path, cluster: &str) -> Result<PathBuf, BundleError> {
+/// `<cluster>-<UTC time>`, with a counter when two bundles are made within a second, and its marker
+/// ([`Writing`]), which exists before the directory does and until its archive is complete.
+fn new_dir(bundles: &Path, cluster: &str) -> Result<(PathBuf, Writing), BundleError> {
     std::fs::create_dir_all(bundles).map_err(|e| BundleError::io("create", bundles, e))?;
     let now = time::OffsetDateTime::now_utc();
     let stamp = format!(
@@ -120,14 +155,46 @@ fn new_dir(bundles: &Path, cluster: &str) -> Result<PathBuf, BundleError> {
     );
     for n in 0..100 {
         let name = if n == 0 { format!("{cluster}-{stamp}") } else { format!("{cluster}-{stamp}-{n}") };
-        let dir = bundles.join(name);
+        let Some(writing) = Writing::claim(bundles, &name)? else { continue };
+        let dir = bundles.join(&name);
         match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
+            Ok(()) => return Ok((dir, writing)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(BundleError::io("create", &dir, e)),
         }
     }
     Err(BundleError::io("find a free name under", bundles, std::io::ErrorKind::AlreadyExists.into()))
+}
+
+/// `.<bundle>.writing` beside a bundle being made, holding its writer (pid and start time): `kthw gc` never
+/// prunes a bundle whose writer still runs. Removed once the archive is complete, and when dropped (a
+/// bundle that failed half-way is then an ordinary, incomplete one).
+pub(super) struct Writing(PathBuf);
+
+impl Writing {
+    /// Creates the marker of `name`; None when another writer holds that name.
+    fn claim(bundles: &Path, name: &str) -> Result<Option<Writing>, BundleError> {
+        let path = super::writing_marker(bundles, name);
+        let owner = crate::virt::Owner::current();
+        let mut file = match std::fs::File::options().write(true).create_new(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(None),
+            Err(e) => return Err(BundleError::io("create", &path, e)),
+        };
+        let text = format!("{} {}\n", owner.pid, owner.start);
+        std::io::Write::write_all(&mut file, text.as_bytes()).map_err(|e| BundleError::io("write", &path, e))?;
+        Ok(Some(Writing(path)))
+    }
+
+    fn finish(self) {}
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.0) {
+            tracing::warn!(marker = %self.0.display(), error = %e, "cannot remove a bundle's writing marker");
+        }
+    }
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), BundleError> {
@@ -530,11 +597,13 @@ mod tests {
     #[test]
     fn the_archive_holds_the_directory_under_its_name() {
         let home = tempfile::tempdir().unwrap();
-        let dir = new_dir(home.path(), "lab").unwrap();
+        let (dir, writing) = new_dir(home.path(), "lab").unwrap();
+        let marker = crate::bundle::writing_marker(home.path(), &dir.file_name().unwrap().to_string_lossy());
+        assert!(std::fs::read_to_string(&marker).unwrap().starts_with(&format!("{} ", std::process::id())));
         std::fs::write(dir.join(MANIFEST), b"{}").unwrap();
         std::fs::create_dir_all(dir.join("nodes/cp")).unwrap();
         std::fs::write(dir.join("nodes/cp/journal.txt"), b"journal").unwrap();
-        let second = new_dir(home.path(), "lab").unwrap();
+        let (second, _writing) = new_dir(home.path(), "lab").unwrap();
         assert_ne!(second, dir, "two bundles within a second get two names");
         let archive = archive(&dir).unwrap();
         assert_eq!(
@@ -548,6 +617,8 @@ mod tests {
             .map(|e| e.unwrap().path().unwrap().display().to_string())
             .collect();
         names.sort();
+        writing.finish();
+        assert!(!marker.exists(), "the marker goes once the archive is complete");
         let base = dir.file_name().unwrap().to_string_lossy().into_owned();
         assert!(names.contains(&format!("{base}/{MANIFEST}")), "{names:?}");
         assert!(names.contains(&format!("{base}/nodes/cp/journal.txt")), "{names:?}");

@@ -7,11 +7,12 @@
 //! best-effort with its own deadline: a step that fails records its error in the bundle and the next one runs.
 //! Each file is capped (the end of a log is kept: that is where a failure shows), the whole bundle too, and
 //! private keys are never included ([`secrets`]). `MANIFEST.json` lists every step; `README.txt` says the same
-//! for a person.
+//! for a person. `kthw gc` prunes old bundles ([`prune`]).
 
 mod collect;
 pub mod harness_log;
 mod kube;
+pub mod prune;
 mod read;
 pub mod secrets;
 
@@ -19,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use collect::{collect, collect_for_scenario, collect_with};
+pub use collect::{collect, collect_boot_failure, collect_for_scenario, collect_with};
 pub use read::{open, Opened};
 
 /// The bundle layout this kthw writes and the newest it reads.
@@ -129,4 +130,12 @@ impl Made {
 /// Where bundles live: beside the run directories, so `kthw down` (which removes the run directory) leaves them.
 pub fn bundles_dir(paths: &crate::paths::Paths) -> PathBuf {
     paths.state.join("bundles")
+}
+
+/// The end of a writer's marker's name: `.<bundle>.writing`.
+const WRITING_SUFFIX: &str = ".writing";
+
+/// The marker that exists, beside bundle `name`, while a process writes it.
+fn writing_marker(bundles: &Path, name: &str) -> PathBuf {
+    bundles.join(format!(".{name}{WRITING_SUFFIX}"))
 }

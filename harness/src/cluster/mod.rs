@@ -21,7 +21,7 @@ pub use gc::{gc, list, Reaped};
 pub use state::{console_tail, ClusterState, NodeState};
 pub(crate) use teardown::Gate;
 pub(crate) use up::create_run_dir;
-pub use up::UpOptions;
+pub use up::{BootFailure, UpOptions};
 
 use crate::accel::Accel;
 use crate::image::ImageError;
@@ -104,6 +104,30 @@ pub struct Cluster {
     client_key: Arc<KeyPair>,
     sessions: Mutex<HashMap<String, Session>>,
     teardown: Option<Teardown>,
+    on_panic: Option<PanicHook>,
+}
+
+/// What runs when a [`Cluster`] handle is dropped while its thread panics (a test failing with the cluster
+/// up), before the handle's teardown: the upper layers' business (a failure bundle, keeping the cluster), set
+/// with [`Cluster::on_panic`]. It may keep the cluster ([`Cluster::keep_for`]) so that no teardown follows.
+pub struct PanicHook(Box<dyn FnOnce(&mut Cluster) + Send + Sync>);
+
+impl std::fmt::Debug for PanicHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PanicHook")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        if let Some(PanicHook(hook)) = self.on_panic.take() {
+            tracing::info!(cluster = %self.state.name, "dropped while its thread panics: running its panic hook");
+            hook(self);
+        }
+    }
 }
 
 impl Cluster {
@@ -114,6 +138,17 @@ impl Cluster {
         paths: &Paths,
         options: UpOptions,
     ) -> Result<Cluster, ClusterError> {
+        up::up(spec, name, paths, options).await.map_err(|failed| failed.error)
+    }
+
+    /// [`Cluster::up`], but a boot that fails once the cluster exists hands the cluster back with the error,
+    /// still owned (torn down when dropped): what it left (consoles, SSH logs, domains) can be collected first.
+    pub async fn boot(
+        spec: &ClusterSpec,
+        name: &str,
+        paths: &Paths,
+        options: UpOptions,
+    ) -> Result<Cluster, BootFailure> {
         up::up(spec, name, paths, options).await
     }
 
@@ -126,7 +161,7 @@ impl Cluster {
         }
         let state = ClusterState::read(&run_dir)?;
         let client_key = Arc::new(ssh::keys::read_private(&run_dir.client_key())?);
-        Ok(Cluster { state, run_dir, client_key, sessions: Mutex::default(), teardown: None })
+        Ok(Cluster { state, run_dir, client_key, sessions: Mutex::default(), teardown: None, on_panic: None })
     }
 
     pub fn name(&self) -> &str {
@@ -199,7 +234,7 @@ impl Cluster {
     /// one from [`Cluster::up`]: torn down when dropped, unless kept.
     pub(crate) fn adopt(state: ClusterState, run_dir: RunDir, client_key: Arc<KeyPair>) -> Cluster {
         let teardown = Teardown::arm(state.uri.clone(), state.id.clone(), run_dir.clone());
-        Cluster { state, run_dir, client_key, sessions: Mutex::default(), teardown: Some(teardown) }
+        Cluster { state, run_dir, client_key, sessions: Mutex::default(), teardown: Some(teardown), on_panic: None }
     }
 
     /// Creation and teardown exclude each other through this gate (see `teardown::Gate`).
@@ -218,6 +253,17 @@ impl Cluster {
     /// Drops every open session, e.g. before the nodes' memory is saved.
     pub(crate) fn close_sessions(&self) {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// Whether a session to `node` is open (a node that answered SSH and was not cut off since).
+    pub(crate) fn has_session(&self, node: &str) -> bool {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get(node).is_some_and(|s| !s.is_closed())
+    }
+
+    /// Runs `hook` if this handle is dropped while its thread panics, before the teardown (replacing any hook
+    /// set before). Nothing runs on a drop without a panic, or after [`Cluster::down`].
+    pub fn on_panic(&mut self, hook: impl FnOnce(&mut Cluster) + Send + Sync + 'static) {
+        self.on_panic = Some(PanicHook(Box::new(hook)));
     }
 
     /// Leaves the cluster running after this handle and its owner are gone, until `kthw down`, or for
@@ -239,6 +285,7 @@ impl Cluster {
 
     /// Removes the cluster: its domains, its network, its run directory.
     pub async fn down(mut self) -> Result<(), ClusterError> {
+        self.on_panic = None;
         self.sessions.lock().unwrap_or_else(|p| p.into_inner()).clear();
         let teardown = self
             .teardown

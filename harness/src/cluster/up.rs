@@ -1,6 +1,7 @@
 //! Bringing a cluster up: reap dead runs, prepare the run directory (state file first, so even a run killed
 //! a moment later can be reaped), create the network, overlays and domains, then wait until every node
-//! answers SSH. Any failure, or the caller dropping the future, tears down what was made.
+//! answers SSH. The caller dropping the future tears down what was made; a failure hands the cluster back
+//! with the error ([`BootFailure`]), to be collected before it is torn down.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,14 +43,30 @@ pub struct UpOptions {
     pub events: Events,
 }
 
+/// A boot that failed. Once the run directory and libvirt objects exist, the cluster comes back with the
+/// error, still owned (torn down when dropped), so that a caller can collect what explains the failure (the
+/// consoles, the SSH logs, the domains) before the teardown removes it.
+#[derive(Debug)]
+pub struct BootFailure {
+    pub error: ClusterError,
+    /// None when the failure came before anything was made (a bad spec or name, no image).
+    pub cluster: Option<Cluster>,
+}
+
+impl From<ClusterError> for BootFailure {
+    fn from(error: ClusterError) -> BootFailure {
+        BootFailure { error, cluster: None }
+    }
+}
+
 pub(super) async fn up(
     spec: &ClusterSpec,
     name: &str,
     paths: &Paths,
     options: UpOptions,
-) -> Result<Cluster, ClusterError> {
+) -> Result<Cluster, BootFailure> {
     validate_name(name)?;
-    spec.validate(&format!("the spec of cluster {name}"))?;
+    spec.validate(&format!("the spec of cluster {name}")).map_err(ClusterError::from)?;
     let uri = options.uri.clone().unwrap_or_else(virt::connect::uri);
     let reaped = gc(paths, &uri).await?;
     if !reaped.objects.is_empty() || !reaped.run_dirs.is_empty() {
@@ -57,21 +74,25 @@ pub(super) async fn up(
     }
     let image = match options.image.clone() {
         Some(i) => i,
-        None => image::cached(paths)?.ok_or(ClusterError::NoImage)?,
+        None => image::cached(paths).map_err(ClusterError::from)?.ok_or(ClusterError::NoImage)?,
     };
     let image = absolute_image(image)?;
     let probe = accel::detect(&paths.state, Some(&image.kernel));
     tracing::info!(accel = ?probe.accel, reason = %probe.reason, "acceleration");
-    let first = attempt(spec, name, paths, &options, &uri, &image, probe.accel, &probe.reason).await;
-    let error = match first {
+    let failure = match attempt(spec, name, paths, &options, &uri, &image, probe.accel, &probe.reason).await {
         Ok(cluster) => return Ok(cluster),
-        Err(e) => e,
+        Err(failure) => failure,
     };
-    match kvm_fallback(&probe, &error) {
-        Fallback::None => Err(error),
-        Fallback::Refused => Err(ClusterError::ForcedKvmFailed { forced_by: probe.reason, source: Box::new(error) }),
+    match kvm_fallback(&probe, &failure.error) {
+        Fallback::None => Err(failure),
+        Fallback::Refused => {
+            let BootFailure { error, cluster } = failure;
+            let error = ClusterError::ForcedKvmFailed { forced_by: probe.reason, source: Box::new(error) };
+            Err(BootFailure { error, cluster })
+        }
         Fallback::ToTcg { reason } => {
-            // The failed attempt tore down what it made (its Teardown dropped with it), run directory included.
+            // Dropping the failed attempt's cluster tears down what it made, run directory included.
+            drop(failure);
             tracing::warn!(cluster = name, %reason, "a domain failed to start under KVM; retrying the cluster under TCG");
             options.events.emit(Event::AccelFallback { reason: reason.clone() });
             let tcg = accel::remember_kvm_failure(&paths.state, &reason);
@@ -113,7 +134,7 @@ pub(crate) fn kvm_fallback(probe: &accel::Probe, error: &ClusterError) -> Fallba
     }
 }
 
-/// One try at bringing the cluster up under `accel`: on failure, what it made is torn down again.
+/// One try at bringing the cluster up under `accel`; a failure hands back what it made.
 #[allow(clippy::too_many_arguments)]
 async fn attempt(
     spec: &ClusterSpec,
@@ -124,7 +145,7 @@ async fn attempt(
     image: &NodeImage,
     accel: Accel,
     reason: &str,
-) -> Result<Cluster, ClusterError> {
+) -> Result<Cluster, BootFailure> {
     let deadline = accel.scale(options.boot_deadline.unwrap_or(BOOT_DEADLINE));
     let id = names::new_cluster_id();
     let (state, host_keys) = initial_state(spec, name, &id, uri, accel, image)?;
@@ -132,16 +153,33 @@ async fn attempt(
     let teardown = Teardown::arm(uri.to_string(), id.clone(), run_dir.clone());
     let events = options.events.with_timeline(&run_dir);
     events.emit(Event::Accel { accel: format!("{accel:?}").to_uppercase(), reason: reason.to_string() });
-    let plan = plan(spec, state, host_keys, image, &run_dir)?;
     let mut cluster = Cluster {
-        state: plan.state.clone(),
+        state,
         run_dir: run_dir.clone(),
-        client_key: plan.client_key.clone(),
+        client_key: Arc::new(KeyPair::generate(&format!("kthw-client@{name}"))),
         sessions: Default::default(),
         teardown: Some(teardown),
+        on_panic: None,
     };
+    match boot(&mut cluster, spec, host_keys, image, uri, deadline, &events).await {
+        Ok(()) => Ok(cluster),
+        Err(error) => Err(BootFailure { error, cluster: Some(cluster) }),
+    }
+}
 
-    let gate = cluster.teardown.as_ref().map(|t| t.gate.clone()).unwrap_or_default();
+/// Provisions the planned libvirt objects of `cluster`, then waits until every node answers SSH.
+async fn boot(
+    cluster: &mut Cluster,
+    spec: &ClusterSpec,
+    host_keys: Vec<KeyPair>,
+    image: &NodeImage,
+    uri: &str,
+    deadline: Duration,
+    events: &Events,
+) -> Result<(), ClusterError> {
+    let run_dir = cluster.run_dir.clone();
+    let plan = plan(spec, &cluster.state, host_keys, image, &run_dir, &cluster.client_key)?;
+    let gate = cluster.gate();
     let (base, uri2) = (image.disk.clone(), uri.to_string());
     let (started, conn) = tokio::task::spawn_blocking(move || provision(&uri2, &base, plan, &gate))
         .await
@@ -171,7 +209,7 @@ async fn attempt(
         cluster.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(node, session);
     }
     cluster.state.write(&run_dir)?;
-    Ok(cluster)
+    Ok(())
 }
 
 /// The run directory of cluster `name`, born with `state`.
@@ -192,8 +230,6 @@ fn absolute_image(mut image: NodeImage) -> Result<NodeImage, ClusterError> {
 
 /// Everything decided before libvirt is touched.
 struct Plan {
-    state: ClusterState,
-    client_key: Arc<KeyPair>,
     network: NetworkDef,
     domains: Vec<(String, DomainDef)>,
 }
@@ -241,15 +277,15 @@ fn initial_state(
 /// object.
 fn plan(
     spec: &ClusterSpec,
-    state: ClusterState,
+    state: &ClusterState,
     host_keys: Vec<KeyPair>,
     image: &NodeImage,
     run_dir: &RunDir,
+    client_key: &KeyPair,
 ) -> Result<Plan, ClusterError> {
     let ownership = |node: Option<&str>| state.ownership(run_dir, node);
-    let (name, uri, accel) = (&state.name, &state.uri, state.accel);
-    let client_key = KeyPair::generate(&format!("kthw-client@{name}"));
-    ssh::keys::write_private(&run_dir.client_key(), &client_key)?;
+    let (uri, accel) = (&state.uri, state.accel);
+    ssh::keys::write_private(&run_dir.client_key(), client_key)?;
     // SAFETY: geteuid has no preconditions and cannot fail.
     let run_as_root = unsafe { libc::geteuid() } == 0 && uri.starts_with("qemu:///system");
     let mut domains = Vec::new();
@@ -283,7 +319,7 @@ fn plan(
         domains.push((n.name.clone(), def));
     }
     let network = NetworkDef { name: state.network.clone(), bridge: state.bridge.clone(), ownership: ownership(None) };
-    Ok(Plan { state, client_key: Arc::new(client_key), network, domains })
+    Ok(Plan { network, domains })
 }
 
 /// A node whose domain is running: its name, forward port, and when it started.

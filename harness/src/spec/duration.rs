@@ -1,4 +1,4 @@
-//! Durations in spec files as people write them: "180s", "3m", "1m30s", "500ms".
+//! Durations in spec files as people write them: "180s", "3m", "1m30s", "500ms", "7d".
 
 use std::time::Duration;
 
@@ -13,9 +13,10 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error
     parse(&text).map_err(serde::de::Error::custom)
 }
 
-/// Parses a sequence of `<number><unit>` parts, unit one of ms, s, m, h.
+/// Parses a sequence of `<number><unit>` parts, unit one of ms, s, m, h, d.
 pub fn parse(text: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {text:?}: write it like \"180s\", \"3m\" or \"1m30s\" (units ms, s, m, h)");
+    let bad =
+        || format!("invalid duration {text:?}: write it like \"180s\", \"3m\" or \"1m30s\" (units ms, s, m, h, d)");
     let mut total = Duration::ZERO;
     let mut rest = text.trim();
     if rest.is_empty() {
@@ -34,6 +35,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             "s" => Duration::from_secs(n),
             "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(bad)?),
             "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(bad)?),
+            "d" => Duration::from_secs(n.checked_mul(24 * 3600).ok_or_else(bad)?),
             _ => return Err(bad()),
         };
         total = total.checked_add(part).ok_or_else(bad)?;
@@ -62,11 +64,13 @@ mod tests {
         assert_eq!(parse("1m30s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse("1h").unwrap(), Duration::from_secs(3600));
         assert_eq!(parse("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse("7d").unwrap(), Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(parse("1d12h").unwrap(), Duration::from_secs(36 * 3600));
     }
 
     #[test]
     fn rejects_what_is_not_a_duration() {
-        for bad in ["", "3", "m", "3 minutes", "-1s", "1.5s", "99999999999999999999h"] {
+        for bad in ["", "3", "m", "3 minutes", "-1s", "1.5s", "99999999999999999999h", "7 d", "1w"] {
             assert!(parse(bad).is_err(), "{bad:?} parsed");
         }
     }

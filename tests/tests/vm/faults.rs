@@ -4,11 +4,13 @@
 use std::time::{Duration, Instant};
 
 use kthw::bootstrap::Layout;
+use kthw::bundle::prune::{self, Listed};
 use kthw::cluster::{Cluster, ClusterError, Fault, FaultError};
 use kthw::identity::{Mac, Nic};
 use kthw::phase::Phase;
 use kthw::spec::{ClusterSpec, Origin};
 use kthw::ssh::{Session, Target};
+use kthw::up::Keep;
 use kthw_tests::{host_prerequisite, small_spec, succeed, test_paths, unique_name, up, up_or_panic, vm_host_missing};
 
 /// worker-node-2's address, which worker-node-1 pings across the cluster network.
@@ -42,8 +44,9 @@ async fn each_fault_shows_its_effect_and_the_node_recovers() {
     for line in ["fault worker-node-2: link-down", "fault worker-node-2: delay 300", "fault control-plane-1: reset"] {
         assert!(timeline.contains(line), "the run's timeline records {line:?}:\n{timeline}");
     }
-    a_bundle_holds_what_explains_the_cluster_and_no_key(&cluster).await;
-    cluster.down().await.unwrap();
+    let spec = cluster.spec().clone();
+    let bundle = a_test_that_panics_holding_the_cluster_leaves_a_bundle(cluster).await;
+    a_bundle_holds_what_explains_the_cluster_and_no_key(&bundle, &spec);
 }
 
 async fn inject(cluster: &Cluster, node: &str, fault: &str) -> String {
@@ -206,19 +209,54 @@ async fn etcd_survives_a_hard_reset_with_its_data(cluster: &Cluster, etcdctl: &s
     assert_eq!(value, "written before the faults", "etcd's data outlived the reset");
 }
 
-/// The bundle of a cluster that went through the faults, made while it runs: every node's records, the
-/// apiserver's absence recorded rather than fatal, and not one private key in the archive.
-async fn a_bundle_holds_what_explains_the_cluster_and_no_key(cluster: &Cluster) {
+/// A test that panics while it holds the cluster (a failed assertion; here in a thread of its own, so that this
+/// test goes on to look): the handle makes a failure bundle before its teardown, then the cluster is torn down,
+/// or kept when `KTHW_KEEP=on-failure` says so. Returns the bundle.
+async fn a_test_that_panics_holding_the_cluster_leaves_a_bundle(cluster: Cluster) -> Listed {
+    let paths = test_paths();
+    let (name, id) = (cluster.name().to_string(), cluster.id().to_string());
+    let before: Vec<String> = prune::list(&paths).unwrap().into_iter().map(|b| b.name).collect();
     let started = Instant::now();
-    let made = kthw::bundle::collect(cluster, &test_paths(), Some("the faults test")).await.unwrap();
-    let read = |f: &str| std::fs::read_to_string(made.dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+    let holder = std::thread::Builder::new().name("holds-the-cluster".into());
+    let holder = holder
+        .spawn(move || {
+            let _held = cluster;
+            panic!("a failed assertion while the cluster is up");
+        })
+        .unwrap();
+    let joined = tokio::task::spawn_blocking(move || holder.join()).await.unwrap();
+    assert!(joined.is_err(), "the holder panicked");
+    let took = started.elapsed();
+    let mut made: Vec<Listed> = prune::list(&paths)
+        .unwrap()
+        .into_iter()
+        .filter(|b| !before.contains(&b.name) && b.name.starts_with(&format!("{name}-")))
+        .collect();
+    assert_eq!(made.len(), 1, "one bundle of {name} made at the panic: {made:?}");
+    let bundle = made.remove(0);
+    assert!(!bundle.writing && bundle.archive.is_some(), "{bundle:?}");
     eprintln!(
-        "bundle made in {:.1} s: {} files, archive {:.1} KiB at {}",
-        started.elapsed().as_secs_f64(),
-        made.manifest.steps.iter().filter(|s| s.file.is_some()).count(),
-        made.archive_bytes as f64 / 1024.0,
-        made.archive.display()
+        "panic with the cluster held: bundle and teardown in {:.1} s, {} on disk with its archive at {}",
+        took.as_secs_f64(),
+        prune::human_bytes(bundle.bytes),
+        bundle.dir.as_ref().unwrap().display()
     );
+    match kthw::keep::from_env().unwrap().0 {
+        Keep::Never => crate::nodes::assert_nothing_left(&paths, &name, &id),
+        _ => {
+            let kept = Cluster::open(&name, &paths).unwrap();
+            assert!(kept.state().kept, "KTHW_KEEP keeps the cluster of a failed test");
+            kept.down().await.unwrap();
+        }
+    }
+    bundle
+}
+
+/// The bundle of a cluster that went through the faults, made at a panic while it ran: every node's records,
+/// the apiserver's absence recorded rather than fatal, and not one private key in the archive.
+fn a_bundle_holds_what_explains_the_cluster_and_no_key(bundle: &Listed, spec: &ClusterSpec) {
+    let (dir, manifest) = (bundle.dir.as_ref().unwrap(), bundle.manifest.as_ref().expect("a complete bundle"));
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
     for node in ["control-plane-1", "worker-node-1", "worker-node-2"] {
         assert!(read(&format!("nodes/{node}/journal.txt")).contains("Started ssh.service"), "{node}'s journal");
         assert!(read(&format!("nodes/{node}/domain.xml")).contains("<domain type="), "{node}'s domain XML");
@@ -229,18 +267,20 @@ async fn a_bundle_holds_what_explains_the_cluster_and_no_key(cluster: &Cluster) 
     assert!(read("run/timeline.log").contains("fault control-plane-1: reset"));
     assert!(read("run/phases.jsonl").contains("\"phase\":\"etcd\""));
     assert!(read("spec.toml").contains("etcd_from = \"debian\""));
-    assert!(read("README.txt").contains("reason: the faults test"));
-    let apiserver = made.manifest.steps.iter().find(|s| s.name == "kubernetes/apiserver").expect("an apiserver step");
+    let reason = format!("thread 'holds-the-cluster' panicked while holding cluster {}", manifest.cluster);
+    assert_eq!(manifest.reason, reason);
+    assert!(read("README.txt").contains(&format!("reason: {reason}")));
+    let apiserver = manifest.steps.iter().find(|s| s.name == "kubernetes/apiserver").expect("an apiserver step");
     assert!(apiserver.error.as_deref().unwrap_or_default().contains("the apiserver does not answer"), "{apiserver:?}");
-    let failed: Vec<_> = made.failed_steps().map(|s| s.name.as_str()).collect();
+    let failed: Vec<_> = manifest.steps.iter().filter(|s| s.error.is_some()).map(|s| s.name.as_str()).collect();
     // A test process keeps no log of its own for bundles (kthw's CLI does: harness.log).
     assert_eq!(failed, ["harness log", "kubernetes/apiserver"], "every other step collected");
     for secret in ["client_key", "pki/ca.key", "kubeconfigs/admin.kubeconfig"] {
-        assert!(made.manifest.excluded.iter().any(|e| e.path == secret), "{secret} is listed as left out");
+        assert!(manifest.excluded.iter().any(|e| e.path == secret), "{secret} is listed as left out");
     }
-    let gz = flate2::read::GzDecoder::new(std::fs::File::open(&made.archive).unwrap());
-    let mut archive = tar::Archive::new(gz);
-    for entry in archive.entries().unwrap() {
+    let archive = bundle.archive.as_ref().unwrap();
+    let gz = flate2::read::GzDecoder::new(std::fs::File::open(archive).unwrap());
+    for entry in tar::Archive::new(gz).entries().unwrap() {
         let mut entry = entry.unwrap();
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
@@ -248,6 +288,6 @@ async fn a_bundle_holds_what_explains_the_cluster_and_no_key(cluster: &Cluster) 
         let name = entry.path().unwrap().display().to_string();
         assert!(!text.contains("PRIVATE KEY-----"), "{name} holds a private key");
     }
-    let opened = kthw::bundle::open(&made.archive).unwrap_or_else(|e| panic!("{}", kthw::chain(&e)));
-    assert_eq!(&opened.spec, cluster.spec());
+    let opened = kthw::bundle::open(archive).unwrap_or_else(|e| panic!("{}", kthw::chain(&e)));
+    assert_eq!(&opened.spec, spec);
 }

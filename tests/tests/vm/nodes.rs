@@ -13,6 +13,7 @@ use kthw::paths::Paths;
 use kthw::phase::Phase;
 use kthw::rundir::RunDir;
 use kthw::spec::ClusterSpec;
+use kthw::up::UpError;
 use kthw::virt::{self, reap};
 use kthw_tests::{
     golden_up_until, host_prerequisite, kthw_bin, small_spec, succeed, test_paths, unique_name, up_until,
@@ -237,6 +238,74 @@ async fn gc_removes_everything_of_a_killed_up_an_interrupted_up_leaves_nothing_a
     let live_id = live.id().to_string();
     live.down().await.unwrap();
     assert_nothing_left(&paths, &live_name, &live_id);
+}
+
+/// A boot that fails (a deadline no node can meet) is collected before its teardown: the error names a failure
+/// bundle holding each node's console, domain XML and SSH log, the spec and the timeline, with no key; and
+/// nothing of the cluster is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_boot_leaves_a_bundle_of_its_consoles_named_in_the_error_and_nothing_else() {
+    let Some(()) = host_prerequisite("vm", vm_host_missing()) else { return };
+    let paths = test_paths();
+    let spec = spec_of(2, false);
+    let name = unique_name("vm-boot-fails");
+    // Written for KVM and scaled like every deadline (12 s under TCG): no node reaches sshd that soon, and the
+    // kernel has long printed its banner (6 s under TCG on a loaded host was too short for even that).
+    let up = kthw_tests::up(&spec, &name).await.until(Phase::Nodes).fresh(true).boot_deadline(Duration::from_secs(2));
+    let started = Instant::now();
+    let err = match up.run().await {
+        Ok(r) => panic!("cluster {} came up within a 2 s boot deadline", r.cluster.name()),
+        Err(e) => e,
+    };
+    let text = kthw::chain(&err);
+    let UpError::Boot { bundle: Some(dir), .. } = &err else { panic!("not a failed boot with a bundle: {text}") };
+    assert!(text.contains(&format!("failure bundle: {} (and {}.tar.gz)", dir.display(), dir.display())), "{text}");
+    assert!(text.contains("did not answer SSH within"), "the boot's own error stays: {text}");
+    let opened =
+        kthw::bundle::open(&dir.with_file_name(format!("{}.tar.gz", dir.file_name().unwrap().to_string_lossy())))
+            .unwrap_or_else(|e| panic!("{}", kthw::chain(&e)));
+    assert_eq!(opened.spec, spec);
+    assert!(
+        opened.manifest.reason.starts_with(&format!("cluster {name} did not come up: node ")),
+        "{}",
+        opened.manifest.reason
+    );
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+    for n in &spec.nodes {
+        assert!(read(&format!("run/nodes/{}/console.log", n.name)).contains("Linux version"), "{}'s console", n.name);
+        assert!(read(&format!("nodes/{}/domain.xml", n.name)).contains("<domain type="), "{}'s domain", n.name);
+        let ssh = opened.manifest.steps.iter().find(|s| s.name == format!("nodes/{}/ssh", n.name)).unwrap();
+        assert!(ssh.error.as_deref().unwrap().contains("did not answer SSH while booting"), "{ssh:?}");
+        assert!(read("run/timeline.log").contains(&format!("node {}: booting", n.name)));
+    }
+    let kubernetes = opened.manifest.steps.iter().find(|s| s.name == "kubernetes").unwrap();
+    assert!(kubernetes.error.as_deref().unwrap().starts_with("skipped: the cluster failed while booting"));
+    for secret in ["client_key", "nodes/control-plane-1/fwcfg/ssh_host_ed25519_key"] {
+        assert!(opened.manifest.excluded.iter().any(|e| e.path == secret), "{secret} is listed as left out");
+    }
+    let mut stack = vec![dir.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                let bytes = std::fs::read(e.path()).unwrap();
+                assert!(
+                    !String::from_utf8_lossy(&bytes).contains("PRIVATE KEY-----"),
+                    "{} holds a key",
+                    e.path().display()
+                );
+            }
+        }
+    }
+    eprintln!(
+        "failed boot, bundle and teardown in {:.1} s; bundle {} with its archive",
+        started.elapsed().as_secs_f64(),
+        kthw::bundle::prune::human_bytes(
+            kthw::bundle::prune::list(&paths).unwrap().iter().find(|b| dir.ends_with(&b.name)).unwrap().bytes
+        )
+    );
+    assert_nothing_left(&paths, &name, &opened.manifest.cluster_id);
 }
 
 /// The spec file a person would write for `small_spec`: only what differs from the seed's defaults.
