@@ -126,7 +126,7 @@ pub struct CiliumSpec {
 
 /// A named set of component versions, each pinned with its published sums in `harness/artifacts.toml` (whose
 /// test holds the two in agreement).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum VersionSet {
     /// The seed's cluster: Kubernetes 1.32, Cilium 1.17 (both past upstream support since).
@@ -182,14 +182,55 @@ impl std::fmt::Display for VersionSet {
     }
 }
 
+/// A set's name, or, as specs and failure bundles written before there were sets say it, a `[versions]` table
+/// of component versions: accepted when it is exactly one set's pins, so an old bundle can still be
+/// reproduced; any other table is refused, naming the sets.
+impl<'de> Deserialize<'de> for VersionSet {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SetOrTable;
+        impl<'de> serde::de::Visitor<'de> for SetOrTable {
+            type Value = VersionSet;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "a version set name ({})", VersionSet::NAMES.join(", "))
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<VersionSet, E> {
+                name.parse().map_err(E::custom)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<VersionSet, A::Error> {
+                let table = Versions::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                VersionSet::ALL.into_iter().find(|set| set.pins() == table).ok_or_else(|| {
+                    let sets: Vec<String> = VersionSet::ALL.iter().map(|s| format!("{s} ({})", s.pins())).collect();
+                    serde::de::Error::custom(format!(
+                        "a [versions] table of {table} is no version set; versions are pinned by set now: write \
+                         versions = \"NAME\" with one of {}",
+                        sets.join(", ")
+                    ))
+                })
+            }
+        }
+        deserializer.deserialize_any(SetOrTable)
+    }
+}
+
 /// The version of each component a [`VersionSet`] pins.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Versions {
     pub kubernetes: String,
     pub etcd: String,
     pub cilium: String,
     pub cilium_cli: String,
     pub coredns: String,
+}
+
+impl std::fmt::Display for Versions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "kubernetes {}, etcd {}, cilium {}, cilium_cli {}, coredns {}",
+            self.kubernetes, self.etcd, self.cilium, self.cilium_cli, self.coredns
+        )
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -329,3 +329,22 @@ fn an_unknown_version_set_is_refused_naming_the_known_ones_and_where() {
     let err = "newest".parse::<VersionSet>().unwrap_err().to_string();
     assert_eq!(err, "unknown version set \"newest\": choose one of seed, current");
 }
+
+/// What specs and failure bundles said before there were sets (`kthw spec show` wrote this table): read as the
+/// set whose pins it names, so `kthw repro` still takes an old bundle; another table is refused, naming the sets.
+#[test]
+fn an_old_versions_table_reads_as_the_set_it_pins_and_any_other_table_is_refused() {
+    let old = "[versions]\nkubernetes = \"1.32.4\"\netcd = \"3.5.21\"\ncilium = \"1.17.4\"\ncilium_cli = \"0.18.4\"\n\
+               coredns = \"1.12.1\"\n";
+    assert_eq!(ClusterSpec::from_toml_validated(old, "bundle/spec.toml").unwrap().versions, VersionSet::Seed);
+
+    let mixed = old.replace("1.32.4", "1.33.0");
+    let text = ClusterSpec::from_toml_validated(&mixed, "lab.toml").unwrap_err().to_string();
+    assert!(text.starts_with("lab.toml:1:"), "{text}");
+    assert!(text.contains("kubernetes 1.33.0") && text.contains("versions = \"NAME\""), "{text}");
+    assert!(text.contains("seed (kubernetes 1.32.4") && text.contains("current (kubernetes 1.35.4"), "{text}");
+
+    let unknown = format!("{old}kube_proxy = \"1.32.4\"\n");
+    let text = ClusterSpec::from_toml_validated(&unknown, "lab.toml").unwrap_err().to_string();
+    assert!(text.contains("kube_proxy"), "{text}");
+}
