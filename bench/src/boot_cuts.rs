@@ -24,23 +24,18 @@ struct Boot {
     analyze: String,
 }
 
-fn median(boots: &[Boot]) -> Duration {
-    let mut t: Vec<Duration> = boots.iter().map(|b| b.took).collect();
-    t.sort();
-    t[t.len() / 2]
-}
-
 impl std::fmt::Display for BootCuts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let secs = |b: &[Boot]| b.iter().map(|b| format!("{:.1}", b.took.as_secs_f64())).collect::<Vec<_>>().join(", ");
-        let (cur, base) = (median(&self.current), median(&self.baseline));
+        let took = |boots: &[Boot]| boots.iter().map(|b| b.took).collect::<Vec<_>>();
+        let (current, baseline) = (took(&self.current), took(&self.baseline));
+        let (cur, base) = (crate::median(current.clone()), crate::median(baseline.clone()));
         writeln!(
             f,
             "3 nodes to SSH: current recipe {:.1} s (runs: {} s), without its boot cuts {:.1} s (runs: {} s), ratio {:.2} (goal <= 0.6)",
             cur.as_secs_f64(),
-            secs(&self.current),
+            crate::seconds(&current),
             base.as_secs_f64(),
-            secs(&self.baseline),
+            crate::seconds(&baseline),
             cur.as_secs_f64() / base.as_secs_f64()
         )?;
         writeln!(f, "  images: current {}, baseline {}", self.keys.0, self.keys.1)?;

@@ -24,16 +24,13 @@ pub struct RestoreVsBoot {
 
 impl std::fmt::Display for RestoreVsBoot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut sorted = self.restores.clone();
-        sorted.sort();
-        let median = sorted[sorted.len() / 2];
-        let all: Vec<String> = self.restores.iter().map(|d| format!("{:.1}", d.as_secs_f64())).collect();
+        let median = crate::median(self.restores.clone());
         writeln!(
             f,
             "3 nodes to etcd: boot {:.1} s, restore median {:.1} s (runs: {} s), ratio {:.1} (goal >= 10; restore goal <= 5 s)",
             self.boot.as_secs_f64(),
             median.as_secs_f64(),
-            all.join(", "),
+            crate::seconds(&self.restores),
             self.boot.as_secs_f64() / median.as_secs_f64()
         )?;
         writeln!(

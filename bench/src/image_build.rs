@@ -99,7 +99,7 @@ pub fn boot_ours_vs_debian(
         ours.push(boot_to_ssh(image, Initrd::Ours, accel, scratch)?);
         debian.push(boot_to_ssh(image, Initrd::Debian, accel, scratch)?);
     }
-    let (ours, debian) = (median(ours), median(debian));
+    let (ours, debian) = (crate::median(ours), crate::median(debian));
     Ok(BootComparison { ours, debian, ratio: ours.as_secs_f64() / debian.as_secs_f64() })
 }
 
@@ -166,9 +166,4 @@ fn wait_for_banner(port: u16, start: Instant, deadline: Duration) -> anyhow::Res
         std::thread::sleep(Duration::from_millis(250));
     }
     bail!("no SSH banner on 127.0.0.1:{port} within {} s (last: {last})", deadline.as_secs())
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }

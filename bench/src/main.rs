@@ -21,6 +21,17 @@ mod preload;
 mod raw_qemu;
 mod ssh;
 
+/// The middle of several runs of one measurement (the upper middle of an even count).
+pub(crate) fn median(mut runs: Vec<std::time::Duration>) -> std::time::Duration {
+    runs.sort();
+    runs[runs.len() / 2]
+}
+
+/// Runs in seconds, one decimal, as a report lists them: "68.1, 68.6".
+pub(crate) fn seconds(runs: &[std::time::Duration]) -> String {
+    runs.iter().map(|d| format!("{:.1}", d.as_secs_f64())).collect::<Vec<_>>().join(", ")
+}
+
 const ALL: [&str; 8] = ["image", "boot", "boot-cuts", "golden", "initrd", "ssh", "preload", "cilium-preload"];
 
 #[tokio::main]
