@@ -144,9 +144,9 @@ pub struct UnknownVersionSet(pub String);
 
 impl VersionSet {
     pub const ALL: [VersionSet; 2] = [VersionSet::Seed, VersionSet::Current];
-    pub const NAMES: [&'static str; 2] = ["seed", "current"];
+    pub const NAMES: [&'static str; 2] = [VersionSet::Seed.name(), VersionSet::Current.name()];
 
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             VersionSet::Seed => "seed",
             VersionSet::Current => "current",
