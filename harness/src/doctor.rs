@@ -48,6 +48,7 @@ pub fn run(paths: &Paths) -> Vec<Check> {
         tool_present("mkfs.ext4 (image build)", true, "mkfs.ext4", SETUP),
         tool_present("busybox static (initrd)", true, "/bin/busybox", SETUP),
         tool_present("cpio (initrd)", true, "cpio", SETUP),
+        tool_present("xz (image build: the uncompressed kernel)", true, "xz", SETUP),
         free_disk(&paths.cache),
         acceleration(&paths.state, crate::image::cached(paths).ok().flatten().as_ref().map(|i| i.kernel.as_path())),
         tool_version(

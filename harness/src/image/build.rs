@@ -12,7 +12,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use super::cache::{dir_size, image_at, is_leftover_of, KeyLock};
 use super::manifest::{installed_packages, rfc3339, ImageManifest};
 use super::recipe::{Recipe, ROOTFS_FILES};
-use super::{initrd, BuildOptions, ImageError, NodeImage, DEBIAN_INITRD, DISK, INITRD, KERNEL};
+use super::{initrd, kernel, BuildOptions, ImageError, KernelFile, NodeImage, DEBIAN_INITRD, DISK, INITRD};
 use crate::paths::Paths;
 
 const FIX_TOOLS: &str =
@@ -111,7 +111,12 @@ async fn build_in(recipe: &Recipe, work: &Path) -> Result<ImageManifest, ImageEr
     let installed = installed_packages(&status);
     let kernel_version = kernel_version(&rootfs)?;
     tracing::info!(installed = installed.len(), kernel = kernel_version, "phase 2/4: kernel and initrds");
-    copy(&rootfs.join(format!("boot/vmlinuz-{kernel_version}")), &work.join(KERNEL))?;
+    let bzimage = work.join(KernelFile::Compressed.file_name());
+    copy(&rootfs.join(format!("boot/vmlinuz-{kernel_version}")), &bzimage)?;
+    let kernel_file = recipe.kernel_file()?;
+    if kernel_file == KernelFile::Uncompressed {
+        kernel::extract(&bzimage, &work.join(kernel_file.file_name())).await?;
+    }
     copy(&rootfs.join(format!("boot/initrd.img-{kernel_version}")), &work.join(DEBIAN_INITRD))?;
     let init = recipe.file("initrd/init")?.content;
     let entries = initrd::from_rootfs(&rootfs, &kernel_version, init, &recipe.config.initrd_modules)?;
@@ -153,6 +158,7 @@ async fn build_in(recipe: &Recipe, work: &Path) -> Result<ImageManifest, ImageEr
         mirror: recipe.mirror.clone(),
         security_mirror: recipe.security_mirror.clone(),
         kernel_version,
+        kernel_file,
         kernel_cmdline: recipe.config.cmdline.clone(),
         initrd_modules,
         packages: installed,

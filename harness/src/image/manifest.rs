@@ -27,6 +27,9 @@ pub struct ImageManifest {
     pub security_mirror: String,
     /// `uname -r` of the image's kernel.
     pub kernel_version: String,
+    /// Which file nodes boot; images built before the kernel boot cut have only `vmlinuz`.
+    #[serde(default)]
+    pub kernel_file: super::KernelFile,
     pub kernel_cmdline: String,
     /// What the small initrd loads, in order (paths under /lib/modules/<kernel_version>).
     pub initrd_modules: Vec<String>,
@@ -146,6 +149,7 @@ Version: 20230311+deb12u1
             mirror: "http://deb.debian.org/debian".into(),
             security_mirror: "http://deb.debian.org/debian-security".into(),
             kernel_version: "6.1.0-56-amd64".into(),
+            kernel_file: super::super::KernelFile::Uncompressed,
             kernel_cmdline: "root=/dev/vda".into(),
             initrd_modules: vec!["kernel/fs/ext4/ext4.ko".into()],
             packages: installed_packages(STATUS),
@@ -160,6 +164,14 @@ Version: 20230311+deb12u1
         let back = ImageManifest::read(dir.path()).unwrap();
         assert_eq!(back, m);
         assert_eq!(back.package("systemd").unwrap().version, "252.38-1~deb12u1");
+
+        // Images built before the kernel boot cut have no kernel_file: they boot their bzImage.
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join(MANIFEST)).unwrap()).unwrap();
+        assert_eq!(json["kernel_file"], "vmlinux");
+        json.as_object_mut().unwrap().remove("kernel_file");
+        std::fs::write(dir.path().join(MANIFEST), json.to_string()).unwrap();
+        assert_eq!(ImageManifest::read(dir.path()).unwrap().kernel_file, super::super::KernelFile::Compressed);
     }
 
     #[test]

@@ -2,13 +2,15 @@
 //! prune.
 //!
 //! One image per cache key (the recipe's files and the mirrors), under `Paths::images()/<key>/`:
-//! `disk.qcow2` (the read-only backing file of every node's overlay), `vmlinuz`, `initrd.img` (our small
+//! `disk.qcow2` (the read-only backing file of every node's overlay), `vmlinuz` (and `vmlinux`, the same
+//! kernel uncompressed, where the recipe's boot cut asks for it; see [`kernel`]), `initrd.img` (our small
 //! initrd), `initrd-debian.img` (Debian's initramfs, kept for the benchmark) and `manifest.json`. A build runs
 //! under a per-key lock in a `.build-*` directory that is renamed into place only when complete.
 
 mod build;
 mod cache;
 pub mod initrd;
+pub mod kernel;
 pub mod manifest;
 pub mod recipe;
 
@@ -16,10 +18,10 @@ use std::path::{Path, PathBuf};
 
 pub use build::build;
 pub use cache::{cached, cached_key, list, prune, ImageInfo, Pruned};
+pub use kernel::KernelFile;
 pub use manifest::{ImageManifest, Package};
 
 pub const DISK: &str = "disk.qcow2";
-pub const KERNEL: &str = "vmlinuz";
 pub const INITRD: &str = "initrd.img";
 pub const DEBIAN_INITRD: &str = "initrd-debian.img";
 
@@ -30,6 +32,7 @@ pub struct NodeImage {
     pub dir: PathBuf,
     /// The base qcow2: never written; every node boots from an overlay backed by it.
     pub disk: PathBuf,
+    /// What `<kernel>` boots: the manifest's `kernel_file`.
     pub kernel: PathBuf,
     /// Our small busybox initrd.
     pub initrd: PathBuf,
@@ -44,7 +47,7 @@ impl NodeImage {
             key: manifest.key.clone(),
             dir: dir.to_path_buf(),
             disk: dir.join(DISK),
-            kernel: dir.join(KERNEL),
+            kernel: dir.join(manifest.kernel_file.file_name()),
             initrd: dir.join(INITRD),
             debian_initrd: dir.join(DEBIAN_INITRD),
             manifest,
@@ -106,6 +109,8 @@ pub enum ImageError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("{}: {problem}; the boot cut in images/debian/boot-cuts/kernel.toml needs an x86 bzImage with an XZ payload and a PVH entry (Debian's linux-image-amd64); without that cut nodes boot the bzImage as it is", path.display())]
+    Kernel { path: PathBuf, problem: String },
     #[error("the image build task failed: {0}")]
     Join(String),
 }
@@ -113,5 +118,9 @@ pub enum ImageError {
 impl ImageError {
     pub(crate) fn io(what: &'static str, path: &Path, source: std::io::Error) -> ImageError {
         ImageError::Io { what, path: path.to_path_buf(), source }
+    }
+
+    pub(crate) fn kernel(path: &Path, problem: String) -> ImageError {
+        ImageError::Kernel { path: path.to_path_buf(), problem }
     }
 }

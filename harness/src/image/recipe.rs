@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use super::kernel::{KernelCut, KernelFile};
 use super::ImageError;
 
 /// One file of the recipe: its path under images/debian, its mode, its bytes.
@@ -28,6 +29,7 @@ pub const FILES: &[RecipeFile] = &[
     recipe_file!("disabled-units.txt", 0o644),
     recipe_file!("masked-units.txt", 0o644),
     recipe_file!("boot-cuts/disabled-units.txt", 0o644),
+    recipe_file!("boot-cuts/kernel.toml", 0o644),
     recipe_file!("boot-cuts/masked-units.txt", 0o644),
     recipe_file!("customize.sh", 0o755),
     recipe_file!("initrd/init", 0o755),
@@ -43,6 +45,7 @@ pub const FILES: &[RecipeFile] = &[
     recipe_file!("files/etc/systemd/journald.conf.d/kthw.conf", 0o644),
     recipe_file!("files/etc/systemd/resolved.conf.d/kthw.conf", 0o644),
     recipe_file!("files/etc/systemd/system/kthw-identity.service", 0o644),
+    recipe_file!("files/etc/systemd/system/ssh.service.d/kthw-boot-cuts.conf", 0o644),
     recipe_file!("files/usr/local/sbin/kthw-identity", 0o755),
 ];
 
@@ -53,6 +56,8 @@ pub const ROOTFS_FILES: &str = "files/";
 /// (images/debian/boot-cuts/disabled-units.txt says what and why). Without them the recipe is the one from
 /// before the cuts, which `kthw-bench boot-cuts` boots beside the current one as its baseline.
 pub const BOOT_CUTS: &str = "boot-cuts";
+
+const KERNEL_CUT: &str = "boot-cuts/kernel.toml";
 
 /// recipe.toml.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -134,6 +139,16 @@ impl Recipe {
     /// Packages from packages.txt.
     pub fn packages(&self) -> Result<Vec<String>, ImageError> {
         Ok(list(file_text(&self.files, "packages.txt")?))
+    }
+
+    /// The kernel file nodes boot: boot-cuts/kernel.toml's choice, else the bzImage as Debian ships it.
+    pub fn kernel_file(&self) -> Result<KernelFile, ImageError> {
+        if !self.files.iter().any(|f| f.path == KERNEL_CUT) {
+            return Ok(KernelFile::Compressed);
+        }
+        let cut: KernelCut = toml::from_str(file_text(&self.files, KERNEL_CUT)?)
+            .map_err(|e| ImageError::Recipe(format!("{KERNEL_CUT}: {e}")))?;
+        Ok(cut.boot)
     }
 
     pub fn units(&self, which: &str) -> Result<Vec<String>, ImageError> {
@@ -246,12 +261,16 @@ mod tests {
             cut,
             [
                 "boot-cuts/disabled-units.txt",
+                "boot-cuts/kernel.toml",
                 "boot-cuts/masked-units.txt",
                 "files/etc/modprobe.d/kthw-boot-cuts.conf",
-                "files/etc/ssh/sshd_config.d/kthw-boot-cuts.conf"
+                "files/etc/ssh/sshd_config.d/kthw-boot-cuts.conf",
+                "files/etc/systemd/system/ssh.service.d/kthw-boot-cuts.conf"
             ]
         );
         assert_eq!(baseline.files.len(), current.files.len() - cut.len());
+        assert_eq!(current.kernel_file().unwrap(), KernelFile::Uncompressed);
+        assert_eq!(baseline.kernel_file().unwrap(), KernelFile::Compressed, "the baseline boots Debian's bzImage");
         // customize.sh applies the cut unit lists only where they exist, so the baseline builds without them.
         let customize = std::str::from_utf8(current.file("customize.sh").unwrap().content).unwrap();
         assert!(customize.contains("if [ -d \"$recipe/boot-cuts\" ]"), "{customize}");

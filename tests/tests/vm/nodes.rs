@@ -115,6 +115,15 @@ async fn three_nodes_boot_with_their_identity_on_an_isolated_network_without_egr
     for cut in ["floppy", "ata_piix", "psmouse", "pcspkr", "kvm"] {
         assert!(!modules.lines().any(|m| m == cut), "{cut} is loaded: {modules}");
     }
+    // ...the node booted the kernel uncompressed (boot-cuts/kernel.toml), through its PVH entry...
+    let domain = &cluster.node("worker-node-1").unwrap().domain;
+    let xml = Command::new("virsh").args(["-c", &cluster.state().uri, "dumpxml", domain]).output().unwrap();
+    let xml = String::from_utf8_lossy(&xml.stdout);
+    assert!(xml.contains("/vmlinux</kernel>"), "{xml}");
+    // ...and sshd runs without re-executing itself per connection, started without a second `sshd -t`.
+    let sshd = run(&cluster, "worker-node-1", "ps -o args= -C sshd; systemctl show ssh -p ExecStartPre --value").await;
+    assert!(sshd.lines().next().is_some_and(|l| l.contains("/usr/sbin/sshd -D -r")), "{sshd}");
+    assert!(!sshd.contains("sshd -t"), "{sshd}");
     // The cold-image-wait scenario's mirror, started as the scenario starts it, answers /v2/ without auth.
     let mirror = format!("{} && systemctl stop docker-registry", kthw_scenarios::cold_image::start_mirror_command());
     run(&cluster, "control-plane-1", &mirror).await;
