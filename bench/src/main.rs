@@ -4,6 +4,7 @@
 //! Usage: kthw-bench [image] [boot] [boot-cuts] [golden] [initrd] [ssh] [preload] [cilium-preload]   (no argument: all of them, in that
 //! order; cilium-preload needs the pinned upstream artifacts and a host whose guests may reach the internet)
 
+use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -35,7 +36,7 @@ pub(crate) fn seconds(runs: &[std::time::Duration]) -> String {
 const ALL: [&str; 8] = ["image", "boot", "boot-cuts", "golden", "initrd", "ssh", "preload", "cilium-preload"];
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt().with_env_filter("warn").with_writer(std::io::stderr).init();
     let mut wanted: Vec<String> = std::env::args().skip(1).collect();
     if let Some(bad) = wanted.iter().find(|w| !ALL.contains(&w.as_str())) {
@@ -47,6 +48,18 @@ async fn main() -> anyhow::Result<()> {
     if let Some(why) = kthw_tests::vm_host_missing() {
         anyhow::bail!("the benchmarks boot VMs and this host cannot: {why}");
     }
+    // Dropping the benchmarks' futures drops their cluster handles, which tear their clusters down: a ^C
+    // leaves nothing for `kthw gc`.
+    tokio::select! {
+        done = run(&wanted) => done.map(|()| ExitCode::SUCCESS),
+        signal = kthw::signals::interrupted() => {
+            eprintln!("\ninterrupted by {signal}: the benchmark's clusters were torn down");
+            Ok(ExitCode::from(130))
+        }
+    }
+}
+
+async fn run(wanted: &[String]) -> anyhow::Result<()> {
     let paths = test_paths();
     let started = Instant::now();
     let mut report = Vec::new();

@@ -24,6 +24,7 @@ pub mod paths;
 pub mod phase;
 pub mod pki;
 pub mod rundir;
+pub mod signals;
 pub mod spec;
 pub mod ssh;
 pub mod tasks;

@@ -13,11 +13,11 @@ use kthw::cluster::{self, Cluster};
 use kthw::events::{Event, Events};
 use kthw::paths::Paths;
 use kthw::phase::Phase;
+use kthw::signals::interrupted;
 use kthw::spec::ClusterSpec;
 use kthw::ssh::Stream;
 use kthw::up::{Keep, Running, Up, UpError};
 use kthw::virt;
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::render;
@@ -194,16 +194,6 @@ fn report(running: &Running, spec: &ClusterSpec) {
             "kept for {:.1} h: `kthw gc` removes it after that (`kthw up --ttl` sets another time)",
             left as f64 / 3600.0
         );
-    }
-}
-
-pub(super) async fn interrupted() -> &'static str {
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
     }
 }
 

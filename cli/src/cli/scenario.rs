@@ -10,9 +10,10 @@ use kthw::events::Events;
 use kthw::paths::Paths;
 use kthw::spec::ClusterSpec;
 use kthw::up::Keep;
+use kthw::signals::interrupted;
 use kthw_scenarios::{On, Options, Scenario, ScenarioError};
 
-use super::cluster::{interrupted, runtime, INTERRUPTED};
+use super::cluster::{runtime, INTERRUPTED};
 use super::render;
 
 #[derive(Debug, Subcommand)]
