@@ -1,7 +1,7 @@
 //! Restoring a private copy of a golden snapshot: a new cluster id, run directory and isolated network (same
 //! addresses), per node a new overlay backed by the frozen disk and a save image carrying the copy's XML
-//! (names, UUID, paths, a fresh loopback forward port, ownership), restored running; then every node answers
-//! SSH with its pinned host key and has its clock set from the host's and checked.
+//! (names, UUID, paths, a fresh loopback forward port, ownership), restored running; each node, as soon as its
+//! domain runs, answers SSH with its pinned host key and has its clock set from the host's and checked.
 //!
 //! The copy is an ordinary [`Cluster`]: its state file and ownership metadata are born before any libvirt
 //! object, so `kthw down` removes it and `kthw gc` reaps it after its owner died, even mid-restore.
@@ -9,6 +9,8 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc::UnboundedSender;
 
 use super::saveimage::SaveImage;
 use super::store::{self, GoldenManifest, KeyLock};
@@ -93,30 +95,40 @@ pub async fn restore(
     let mut stages = vec![("prepare", start.elapsed())];
     let mut cluster = Cluster::adopt(state.clone(), run_dir.clone(), client_key);
     let gate = cluster.gate();
-    let ports = {
+    // Each node's SSH starts as soon as its own domain runs, while the others are still being restored.
+    let (restored_tx, mut restored_rx) = tokio::sync::mpsc::unbounded_channel();
+    let provisioning = {
         let (golden, run_dir) = (golden.clone(), run_dir.clone());
-        tokio::task::spawn_blocking(move || provision(&golden, &manifest, &state, &run_dir, &gate))
-            .await
-            .map_err(|e| GoldenError::Virt(VirtError::Join(e.to_string())))??
+        tokio::task::spawn_blocking(move || provision(&golden, &manifest, &state, &run_dir, &gate, &restored_tx))
     };
-    for (node, port) in ports {
+    let deadline = cluster.accel().scale(SSH_DEADLINE);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut failed = None;
+    while let Some(node) = restored_rx.recv().await {
+        let (node, port) = match node {
+            Ok(restored) => restored,
+            Err(e) => {
+                failed.get_or_insert(e);
+                continue;
+            }
+        };
         if let Some(n) = cluster.state_mut().nodes.iter_mut().find(|n| n.name == node) {
             n.ssh_port = port;
         }
-    }
-    cluster.state().write(&run_dir)?;
-    stages.push(("domains", start.elapsed() - stages.iter().map(|s| s.1).sum::<Duration>()));
-
-    let deadline = cluster.accel().scale(SSH_DEADLINE);
-    let mut tasks = tokio::task::JoinSet::new();
-    for n in cluster.nodes() {
-        let target = cluster.target(&n.name)?;
+        let target = cluster.target(&node)?;
         tasks.spawn(async move {
             let session = Session::connect(&target, deadline).await.map_err(ClusterError::from)?;
             let lag = set_clock(&session).await?;
             Ok::<_, GoldenError>((target.node, session, lag))
         });
     }
+    provisioning.await.map_err(|e| GoldenError::Virt(VirtError::Join(e.to_string())))??;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    cluster.state().write(&run_dir)?;
+    stages.push(("domains", start.elapsed() - stages.iter().map(|s| s.1).sum::<Duration>()));
+
     let mut clock_lag = Vec::new();
     while let Some(done) = tasks.join_next().await {
         let (node, session, lag) = done.map_err(|e| GoldenError::Virt(VirtError::Join(e.to_string())))??;
@@ -148,34 +160,34 @@ fn copy_rundir(golden: &Path, manifest: &GoldenManifest, run_dir: &RunDir) -> Re
     Ok(())
 }
 
-/// Blocking: the network, then every node in parallel. Returns each node's forward port.
+/// Blocking: the network, then every node in parallel, each sending its name and forward port (or why it
+/// failed) on `restored` the moment its domain runs.
 fn provision(
     golden: &Path,
     manifest: &GoldenManifest,
     state: &ClusterState,
     run_dir: &RunDir,
     gate: &Gate,
-) -> Result<Vec<(String, u16)>, GoldenError> {
+    restored: &UnboundedSender<Result<(String, u16), GoldenError>>,
+) -> Result<(), GoldenError> {
     let ownership = |node: Option<&str>| state.ownership(run_dir, node);
     let conn = virt::connect::open(&state.uri)?;
     let net = NetworkDef { name: state.network.clone(), bridge: state.bridge.clone(), ownership: ownership(None) };
     gate.create(|| Ok(network::create(&conn, &net)?))?;
     std::thread::scope(|s| {
-        let handles: Vec<_> = state
-            .nodes
-            .iter()
-            .map(|n| {
-                let (conn, ownership) = (&conn, ownership(Some(&n.name)));
-                s.spawn(move || {
+        for n in &state.nodes {
+            let (conn, ownership) = (&conn, ownership(Some(&n.name)));
+            s.spawn(move || {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     restore_node(conn, golden, manifest, state, run_dir, &n.name, n.ssh_port, &ownership, gate)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(GoldenError::Virt(VirtError::Join("restore panicked".into())))))
-            .collect()
-    })
+                }))
+                .unwrap_or_else(|_| Err(GoldenError::Virt(VirtError::Join(format!("restoring {} panicked", n.name)))));
+                // The receiver is gone only when the restore as a whole was dropped.
+                let _ = restored.send(result);
+            });
+        }
+    });
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
