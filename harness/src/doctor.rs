@@ -97,7 +97,7 @@ fn libvirt() -> Check {
     let status = match virt::connect::open(&uri) {
         Ok(c) => {
             let v = c.lib_version().unwrap_or(0);
-            Status::Ok(format!("{uri} answers (libvirt {}.{}.{})", v / 1_000_000, v / 1000 % 1000, v % 1000))
+            Status::Ok(format!("{uri} answers (libvirt {})", virt::connect::version_string(v)))
         }
         Err(e) => Status::Missing {
             detail: e.to_string().lines().next().unwrap_or("").to_string(),
