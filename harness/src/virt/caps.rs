@@ -80,7 +80,8 @@ pub struct CapsError {
     pub accel: Accel,
     pub libvirt: String,
     pub qemu: String,
-    pub missing: Missing,
+    /// Boxed: a `Result` carrying this error stays small.
+    pub missing: Box<Missing>,
 }
 
 /// The one thing the probe found missing.
@@ -129,7 +130,12 @@ pub fn check(conn: &Connect, accel: Accel) -> Result<HostCaps, CapsError> {
     let started = std::time::Instant::now();
     let version = |v: Result<u32, virt::error::Error>| v.map(version_string).unwrap_or_else(|_| "(unknown)".into());
     let (libvirt, qemu) = (version(conn.lib_version()), version(conn.hyp_version()));
-    let fail = |missing: Missing| CapsError { accel, libvirt: libvirt.clone(), qemu: qemu.clone(), missing };
+    let fail = |missing: Missing| CapsError {
+        accel,
+        libvirt: libvirt.clone(),
+        qemu: qemu.clone(),
+        missing: Box::new(missing),
+    };
 
     let virttype = accel.domain_type();
     let xml = conn
@@ -382,10 +388,10 @@ mod tests {
             accel: Accel::Kvm,
             libvirt: "7.0.0".into(),
             qemu: "4.2.0".into(),
-            missing: Missing::Slirp {
+            missing: Box::new(Missing::Slirp {
                 emulator: "/usr/bin/qemu-system-x86_64".into(),
                 listed: vec!["socket".into(), "tap".into()],
-            },
+            }),
         };
         let text = err.to_string();
         assert!(
