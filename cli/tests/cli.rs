@@ -114,7 +114,7 @@ fn ci_runs_exactly_the_readme_test_command() {
 fn doctor_lists_every_prerequisite_with_a_verdict() {
     let out = kthw(&["doctor"]);
     let s = text(&out.stdout);
-    for name in ["QEMU", "libvirt daemon", "mmdebstrap", "free disk", "acceleration"] {
+    for name in ["QEMU", "libvirt daemon", "libvirt/QEMU capabilities", "mmdebstrap", "free disk", "acceleration"] {
         let line = s.lines().find(|l| l.contains(name)).unwrap_or_else(|| panic!("doctor omits {name}:\n{s}"));
         assert!(
             ["ok", "note", "MISSING", "absent"].iter().any(|v| line.trim_start().starts_with(v)),

@@ -40,17 +40,20 @@ impl Check {
 
 /// Every check, in the order a person would fix them.
 pub fn run(paths: &Paths) -> Vec<Check> {
+    let probe =
+        accel::detect(&paths.state, crate::image::cached(paths).ok().flatten().as_ref().map(|i| i.kernel.as_path()));
     vec![
         tool_version("QEMU", true, "qemu-system-x86_64", &["--version"], SETUP),
         tool_version("qemu-img", true, "qemu-img", &["--version"], SETUP),
         libvirt(),
+        capabilities(probe.accel),
         tool_version("mmdebstrap (image build)", true, "mmdebstrap", &["--version"], SETUP),
         tool_present("mkfs.ext4 (image build)", true, "mkfs.ext4", SETUP),
         tool_present("busybox static (initrd)", true, "/bin/busybox", SETUP),
         tool_present("cpio (initrd)", true, "cpio", SETUP),
         tool_present("xz (image build: the uncompressed kernel)", true, "xz", SETUP),
         free_disk(&paths.cache),
-        acceleration(&paths.state, crate::image::cached(paths).ok().flatten().as_ref().map(|i| i.kernel.as_path())),
+        acceleration(&probe),
         tool_version(
             "kubectl (kubeconfig tests, cluster tier)",
             false,
@@ -98,7 +101,7 @@ fn libvirt() -> Check {
     let status = match virt::connect::open(&uri) {
         Ok(c) => {
             let v = c.lib_version().unwrap_or(0);
-            Status::Ok(format!("{uri} answers (libvirt {}.{}.{})", v / 1_000_000, v / 1000 % 1000, v % 1000))
+            Status::Ok(format!("{uri} answers (libvirt {})", virt::connect::version_string(v)))
         }
         Err(e) => Status::Missing {
             detail: e.to_string().lines().next().unwrap_or("").to_string(),
@@ -106,6 +109,25 @@ fn libvirt() -> Check {
         },
     };
     Check { name: "libvirt daemon", required: true, status }
+}
+
+/// What kthw's domains need from libvirt and QEMU under the accelerator in use, probed as `kthw up` does.
+fn capabilities(accel: Accel) -> Check {
+    let uri = virt::connect::uri();
+    let status = match virt::connect::open(&uri) {
+        Ok(conn) => match virt::caps::check(&conn, accel) {
+            Ok(found) => Status::Ok(found.summary()),
+            Err(e) => Status::Missing {
+                detail: format!("libvirt {} with QEMU {}: {}", e.libvirt, e.qemu, e.missing),
+                fix: virt::caps::FIX.to_string(),
+            },
+        },
+        Err(_) => Status::Missing {
+            detail: "not probed: the libvirt daemon does not answer".to_string(),
+            fix: format!("{SETUP}   (see the libvirt daemon check)"),
+        },
+    };
+    Check { name: "libvirt/QEMU capabilities", required: true, status }
 }
 
 /// Free bytes on the filesystem holding `dir` (or its closest existing ancestor).
@@ -137,8 +159,7 @@ fn free_disk(cache: &Path) -> Check {
     Check { name: "free disk", required: true, status }
 }
 
-fn acceleration(state: &Path, kernel: Option<&Path>) -> Check {
-    let probe = accel::detect(state, kernel);
+fn acceleration(probe: &accel::Probe) -> Check {
     let status = match probe.accel {
         Accel::Kvm => Status::Ok(format!("KVM: {}", probe.reason)),
         Accel::Tcg => {

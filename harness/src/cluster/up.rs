@@ -23,7 +23,7 @@ use crate::spec::ClusterSpec;
 use crate::ssh::{self, KeyPair, Session, SshError};
 use crate::virt::domain::{DomainDef, ManagementNic};
 use crate::virt::network::NetworkDef;
-use crate::virt::{self, disk, domain, metadata, names, network, Owner, VirtError};
+use crate::virt::{self, caps, disk, domain, metadata, names, network, Owner, VirtError};
 
 /// Written for KVM, where a node reaches sshd in under 10 s; scaled by the accelerator (x6 under TCG).
 const BOOT_DEADLINE: Duration = Duration::from_secs(30);
@@ -79,6 +79,7 @@ pub(super) async fn up(
     let image = absolute_image(image)?;
     let probe = accel::detect(&paths.state, Some(&image.kernel));
     tracing::info!(accel = ?probe.accel, reason = %probe.reason, "acceleration");
+    let probe = host_capabilities(&uri, probe, paths, &options.events).await?;
     let failure = match attempt(spec, name, paths, &options, &uri, &image, probe.accel, &probe.reason).await {
         Ok(cluster) => return Ok(cluster),
         Err(failure) => failure,
@@ -98,6 +99,37 @@ pub(super) async fn up(
             let tcg = accel::remember_kvm_failure(&paths.state, &reason);
             attempt(spec, name, paths, &options, &uri, &image, tcg.accel, &tcg.reason).await
         }
+    }
+}
+
+/// What the domains need from libvirt and QEMU, checked (once per process) before anything is defined, so
+/// an unsuitable host is named before any boot. libvirt or QEMU refusing a probed KVM domain is a KVM start
+/// failure like any other: the verdict becomes TCG when the host passes under TCG; otherwise (or when
+/// KTHW_ACCEL forces KVM) the refusal stands.
+async fn host_capabilities(
+    uri: &str,
+    probe: accel::Probe,
+    paths: &Paths,
+    events: &Events,
+) -> Result<accel::Probe, ClusterError> {
+    let check = |accel: Accel| {
+        let uri = uri.to_string();
+        virt::blocking(move || Ok(caps::check_once(&virt::connect::open(&uri)?, accel)))
+    };
+    match check(probe.accel).await? {
+        Ok(found) => {
+            tracing::info!(found = %found.summary(), "host capabilities");
+            Ok(probe)
+        }
+        Err(refusal) if probe.accel == Accel::Kvm && !probe.forced => {
+            let found = check(Accel::Tcg).await?.map_err(VirtError::from)?;
+            tracing::info!(found = %found.summary(), "host capabilities");
+            let reason = refusal.missing.to_string();
+            tracing::warn!(%reason, "libvirt or QEMU cannot run a KVM domain here; using TCG");
+            events.emit(Event::AccelFallback { reason: reason.clone() });
+            Ok(accel::remember_kvm_failure(&paths.state, &reason))
+        }
+        Err(refusal) => Err(VirtError::from(refusal).into()),
     }
 }
 
@@ -286,8 +318,7 @@ fn plan(
     let ownership = |node: Option<&str>| state.ownership(run_dir, node);
     let (uri, accel) = (&state.uri, state.accel);
     ssh::keys::write_private(&run_dir.client_key(), client_key)?;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let run_as_root = unsafe { libc::geteuid() } == 0 && uri.starts_with("qemu:///system");
+    let run_as_root = domain::runs_as_root(uri);
     let mut domains = Vec::new();
     for ((n, key), node) in spec.nodes.iter().zip(&host_keys).zip(&state.nodes) {
         let dir = run_dir.node(&n.name);

@@ -24,3 +24,9 @@ pub fn uri() -> String {
 pub fn open(uri: &str) -> Result<Connect, VirtError> {
     Connect::open(Some(uri)).map_err(|e| VirtError::Connect { uri: uri.to_string(), message: e.to_string() })
 }
+
+/// A version as libvirt encodes it (major * 1,000,000 + minor * 1,000 + release, for itself and for the
+/// hypervisor: virConnectGetLibVersion, virConnectGetVersion), as people write it: "11.3.0".
+pub fn version_string(v: u32) -> String {
+    format!("{}.{}.{}", v / 1_000_000, v / 1000 % 1000, v % 1000)
+}

@@ -31,7 +31,7 @@ pub struct ManagementNic {
 
 impl ManagementNic {
     /// QEMU's slirp: the only user-mode backend that can forbid guest egress (passt cannot).
-    fn netdev(&self) -> String {
+    pub(crate) fn netdev(&self) -> String {
         format!(
             "user,id=mgmt,restrict={},hostfwd=tcp:127.0.0.1:{}-:22",
             if self.egress { "off" } else { "on" },
@@ -39,7 +39,7 @@ impl ManagementNic {
         )
     }
 
-    fn device(&self) -> String {
+    pub(crate) fn device(&self) -> String {
         format!("virtio-net-pci,netdev=mgmt,mac={},bus=pci.0,addr={:#x}", self.mac, MANAGEMENT_PCI_SLOT)
     }
 }
@@ -169,6 +169,13 @@ impl DomainDef {
             ""
         }
     }
+}
+
+/// Whether domains on `uri` run QEMU as root (see [`DomainDef::run_as_root`]): as root on qemu:///system.
+pub fn runs_as_root(uri: &str) -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    euid == 0 && uri.starts_with("qemu:///system")
 }
 
 /// Defines and starts the domain; a domain that fails to start is undefined again, and the error carries

@@ -1,6 +1,7 @@
 //! libvirt: networks, domains, disks and reaping, through the `virt` crate only (no virsh).
 //! Its API is blocking: async callers use [`blocking`] (or their own `spawn_blocking`).
 
+pub mod caps;
 pub mod connect;
 pub mod disk;
 pub mod domain;
@@ -29,6 +30,8 @@ pub enum VirtError {
     Port(std::io::Error),
     #[error("a libvirt call did not finish: {0}")]
     Join(String),
+    #[error(transparent)]
+    Capabilities(#[from] caps::CapsError),
 }
 
 pub fn libvirt_error(action: &'static str, object: &str, e: virt::error::Error) -> VirtError {
