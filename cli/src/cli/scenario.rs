@@ -8,9 +8,9 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use kthw::events::Events;
 use kthw::paths::Paths;
+use kthw::signals::interrupted;
 use kthw::spec::ClusterSpec;
 use kthw::up::Keep;
-use kthw::signals::interrupted;
 use kthw_scenarios::{On, Options, Scenario, ScenarioError};
 
 use super::cluster::{runtime, INTERRUPTED};
