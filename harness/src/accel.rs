@@ -117,7 +117,7 @@ fn remember(state_dir: &Path, probe: &Probe) {
 pub fn remember_kvm_failure(state_dir: &Path, reason: &str) -> Probe {
     let probe = Probe {
         accel: Accel::Tcg,
-        reason: format!("a KVM domain failed to start in this host boot: {reason}"),
+        reason: format!("KVM failed in this host boot: {reason}"),
         boot_id: boot_id(),
         method: PROBE_METHOD,
         forced: false,

@@ -96,7 +96,7 @@ pub(super) async fn up(
             drop(failure);
             tracing::warn!(cluster = name, %reason, "a domain failed to start under KVM; retrying the cluster under TCG");
             options.events.emit(Event::AccelFallback { reason: reason.clone() });
-            let tcg = accel::remember_kvm_failure(&paths.state, &reason);
+            let tcg = accel::remember_kvm_failure(&paths.state, &format!("a KVM domain failed to start: {reason}"));
             attempt(spec, name, paths, &options, &uri, &image, tcg.accel, &tcg.reason).await
         }
     }
@@ -127,7 +127,7 @@ async fn host_capabilities(
             let reason = refusal.missing.to_string();
             tracing::warn!(%reason, "libvirt or QEMU cannot run a KVM domain here; using TCG");
             events.emit(Event::AccelFallback { reason: reason.clone() });
-            Ok(accel::remember_kvm_failure(&paths.state, &reason))
+            Ok(accel::remember_kvm_failure(&paths.state, &format!("libvirt or QEMU refuses a KVM domain: {reason}")))
         }
         Err(refusal) => Err(VirtError::from(refusal).into()),
     }

@@ -281,7 +281,7 @@ pub struct DomainCaps {
 
 impl DomainCaps {
     pub fn parse(xml: &str) -> Result<DomainCaps, String> {
-        let doc = roxmltree::Document::parse(xml).map_err(|e| format!("readable domain capabilities ({e})"))?;
+        let doc = roxmltree::Document::parse(xml).map_err(|e| format!("well-formed XML ({e})"))?;
         let root = doc.root_element();
         fn child<'a, 'i>(n: roxmltree::Node<'a, 'i>, name: &str) -> Option<roxmltree::Node<'a, 'i>> {
             n.children().find(|c| c.has_tag_name(name))
@@ -368,7 +368,7 @@ mod tests {
     fn capabilities_without_an_emulator_are_refused_naming_the_element() {
         let err = DomainCaps::parse("<domainCapabilities><machine>pc</machine></domainCapabilities>").unwrap_err();
         assert!(err.contains("<path>"), "{err}");
-        assert!(DomainCaps::parse("not xml").unwrap_err().starts_with("readable domain capabilities"));
+        assert!(DomainCaps::parse("not xml").unwrap_err().starts_with("well-formed XML"));
     }
 
     #[test]
