@@ -15,6 +15,11 @@ chroot "$rootfs" systemctl mask $(units masked-units.txt)
 if [ -d "$recipe/boot-cuts" ]; then
     chroot "$rootfs" systemctl disable $(units boot-cuts/disabled-units.txt)
     chroot "$rootfs" systemctl mask $(units boot-cuts/masked-units.txt)
+    # The update stamps systemd-update-done.service writes at the end of a boot (systemd.unit(5),
+    # ConditionNeedsUpdate=): without them every node's first boot, which on a fresh overlay is every boot,
+    # runs the units that redo at boot what dpkg's triggers already did here: systemd-sysusers, ldconfig,
+    # systemd-hwdb-update, systemd-journal-catalog-update. Stamped with /usr's time, as that service does.
+    touch -r "$rootfs/usr" "$rootfs/etc/.updated" "$rootfs/var/.updated"
 fi
 
 # Host keys come from the harness at boot (kthw-identity); keys made at build time would be shared by every
