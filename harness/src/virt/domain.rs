@@ -1,6 +1,11 @@
 //! One domain per node: a qcow2 overlay on the shared base image, direct kernel boot, NIC 1 on the cluster
 //! network, NIC 2 user-mode carrying only a loopback SSH forward, a serial console logged to a file, the
 //! node's identity as fw_cfg files, and kthw's ownership metadata.
+//!
+//! A virtio-rng device feeds the guest's CRNG from the host's /dev/urandom (libvirt's formatdomain
+//! "Random number generator device"). Without it a TCG guest's kernel 6.1 initialized its CRNG 20 to 43 s into
+//! the boot, from jitter entropy, and journald, random-seed and kthw-identity blocked in getrandom() until then:
+//! the node that got there last set when the cluster answered SSH.
 
 use std::path::PathBuf;
 
@@ -130,6 +135,9 @@ impl DomainDef {
     </console>
     <controller type='usb' model='none'/>
     <memballoon model='none'/>
+    <rng model='virtio'>
+      <backend model='random'>/dev/urandom</backend>
+    </rng>
   </devices>{seclabel}
   <qemu:commandline>
     <qemu:arg value='-netdev'/>

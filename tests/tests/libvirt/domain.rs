@@ -72,6 +72,9 @@ fn libvirt_keeps_what_we_generate() {
     let serial = child(devices, "serial");
     assert_eq!(serial.attribute("type"), Some("file"));
     assert_eq!(child(serial, "source").attribute("path"), def.console.to_str());
+    let rng = child(devices, "rng");
+    assert_eq!(rng.attribute("model"), Some("virtio"), "the guest's CRNG is seeded by the host");
+    assert_eq!(child(rng, "backend").text(), Some("/dev/urandom"));
 
     let seclabel = dom.children().find(|c| c.has_tag_name("seclabel") && c.attribute("model") == Some("dac"));
     let seclabel = seclabel.expect("QEMU runs as root with a static DAC label");
