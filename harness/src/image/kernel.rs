@@ -103,12 +103,10 @@ pub(super) async fn extract(bzimage: &Path, vmlinux: &Path) -> Result<(), ImageE
 /// code, which starts after the (setup_sects + 1) 512-byte sectors. The payload's last 4 bytes are the
 /// uncompressed size, little-endian (scripts/Makefile.lib, `size_append`, used by `cmd_xzkern`).
 pub fn xz_payload(bzimage: &[u8]) -> Result<Range<usize>, String> {
-    let u16_at = |o: usize| bzimage.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
-    let u32_at = |o: usize| bzimage.get(o..o + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
     if bzimage.get(0x202..0x206) != Some(b"HdrS") {
         return Err("it is not an x86 bzImage (no HdrS magic at 0x202)".into());
     }
-    let version = u16_at(0x206).ok_or("its header is cut short")?;
+    let version = le(bzimage, 0x206, 2).ok_or("its header is cut short")?;
     if version < 0x208 {
         return Err(format!(
             "its boot protocol is {}.{:02}; the payload fields need 2.08",
@@ -120,7 +118,7 @@ pub fn xz_payload(bzimage: &[u8]) -> Result<Range<usize>, String> {
         0 => 4,
         n => n as usize,
     };
-    let (offset, length) = (u32_at(0x248).ok_or("cut short")?, u32_at(0x24c).ok_or("cut short")?);
+    let (offset, length) = (le(bzimage, 0x248, 4).ok_or("cut short")?, le(bzimage, 0x24c, 4).ok_or("cut short")?);
     let start = (setup_sects + 1) * 512 + offset;
     let range = start..start + length;
     let payload = bzimage.get(range.clone()).ok_or_else(|| {
@@ -138,11 +136,9 @@ pub fn xz_payload(bzimage: &[u8]) -> Result<Range<usize>, String> {
 /// QEMU 4.0) looks that note up and, without it, exits with "Error loading uncompressed kernel without PVH
 /// ELF Note".
 pub fn has_pvh_entry(elf: &[u8]) -> bool {
-    const PT_NOTE: u32 = 4;
-    const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
-    let u16_at = |o: usize| elf.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize);
-    let u32_at = |o: usize| elf.get(o..o + 4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")));
-    let u64_at = |o: usize| elf.get(o..o + 8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize);
+    const PT_NOTE: usize = 4;
+    const XEN_ELFNOTE_PHYS32_ENTRY: usize = 18;
+    let (u16_at, u32_at, u64_at) = (|o| le(elf, o, 2), |o| le(elf, o, 4), |o| le(elf, o, 8));
     // 64-bit, little-endian (e_ident[EI_CLASS] = 2, e_ident[EI_DATA] = 1).
     if !elf.starts_with(b"\x7fELF\x02\x01") {
         return false;
@@ -162,14 +158,20 @@ pub fn has_pvh_entry(elf: &[u8]) -> bool {
             let (Some(namesz), Some(descsz), Some(kind)) = (u32_at(at), u32_at(at + 4), u32_at(at + 8)) else {
                 return false;
             };
-            let name = elf.get(at + 12..at + 12 + namesz as usize);
+            let name = elf.get(at + 12..at + 12 + namesz);
             if name == Some(b"Xen\0") && kind == XEN_ELFNOTE_PHYS32_ENTRY {
                 return true;
             }
-            at += 12 + align4(namesz as usize) + align4(descsz as usize);
+            at += 12 + align4(namesz) + align4(descsz);
         }
         false
     })
+}
+
+/// The little-endian unsigned integer of `len` bytes (at most 8) at `at`, if `bytes` holds all of them.
+fn le(bytes: &[u8], at: usize, len: usize) -> Option<usize> {
+    let field = bytes.get(at..at.checked_add(len)?)?;
+    Some(field.iter().rev().fold(0, |n, b| n << 8 | usize::from(*b)))
 }
 
 #[cfg(test)]
