@@ -52,10 +52,10 @@ pub async fn preload_vs_registry_pull(cluster: &Cluster) -> anyhow::Result<Prelo
     let archive = scratch.path().join("seed-size.oci.tar");
     let name = "kthw.bench/seed-size:1";
     layout.archive(image, name, &archive);
-    let image = oci::read_archive(&archive)?;
+    let images = oci::read_archive(&archive)?;
 
     let started = Instant::now();
-    oci::load(cluster, &archive, &image).await?;
+    oci::load(cluster, &archive, &images).await?;
     let preload = started.elapsed();
 
     let cp = cluster.spec().control_plane().clone();
@@ -82,8 +82,10 @@ pub async fn preload_vs_registry_pull(cluster: &Cluster) -> anyhow::Result<Prelo
     }
     drop(tunnel);
 
-    let pulled =
-        ImageRef { reference: format!("{}:{REGISTRY_PORT}/bench/seed-size:1", cp.address), digest: image.digest };
+    let pulled = ImageRef {
+        reference: format!("{}:{REGISTRY_PORT}/bench/seed-size:1", cp.address),
+        digest: images[0].digest.clone(),
+    };
     let started = Instant::now();
     let mut set = JoinSet::new();
     for n in cluster.nodes() {

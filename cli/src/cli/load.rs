@@ -14,8 +14,9 @@ use kthw::paths::Paths;
 pub struct LoadArgs {
     /// The cluster.
     name: String,
-    /// OCI image archives (files), or image references to pull first (a registry on a loopback address is
-    /// spoken to over plain HTTP).
+    /// OCI image archives (files, as `docker save`, `ctr images export`, BuildKit or skopeo write them), or
+    /// image references to pull first: `repo:tag`, `repo@sha256:…` or `repo:tag@sha256:…` (a registry on a
+    /// loopback address is spoken to over plain HTTP).
     #[arg(required = true, value_name = "ARCHIVE-OR-REFERENCE")]
     images: Vec<String>,
 }
@@ -30,20 +31,20 @@ pub fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         let path = Path::new(given);
         // A file, or what can only be meant as one (a missing one is then reported as such, not pulled).
         let is_file = path.exists() || given.starts_with(['/', '.']) || given.ends_with(".tar");
-        let archive = if is_file {
-            path.to_path_buf()
+        if is_file {
+            archives.push((path.to_path_buf(), oci::read_archive(path)?));
         } else {
+            let reference = oci::Reference::parse(given)?;
             let dir = scratch.path().join(i.to_string());
             std::fs::create_dir_all(&dir)?;
-            eprintln!("pulling {given}");
-            oci::pull(given, &dir)?
-        };
-        let image = oci::read_archive(&archive)?;
-        archives.push((archive, image));
+            eprintln!("pulling {}", reference.source());
+            let (archive, image) = oci::pull(&reference, &dir)?;
+            archives.push((archive, vec![image]));
+        }
     }
     tokio::runtime::Runtime::new().context("cannot start the async runtime")?.block_on(async {
-        for (archive, image) in &archives {
-            for line in oci::load(&cluster, archive, image).await? {
+        for (archive, images) in &archives {
+            for line in oci::load(&cluster, archive, images).await? {
                 println!("loaded {line}");
             }
         }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::{Artifact, ArtifactError, Checksum, Download, Kind, Manifest, Mirror};
+use crate::oci;
 use crate::phase::Phase;
 use crate::spec::ClusterSpec;
 
@@ -166,7 +167,7 @@ impl Cache {
         std::fs::rename(&tmp, &path).map_err(io_err("move into place", &path))?;
         match a.kind {
             Kind::File => self.verify(a, &path, &sum)?,
-            // skopeo checked the index it pulled by against the digest, and kept that digest; record that.
+            // write_archive checked the top-level manifest against the pinned digest; record that.
             Kind::Image => write_marker(&path, &sum)?,
         }
         Ok(path)
@@ -192,47 +193,45 @@ impl Cache {
         Ok(())
     }
 
+    /// Pulls image `a` by its pinned digest into the OCI archive `to`, named with the upstream reference:
+    /// skopeo copies it with every manifest as served ([`oci::skopeo_copy_args`]), and kthw writes the archive,
+    /// checking the top-level manifest against the pinned digest ([`oci::write_archive`]). The chart references
+    /// images by the index digest, so a single platform's manifest would not match it and containerd would pull
+    /// cold (cilium/cilium-cli#1106); registry.k8s.io/pause is a Docker v2 manifest list (kubernetes/kubernetes
+    /// build/pause/Makefile pushes it with `docker manifest create`), which skopeo's own `oci-archive:` cannot
+    /// keep under `--preserve-digests`.
     fn pull(&self, a: &Artifact, digest: &Checksum, to: &Path) -> Result<(), ArtifactError> {
-        let args = self.skopeo_args(a, digest, to);
+        let dir = to.with_extension("dir.part");
+        let _ = std::fs::remove_dir_all(&dir);
+        let args = self.skopeo_args(a, digest, &dir);
         let reference = format!("{}@{digest}", a.locator());
         tracing::info!("pulling {} with skopeo {}", a.name, args.join(" "));
         let status = Command::new("skopeo").args(&args).stdin(Stdio::null()).status();
-        let fail = |e: ArtifactError| {
-            let _ = std::fs::remove_file(to);
-            e
+        let result = match status {
+            Err(source) => Err(ArtifactError::Skopeo { reference: reference.clone(), source }),
+            Ok(status) if !status.success() => Err(ArtifactError::Pull { reference: reference.clone(), status }),
+            Ok(_) => oci::Reference::parse(&reference)
+                .and_then(|name| oci::write_archive(&dir, &name, to))
+                .map(drop)
+                .map_err(|source| ArtifactError::Image { name: a.name.clone(), source: Box::new(source) }),
         };
-        match status {
-            Err(source) => Err(fail(ArtifactError::Skopeo { reference, source })),
-            Ok(status) if !status.success() => Err(fail(ArtifactError::Pull { reference, status })),
-            Ok(_) => Ok(()),
+        let _ = std::fs::remove_dir_all(&dir);
+        if result.is_err() {
+            let _ = std::fs::remove_file(to);
         }
+        result
     }
 
-    /// `skopeo copy` of the image by its pinned digest into an OCI archive tagged with the upstream reference.
-    /// `--all` keeps the multi-arch index and every platform's image (skopeo-copy(1): "attempt to copy all of the
-    /// images in the list, and the list itself"); `--preserve-digests` fails rather than change a digest. The
-    /// chart references images by the index digest, so a single platform's manifest would not match it and
-    /// containerd would pull cold (cilium/cilium-cli#1106). An OCI index keeps its digest in the archive; a
-    /// Docker manifest list would have to be converted to an OCI index (a new digest), which
-    /// `--preserve-digests` refuses, where a plain copy silently changes it (both tried with skopeo 1.9.3).
-    pub(super) fn skopeo_args(&self, a: &Artifact, digest: &Checksum, to: &Path) -> Vec<String> {
+    /// The `skopeo copy` of image `a` by its pinned digest, from upstream or the mirror, into the `dir:` at
+    /// `dir`.
+    pub(super) fn skopeo_args(&self, a: &Artifact, digest: &Checksum, dir: &Path) -> Vec<String> {
         let reference = a.locator();
         let repo = reference.rsplit_once(':').map_or(reference, |(r, _)| r);
-        let mut args = vec!["copy".to_string(), "--quiet".into(), "--all".into(), "--preserve-digests".into()];
-        args.push(format!("--retry-times={}", self.download.attempts.saturating_sub(1)));
-        let source = match &self.mirror {
-            Some(m) => {
-                if m.plain_http() {
-                    // skopeo-copy(1): `--src-tls-verify=false` drops "Require HTTPS and verify certificates".
-                    args.push("--src-tls-verify=false".into());
-                }
-                m.repository(repo)
-            }
-            None => repo.to_string(),
+        let (source, plain_http) = match &self.mirror {
+            Some(m) => (m.repository(repo), m.plain_http()),
+            None => (repo.to_string(), false),
         };
-        args.push(format!("docker://{source}@{digest}"));
-        args.push(format!("oci-archive:{}:{reference}", to.display()));
-        args
+        oci::skopeo_copy_args(&format!("{source}@{digest}"), plain_http, self.download.attempts.saturating_sub(1), dir)
     }
 
     /// Hashes the file at `path`; on a mismatch deletes it and fails showing both sums.

@@ -55,23 +55,12 @@ impl Mirror {
 
     /// The mirror's name for an image repository (`registry/path`, no tag or digest).
     pub fn repository(&self, repository: &str) -> String {
-        format!("{}/{}", self.registry, path_in_registry(repository))
+        format!("{}/{}", self.registry, crate::oci::split_domain(repository).1)
     }
 
     /// The mirror speaks plain HTTP, so a registry client must not insist on TLS.
     pub fn plain_http(&self) -> bool {
         self.plain_http
-    }
-}
-
-/// A repository's path without its registry host. Docker's rule (distribution/reference, normalize.go,
-/// `splitDockerDomain`): the first component names a registry when it contains a `.` or `:` or is `localhost`;
-/// otherwise the repository is on Docker Hub, where one-component names live under `library/`.
-fn path_in_registry(repository: &str) -> String {
-    match repository.split_once('/') {
-        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => rest.to_string(),
-        Some(_) => repository.to_string(),
-        None => format!("library/{repository}"),
     }
 }
 

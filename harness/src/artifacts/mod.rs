@@ -101,6 +101,12 @@ pub enum ArtifactError {
     },
     #[error("cannot pull image {reference}: skopeo exited with {status} (its messages are above)")]
     Pull { reference: String, status: std::process::ExitStatus },
+    #[error("cannot keep image {name} as pulled")]
+    Image {
+        name: String,
+        #[source]
+        source: Box<crate::oci::OciError>,
+    },
     #[error("artifact mirror {value:?} {why}: give an http(s) URL such as https://mirror.example/kthw")]
     Mirror { value: String, why: &'static str },
     #[error("checksum mismatch for {name} ({}); the file was deleted\n  expected {expected}\n  actual   {actual}", path.display())]

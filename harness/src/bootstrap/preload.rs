@@ -50,7 +50,7 @@ pub async fn preload(ctx: &Ctx<'_>, names: &[&str]) -> Result<Vec<String>, Boots
         let puts: Vec<Put> = images.iter().map(|i| Put::file(&i.remote, &i.local, 0o644)).collect();
         let changed = install(phase, &s, &puts).await?;
         for i in &images {
-            oci::import(&s, &ctr, &i.remote, &i.name)
+            oci::import(&s, &ctr, &i.remote, std::slice::from_ref(&i.name))
                 .await
                 .map_err(|source| BootstrapError::Oci { phase, source: Box::new(source) })?;
         }

@@ -130,7 +130,7 @@ async fn worker(s: &Session, w: WorkerWork) -> Result<Vec<PathBuf>, BootstrapErr
         deadline: w.accel.scale(CONTAINERD_DEADLINE),
     };
     wait(phase, s, &containerd, &w.events).await?;
-    oci::import(s, &layout.ctr(), &w.archive, &w.image)
+    oci::import(s, &layout.ctr(), &w.archive, std::slice::from_ref(&w.image))
         .await
         .map_err(|source| BootstrapError::Oci { phase, source: Box::new(source) })?;
 
