@@ -4,7 +4,9 @@
 
 use std::path::PathBuf;
 
+pub mod debs;
 pub mod oci_layout;
+pub mod registry;
 
 use kthw::image::{self, BuildOptions, NodeImage};
 use kthw::paths::Paths;

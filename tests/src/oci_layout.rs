@@ -13,6 +13,29 @@ pub const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 
+/// The media types of one image format's index, manifest, config and layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// image-spec: layers uncompressed (`...layer.v1.tar`).
+    Oci,
+    /// distribution docs/spec/manifest-v2-2.md: layers gzip-compressed (`...rootfs.diff.tar.gzip`).
+    Docker,
+}
+
+impl Format {
+    fn types(self) -> [&'static str; 4] {
+        match self {
+            Format::Oci => [INDEX, MANIFEST, CONFIG, LAYER],
+            Format::Docker => [
+                "application/vnd.docker.distribution.manifest.list.v2+json",
+                "application/vnd.docker.distribution.manifest.v2+json",
+                "application/vnd.docker.container.image.v1+json",
+                "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            ],
+        }
+    }
+}
+
 /// An image layout being written under a directory.
 pub struct OciLayout {
     root: PathBuf,
@@ -33,22 +56,71 @@ impl OciLayout {
 
     /// A linux/`arch` image of one uncompressed layer; the descriptor of its manifest, with its platform.
     pub fn image(&self, arch: &str, layer: &[u8]) -> Value {
-        let layer = self.blob(layer, LAYER);
+        self.image_as(Format::Oci, arch, layer)
+    }
+
+    /// A linux/`arch` image of one layer (the tar `layer`) in `format`; its manifest's descriptor.
+    pub fn image_as(&self, format: Format, arch: &str, layer: &[u8]) -> Value {
+        let [_, manifest_type, config_type, layer_type] = format.types();
+        let diff_id = format!("sha256:{}", hex::encode(Sha256::digest(layer)));
+        let layer = match format {
+            Format::Oci => self.blob(layer, layer_type),
+            Format::Docker => {
+                use std::io::Write;
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                gz.write_all(layer).unwrap();
+                self.blob(&gz.finish().unwrap(), layer_type)
+            }
+        };
         let config = json!({
             "architecture": arch, "os": "linux", "config": {},
-            "rootfs": { "type": "layers", "diff_ids": [layer["digest"]] },
+            "rootfs": { "type": "layers", "diff_ids": [diff_id] },
         });
-        let config = self.blob(config.to_string().as_bytes(), CONFIG);
+        let config = self.blob(config.to_string().as_bytes(), config_type);
+        let manifest = json!({ "schemaVersion": 2, "mediaType": manifest_type, "config": config, "layers": [layer] });
+        let mut desc = self.blob(manifest.to_string().as_bytes(), manifest_type);
+        desc["platform"] = json!({ "architecture": arch, "os": "linux" });
+        desc
+    }
+
+    /// An attestation manifest for the image `subject` describes, as BuildKit pushes one beside each image:
+    /// platform unknown/unknown, an in-toto layer, and the annotations that tie it to its image
+    /// (moby/buildkit docs/attestations/attestation-storage.md).
+    pub fn attestation(&self, subject: &Value) -> Value {
+        let statement =
+            json!({ "_type": "https://in-toto.io/Statement/v0.1", "predicateType": "https://spdx.dev/Document" });
+        let layer = self.blob(statement.to_string().as_bytes(), "application/vnd.in-toto+json");
+        let config = self.blob(b"{}", CONFIG);
         let manifest = json!({ "schemaVersion": 2, "mediaType": MANIFEST, "config": config, "layers": [layer] });
         let mut desc = self.blob(manifest.to_string().as_bytes(), MANIFEST);
-        desc["platform"] = json!({ "architecture": arch, "os": "linux" });
+        desc["platform"] = json!({ "architecture": "unknown", "os": "unknown" });
+        desc["annotations"] = json!({
+            "vnd.docker.reference.digest": subject["digest"],
+            "vnd.docker.reference.type": "attestation-manifest",
+        });
         desc
     }
 
     /// An image index of `manifests`; its descriptor.
     pub fn index(&self, manifests: &[Value]) -> Value {
-        let index = json!({ "schemaVersion": 2, "mediaType": INDEX, "manifests": manifests });
-        self.blob(index.to_string().as_bytes(), INDEX)
+        self.index_as(Format::Oci, manifests)
+    }
+
+    /// An index (OCI) or manifest list (Docker) of `manifests`; its descriptor.
+    pub fn index_as(&self, format: Format, manifests: &[Value]) -> Value {
+        let media_type = format.types()[0];
+        let index = json!({ "schemaVersion": 2, "mediaType": media_type, "manifests": manifests });
+        self.blob(index.to_string().as_bytes(), media_type)
+    }
+
+    /// The directory every blob is kept in, named by its sha256.
+    pub fn blobs(&self) -> PathBuf {
+        self.root.join("blobs/sha256")
+    }
+
+    /// The bytes of blob `digest` (`sha256:<hex>`).
+    pub fn read(&self, digest: &str) -> Vec<u8> {
+        std::fs::read(self.root.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))).unwrap()
     }
 
     /// The archive at `archive` whose index.json names `top` (an image or an index) `name`.

@@ -242,10 +242,11 @@ async fn containerd_runs_the_rendered_config_and_imports_an_image_archive(
     let remote = Path::new("/var/lib/kthw/images/stand-in.oci.tar");
     run(worker, "mkdir -p /var/lib/kthw/images").await;
     worker.upload(&archive, &remote.display().to_string(), 0o644).await.unwrap();
-    let image = oci::read_archive(&archive).unwrap_or_else(|e| panic!("{}", kthw::chain(&e)));
+    let images = oci::read_archive(&archive).unwrap_or_else(|e| panic!("{}", kthw::chain(&e)));
+    let [image] = images.as_slice() else { panic!("one image: {images:?}") };
     assert_eq!(image.reference, pause);
-    oci::import(worker, &layout.ctr(), remote, &image).await.unwrap_or_else(|e| panic!("{}", kthw::chain(&e)));
-    oci::import(worker, &layout.ctr(), remote, &image).await.unwrap_or_else(|e| panic!("again: {}", kthw::chain(&e)));
+    oci::import(worker, &layout.ctr(), remote, &images).await.unwrap_or_else(|e| panic!("{}", kthw::chain(&e)));
+    oci::import(worker, &layout.ctr(), remote, &images).await.unwrap_or_else(|e| panic!("again: {}", kthw::chain(&e)));
     let images = run(worker, "ctr -n k8s.io images ls -q").await;
     assert_eq!(images.lines().filter(|l| *l == pause).count(), 1, "{images}");
     assert_eq!(images.lines().filter(|l| *l == image.digested()).count(), 1, "and by its digest: {images}");
