@@ -18,9 +18,18 @@ pub enum Finding {
     /// `User "system:kube-controller-manager" cannot get resource "clusterroles" in API group
     /// "rbac.authorization.k8s.io" at the cluster scope`: an identity without the rights the action needs.
     Forbidden { user: String, verb: String, resource: String, api_group: String },
-    /// An image not on the node yet: being pulled (`Pulling` event without its `Pulled`), or a container
-    /// waiting with no image ID. The seed's cold-image `status --wait` timeout.
+    /// An image not on the node yet: being pulled (`Pulling` event without its `Pulled`, state `Pulling`), or a
+    /// container waiting with no image ID. Only the first is a pull in flight ([`Finding::pull_in_flight`]):
+    /// the seed's cold-image `status --wait` timeout.
     ImageNotPulled { image: Option<String>, node: Option<String>, since: Option<String>, state: String },
+    /// A pull that failed: the kubelet's `ErrImagePull`, then `ImagePullBackOff` while it waits to retry
+    /// (kubernetes/kubernetes v1.32.4 pkg/kubelet/images/types.go). Not slow, failing: a mirror without the
+    /// digest, or a registry the node cannot reach.
+    ImagePullFailed { image: Option<String>, node: Option<String>, reason: String, message: String },
+    /// A pod whose containers are still being created (`ContainerCreating`, the kubelet's waiting reason while
+    /// the sandbox is set up and images are pulled). A pull shows it, and so does a CNI that cannot give the pod
+    /// a network: it is evidence of neither on its own.
+    ContainerCreating { pod: Option<String> },
     /// A container that keeps exiting; `last_lines` are its previous run's last log lines, once attached
     /// ([`attach_last_lines`]).
     CrashLoop { pod: String, state: String, restarts: String, last_lines: Vec<String> },
@@ -61,6 +70,22 @@ impl fmt::Display for Finding {
                 }
                 write!(f, "): a cold node, or no registry access; preload the pinned images")
             }
+            Finding::ImagePullFailed { image, node, reason, message } => {
+                let image = image.as_deref().unwrap_or("an image");
+                write!(f, "pulling {image} failed")?;
+                if let Some(n) = node {
+                    write!(f, " on {n}")?;
+                }
+                write!(f, " ({reason}")?;
+                if !message.is_empty() {
+                    write!(f, ": {message}")?;
+                }
+                write!(f, "): not slow but failing; check that the mirror or the preloaded archive holds that digest")
+            }
+            Finding::ContainerCreating { pod } => {
+                let pod = pod.as_deref().unwrap_or("a pod");
+                write!(f, "{pod} is still creating its containers (an image pull, or a pod network the CNI could not set up: its events tell which)")
+            }
             Finding::CrashLoop { pod, state, restarts, last_lines } => {
                 write!(f, "{pod} keeps crashing ({state}, {restarts} restarts)")?;
                 if last_lines.is_empty() {
@@ -89,6 +114,8 @@ pub enum WaitTimeoutCause {
     UnresolvableNodeNames(Vec<String>),
     /// Pods that keep crashing: waiting longer will not help.
     CrashLoop(Vec<String>),
+    /// Image pulls failed: waiting longer will not help.
+    ImagePullFailed(Vec<String>),
     /// Agents were still pulling images: the seed's explanation, true only when nothing above is wrong.
     ColdImages(Vec<String>),
     /// Agents ran but `cilium status` could not reach them (apiserver to kubelet).
@@ -113,6 +140,9 @@ impl fmt::Display for WaitTimeoutCause {
             ),
             WaitTimeoutCause::CrashLoop(p) => {
                 write!(f, "pods keep crashing ({}): waiting longer will not help", list(p))
+            }
+            WaitTimeoutCause::ImagePullFailed(i) => {
+                write!(f, "image pulls failed ({}): not slow, failing; waiting longer will not help", list(i))
             }
             WaitTimeoutCause::ColdImages(i) => write!(f, "images still pulling ({}): not failed, only slow", list(i)),
             WaitTimeoutCause::AgentStatusUnavailable(p) => {
@@ -183,7 +213,8 @@ pub fn attach_last_lines(findings: &mut [Finding], pod: &str, logs: &str, n: usi
 }
 
 /// The most telling cause first: an unreachable apiserver or a missing right explains everything after it;
-/// unresolvable node names make `status --wait` fail even with warm images, so they come before cold images.
+/// unresolvable node names make `status --wait` fail even with warm images, so they come before cold images;
+/// so does one failed pull, however many others are still in flight.
 pub fn wait_timeout_cause(findings: &[Finding]) -> WaitTimeoutCause {
     let collect = |pick: fn(&Finding) -> Option<String>| -> Vec<String> {
         let mut v: Vec<String> = Vec::new();
@@ -215,6 +246,18 @@ pub fn wait_timeout_cause(findings: &[Finding]) -> WaitTimeoutCause {
     });
     if !crashing.is_empty() {
         return WaitTimeoutCause::CrashLoop(crashing);
+    }
+    if let Some(failed) = findings.iter().find(|f| matches!(f, Finding::ImagePullFailed { .. })) {
+        let mut images = collect(|f| match f {
+            Finding::ImagePullFailed { image: Some(i), .. } => Some(i.clone()),
+            _ => None,
+        });
+        if images.is_empty() {
+            if let Finding::ImagePullFailed { reason, .. } = failed {
+                images.push(format!("an image, {reason}"));
+            }
+        }
+        return WaitTimeoutCause::ImagePullFailed(images);
     }
     if findings.iter().any(|f| matches!(f, Finding::ImageNotPulled { .. })) {
         return WaitTimeoutCause::ColdImages(collect(|f| match f {
@@ -353,6 +396,17 @@ fn pulled(line: &str) -> Option<String> {
 /// `imageID` is still empty.
 fn image_not_pulled(line: &str, next: &str, node: Option<&str>, image: Option<&str>) -> Option<Finding> {
     let lower = line.to_ascii_lowercase();
+    // The kubelet's BackOff event and waiting message for a pull it will retry: `Back-off pulling image %q`
+    // (kubernetes/kubernetes pkg/kubelet/images/image_manager.go), which a search for a pull must not take.
+    if let Some(i) = lower.find(BACK_OFF_PULLING) {
+        let image = line[i + BACK_OFF_PULLING.len()..].split('"').next().map(str::to_string);
+        return Some(Finding::ImagePullFailed {
+            image,
+            node: node.map(str::to_string),
+            reason: "ImagePullBackOff".into(),
+            message: line.trim().to_string(),
+        });
+    }
     if let Some(i) = lower.find("pulling image \"") {
         let pulling = line[i + "pulling image \"".len()..].split('"').next().map(str::to_string);
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -365,11 +419,19 @@ fn image_not_pulled(line: &str, next: &str, node: Option<&str>, image: Option<&s
             None => (None, None),
         };
         let node = from_node.or_else(|| node.map(str::to_string));
-        return Some(Finding::ImageNotPulled { image: pulling, node, since, state: "Pulling".into() });
+        return Some(Finding::ImageNotPulled { image: pulling, node, since, state: PULLING.into() });
     }
     if yaml_value(line, "imageID").is_some_and(|v| v.is_empty()) {
         let waiting = |l: &str| yaml_value(l, "reason");
         let state = waiting(next).unwrap_or_else(|| "no image ID".into());
+        if state == "ErrImagePull" || state == "ImagePullBackOff" {
+            return Some(Finding::ImagePullFailed {
+                image: image.map(str::to_string),
+                node: node.map(str::to_string),
+                reason: state,
+                message: String::new(),
+            });
+        }
         return Some(Finding::ImageNotPulled {
             image: image.map(str::to_string),
             node: node.map(str::to_string),
@@ -377,11 +439,43 @@ fn image_not_pulled(line: &str, next: &str, node: Option<&str>, image: Option<&s
             state,
         });
     }
-    ["ImagePullBackOff", "ErrImagePull", "ContainerCreating"]
-        .into_iter()
-        .find(|s| line.split_whitespace().any(|w| w == *s || w.starts_with(&format!("{s}:"))))
-        .map(|s| Finding::ImageNotPulled { image: None, node: None, since: None, state: s.into() })
+    // A pod's STATUS column (`kubectl get pods`, `Init:` for an init container) or a waiting reason.
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let reason_at = |reason: &str| {
+        words.iter().position(|w| {
+            let w = w.trim_start_matches("Init:").trim_end_matches([',', ';', ':']);
+            w == reason
+        })
+    };
+    let pod = |at: usize| (at >= 2).then(|| words[0].trim_start_matches("pod/").to_string());
+    for reason in ["ErrImagePull", "ImagePullBackOff"] {
+        if let Some(at) = reason_at(reason) {
+            return Some(Finding::ImagePullFailed {
+                image: image.map(str::to_string).filter(|i| !i.is_empty()),
+                node: node.map(str::to_string),
+                reason: reason.into(),
+                message: pod(at).map(|p| format!("pod {p}")).unwrap_or_default(),
+            });
+        }
+    }
+    reason_at("ContainerCreating").map(|at| Finding::ContainerCreating { pod: pod(at) })
 }
+
+impl Finding {
+    /// Whether this is a pull the kubelet began and has not finished (its `Pulling` event without a
+    /// `Pulled`): the only evidence that images are slow rather than missing.
+    pub fn pull_in_flight(&self) -> bool {
+        matches!(self, Finding::ImageNotPulled { state, .. } if state == PULLING)
+    }
+}
+
+/// The kubelet's message for a pull in back-off, lowercased (pkg/kubelet/images/image_manager.go:
+/// `msg := fmt.Sprintf("Back-off pulling image %q", imgRef)`).
+const BACK_OFF_PULLING: &str = "back-off pulling image \"";
+
+/// The kubelet's event reason for a pull it began (kubernetes/kubernetes v1.32.4 pkg/kubelet/events/event.go:
+/// `PullingImage = "Pulling"`).
+pub const PULLING: &str = "Pulling";
 
 #[cfg(test)]
 mod tests {
@@ -591,10 +685,79 @@ pod/cilium-q2824                                                          0/1   
         );
         let text = f[0].to_string();
         assert!(text.contains("k8s2") && text.contains("5m28s") && text.contains("istio_proxy_debug"), "{text}");
+        assert!(f[0].pull_in_flight());
         assert_eq!(
             wait_timeout_cause(&f),
             WaitTimeoutCause::ColdImages(vec!["docker.io/cilium/istio_proxy_debug:1.0.0".into()])
         );
+    }
+
+    /// `kubectl get pods` rows while pulls fail: the STATUS column carries the kubelet's waiting reason
+    /// (`ErrImagePull`, then `ImagePullBackOff`: kubernetes/kubernetes v1.32.4 pkg/kubelet/images/types.go;
+    /// `Init:` for an init container, kubectl's printer), here as the reviewer's mirror-without-the-digest case.
+    const GET_PODS_PULL_FAILING: &str =
+        "cilium-4xk2p                       0/1     Init:ErrImagePull       0          41s
+cilium-operator-5d8b8c6f4-qh2lw    0/1     ImagePullBackOff        0          41s
+cilium-envoy-7hx9d                 0/1     ContainerCreating       0          41s";
+
+    /// The kubelet's BackOff event, as `kubectl describe pod` prints it: its message is
+    /// `Back-off pulling image %q` (pkg/kubelet/images/image_manager.go).
+    const DESCRIBE_EVENT_BACK_OFF: &str =
+        r#"  Normal   BackOff    12s (x3 over 40s)  kubelet  Back-off pulling image "quay.io/cilium/cilium:v1.17.4""#;
+
+    #[test]
+    fn a_failing_pull_is_a_failure_not_a_slow_pull_and_outranks_pulls_in_flight() {
+        let f = diagnose(GET_PODS_PULL_FAILING);
+        assert!(
+            matches!(&f[0], Finding::ImagePullFailed { reason, message, .. }
+            if reason == "ErrImagePull" && message == "pod cilium-4xk2p"),
+            "{f:?}"
+        );
+        assert!(matches!(&f[1], Finding::ImagePullFailed { reason, .. } if reason == "ImagePullBackOff"), "{f:?}");
+        assert_eq!(f[2], Finding::ContainerCreating { pod: Some("cilium-envoy-7hx9d".into()) });
+        assert!(!f.iter().any(Finding::pull_in_flight), "{f:?}");
+        assert!(matches!(wait_timeout_cause(&f), WaitTimeoutCause::ImagePullFailed(_)));
+
+        let back_off = diagnose(DESCRIBE_EVENT_BACK_OFF);
+        assert_eq!(
+            back_off,
+            [Finding::ImagePullFailed {
+                image: Some("quay.io/cilium/cilium:v1.17.4".into()),
+                node: None,
+                reason: "ImagePullBackOff".into(),
+                message: DESCRIBE_EVENT_BACK_OFF.trim().into()
+            }],
+            "a back-off is not a pull in flight"
+        );
+
+        // One failed pull among pulls in flight: the verdict is the failure.
+        let mixed = diagnose(&format!("{DESCRIBE_EVENTS_PULLING}\n{DESCRIBE_EVENT_BACK_OFF}"));
+        assert!(mixed.iter().any(Finding::pull_in_flight));
+        assert_eq!(
+            wait_timeout_cause(&mixed),
+            WaitTimeoutCause::ImagePullFailed(vec!["quay.io/cilium/cilium:v1.17.4".into()])
+        );
+        assert!(wait_timeout_cause(&mixed).to_string().contains("waiting longer will not help"));
+    }
+
+    #[test]
+    fn container_creating_alone_is_not_called_a_pull() {
+        let f = diagnose("coredns-6d4b75cb6d-abcde   0/1     ContainerCreating   0          5m");
+        assert_eq!(f, [Finding::ContainerCreating { pod: Some("coredns-6d4b75cb6d-abcde".into()) }]);
+        assert_eq!(wait_timeout_cause(&f), WaitTimeoutCause::Unknown);
+        assert!(f[0].to_string().contains("CNI"), "{}", f[0]);
+    }
+
+    #[test]
+    fn a_container_status_waiting_on_a_failed_pull_is_a_failure() {
+        let status = "     - image: quay.io/cilium/cilium:v1.17.4\n       imageID: \"\"\n       reason: ErrImagePull";
+        let f = diagnose(status);
+        assert!(
+            matches!(&f[0], Finding::ImagePullFailed { image: Some(i), reason, .. }
+            if i == "quay.io/cilium/cilium:v1.17.4" && reason == "ErrImagePull"),
+            "{f:?}"
+        );
+        assert!(matches!(wait_timeout_cause(&f), WaitTimeoutCause::ImagePullFailed(_)));
     }
 
     #[test]
