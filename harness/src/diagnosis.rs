@@ -31,7 +31,8 @@ pub enum Finding {
     /// a network: it is evidence of neither on its own.
     ContainerCreating { pod: Option<String> },
     /// A container that keeps exiting; `last_lines` are its previous run's last log lines, once attached
-    /// ([`attach_last_lines`]).
+    /// ([`attach_last_lines`]), or the termination message `cilium status` quotes. `restarts` is empty where
+    /// the text does not say.
     CrashLoop { pod: String, state: String, restarts: String, last_lines: Vec<String> },
     /// The apiserver did not answer at all: `Get "<url>": dial tcp <addr>: connect: connection refused`.
     ApiserverUnreachable { endpoint: String, reason: String },
@@ -87,7 +88,11 @@ impl fmt::Display for Finding {
                 write!(f, "{pod} is still creating its containers (an image pull, or a pod network the CNI could not set up: its events tell which)")
             }
             Finding::CrashLoop { pod, state, restarts, last_lines } => {
-                write!(f, "{pod} keeps crashing ({state}, {restarts} restarts)")?;
+                write!(f, "{pod} keeps crashing ({state}")?;
+                if !restarts.is_empty() {
+                    write!(f, ", {restarts} restarts")?;
+                }
+                write!(f, ")")?;
                 if last_lines.is_empty() {
                     write!(f, "; see `kubectl logs --previous {pod}`")
                 } else {
@@ -186,6 +191,7 @@ pub fn diagnose(text: &str) -> Vec<Finding> {
         found.extend(node_name_lookup(line));
         found.extend(apiserver_unreachable(line));
         found.extend(crash_loop(line));
+        found.extend(agent_crashed(line));
         found.extend(image_not_pulled(line, next, node.as_deref(), image.as_deref()));
         for f in found {
             if !out.contains(&f) {
@@ -296,13 +302,44 @@ fn node_name_lookup(line: &str) -> Option<Finding> {
 }
 
 /// A row of `cilium status`'s Errors table: `<workload> <pod> unable to retrieve cilium status: <detail>`
-/// (cilium-cli status/k8s.go reports each agent it could not exec into this way).
+/// (cilium-cli v0.18.4 and v0.19.7 status/status.go parseStatusResponse wraps each agent it could not ask
+/// this way). An agent whose container does not run says why (status/k8s.go, both tags):
+/// `container cilium-agent is in CrashLoopBackOff, exited with code N: <termination message>`; that is a
+/// crash loop, not an unreachable agent.
 fn agent_status(line: &str) -> Option<Finding> {
-    const MARK: &str = "unable to retrieve cilium status: ";
-    let at = line.find(MARK)?;
+    let at = line.find(STATUS_MARK)?;
     let pod = line[..at].split_whitespace().last()?.to_string();
-    let detail = line[at + MARK.len()..].trim().to_string();
+    let detail = line[at + STATUS_MARK.len()..].trim().to_string();
+    if let Some(rest) = detail.strip_prefix("container ").and_then(|r| r.split_once(" is in CrashLoopBackOff")) {
+        let (_container, after) = rest;
+        // `, exited with code N: last` or `: last`.
+        let (exit, last) = match after.strip_prefix(", ") {
+            Some(a) => a.split_once(": ").map_or((a, ""), |(e, l)| (e, l)),
+            None => ("", after.trim_start_matches(':').trim()),
+        };
+        let state = if exit.is_empty() { "CrashLoopBackOff".to_string() } else { format!("CrashLoopBackOff, {exit}") };
+        let last_lines =
+            if last.is_empty() || last.starts_with("try 'kubectl") { Vec::new() } else { vec![last.into()] };
+        return Some(Finding::CrashLoop { pod, state, restarts: String::new(), last_lines });
+    }
     Some(Finding::AgentStatusUnavailable { pod, detail })
+}
+
+/// cilium-cli's wrapper around an agent's failure (status/status.go parseStatusResponse).
+const STATUS_MARK: &str = "unable to retrieve cilium status: ";
+
+/// The error `cilium status --wait` ends with when it stops waiting because an agent crashed (cilium-cli
+/// v0.18.4 and v0.19.7 status/k8s.go Status: the wait's context is canceled once an agent container is in
+/// CrashLoopBackOff).
+pub const STATUS_WAIT_AGENT_CRASHED: &str = "wait canceled, cilium agent container has crashed or was terminated";
+
+fn agent_crashed(line: &str) -> Option<Finding> {
+    line.contains(STATUS_WAIT_AGENT_CRASHED).then(|| Finding::CrashLoop {
+        pod: "a cilium agent".into(),
+        state: "`cilium status --wait` stopped waiting: crashed or terminated".into(),
+        restarts: String::new(),
+        last_lines: Vec::new(),
+    })
 }
 
 /// Kubernetes' RBAC denial: `User "U" cannot VERB resource "R" in API group "G" ...`. Terminals and logs
@@ -369,6 +406,9 @@ fn apiserver_unreachable(line: &str) -> Option<Finding> {
 
 /// A `kubectl get pods` row in CrashLoopBackOff (`Init:CrashLoopBackOff` for an init container).
 fn crash_loop(line: &str) -> Option<Finding> {
+    if line.contains(STATUS_MARK) {
+        return None; // `cilium status`'s own words, read by agent_status
+    }
     let words: Vec<&str> = line.split_whitespace().collect();
     let at = words.iter().position(|w| w.ends_with("CrashLoopBackOff"))?;
     if at < 2 {
@@ -797,6 +837,51 @@ cilium-envoy-7hx9d                 0/1     ContainerCreating       0          41
         let op = f.iter().find(|x| matches!(x, Finding::CrashLoop { pod, .. } if pod.starts_with("cilium-operator")));
         assert!(op.unwrap().to_string().ends_with("last lines:\n  second\n  third"), "{}", op.unwrap());
         assert!(matches!(wait_timeout_cause(&f), WaitTimeoutCause::CrashLoop(p) if p.len() == 4));
+    }
+
+    /// `cilium status` with a crash-looping agent, built from cilium-cli's own format strings (v0.18.4 and
+    /// v0.19.7 status/k8s.go: `fmt.Errorf("container %s %s: %s", defaults.AgentContainerName, desc, lastLog)`
+    /// with desc `is in CrashLoopBackOff` + `, exited with code %d`; status/status.go: `unable to retrieve
+    /// cilium status: %w`, printed as `%s\t%s\t%s\t%s` under `Errors:`; Status: the canceled wait's error).
+    fn status_agent_crashing() -> String {
+        let row = |header: &str, pod: &str, err: &str| format!("{header}\tcilium\t{pod}\t{STATUS_MARK}{err}");
+        [
+            "Error: Unable to determine status:  wait canceled, cilium agent container has crashed or was terminated: context canceled".to_string(),
+            row("Errors:", "cilium-7x2kq", "container cilium-agent is in CrashLoopBackOff, exited with code 1: level=fatal msg=\"failed to start\""),
+            row("", "cilium-zz9rt", "container cilium-agent is in CrashLoopBackOff: try 'kubectl -n kube-system logs -c cilium-agent cilium-zz9rt'"),
+            row("", "cilium-b4d5s", "container cilium-agent is not running: try 'kubectl -n kube-system logs -c cilium-agent cilium-b4d5s'"),
+        ]
+        .join("\n")
+    }
+
+    #[test]
+    fn a_crash_looping_agent_in_cilium_status_is_a_crash_loop() {
+        let f = diagnose(&status_agent_crashing());
+        assert!(
+            f.contains(&Finding::CrashLoop {
+                pod: "cilium-7x2kq".into(),
+                state: "CrashLoopBackOff, exited with code 1".into(),
+                restarts: String::new(),
+                last_lines: vec!["level=fatal msg=\"failed to start\"".into()],
+            }),
+            "{f:?}"
+        );
+        assert!(
+            f.contains(&Finding::CrashLoop {
+                pod: "cilium-zz9rt".into(),
+                state: "CrashLoopBackOff".into(),
+                restarts: String::new(),
+                last_lines: vec![],
+            }),
+            "{f:?}"
+        );
+        assert!(f.iter().any(|f| matches!(f, Finding::CrashLoop { pod, .. } if pod == "a cilium agent")), "{f:?}");
+        assert!(f.iter().any(|f| matches!(f, Finding::AgentStatusUnavailable { pod, .. } if pod == "cilium-b4d5s")));
+        assert!(!f.iter().any(|f| matches!(f, Finding::CrashLoop { pod, .. } if pod == "Errors:" || pod == "cilium")));
+        let WaitTimeoutCause::CrashLoop(pods) = wait_timeout_cause(&f) else { panic!("{f:?}") };
+        assert!(pods.contains(&"cilium-7x2kq".to_string()), "{pods:?}");
+        let text = f.iter().find(|x| matches!(x, Finding::CrashLoop { pod, .. } if pod == "cilium-7x2kq")).unwrap();
+        assert!(text.to_string().contains("exited with code 1") && !text.to_string().contains("restarts"), "{text}");
     }
 
     #[test]
