@@ -7,7 +7,8 @@
 //! cilium/cilium, vendor/github.com/cilium/cilium/cilium-cli/cli/): `--kubeconfig` is a persistent flag of
 //! the root command (cli/cmd.go), `--version` and `--set` are install's (cli/install.go:
 //! addCommonInstallFlags registers "version"; addCommonHelmFlags registers "helm-set", which normalizeFlags
-//! names "set"), `--wait` and `--wait-duration` are status's (cli/status.go; the latter a Go duration).
+//! names "set"; "helm-set-string" is "set-string"), `--wait`, `--interactive` and `--wait-duration` are
+//! status's (cli/status.go; the last a Go duration). The same flags are in v0.19.7.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -276,7 +277,38 @@ pub fn install_values(spec: &ClusterSpec) -> BTreeMap<String, String> {
     values
 }
 
-/// `cilium install --version <pinned> --kubeconfig <admin-internal> --set key=value ...`, one `--set` per value.
+/// A string as Helm's strvals reads it back unchanged: a backslash takes the next rune literally
+/// (helm v3 pkg/strvals/parser.go `runesUntil`, vendored by cilium/cilium-cli v0.18.4; the same in helm v4,
+/// v0.19.7), `,` ends a value (`val`: stop at ','), and `{` `}` open and close a list (`valList`).
+fn helm_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '\\' | ',' | '{' | '}') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The flag and `key=value` a `cilium.values` entry reaches Helm with. A TOML string (or a list of them) goes
+/// through `--set-string`, which cilium-cli maps to Helm's (cli/install.go normalizeFlags: "helm-set-string"
+/// is "set-string", v0.18.4 and v0.19.7), so that Helm keeps it a string: with `--set`, strvals' `typedVal`
+/// turns "true", "false", "null" and numbers into typed values. Everything else keeps `--set`, typed as
+/// TOML typed it.
+fn user_value(key: &str, value: &toml::Value, rendered: &str) -> (&'static str, String) {
+    match value {
+        toml::Value::String(s) => ("--set-string", format!("{key}={}", helm_escape(s))),
+        toml::Value::Array(items) if !items.is_empty() && items.iter().all(toml::Value::is_str) => {
+            let items: Vec<String> = items.iter().filter_map(toml::Value::as_str).map(helm_escape).collect();
+            ("--set-string", format!("{key}={{{}}}", items.join(",")))
+        }
+        _ => ("--set", format!("{key}={rendered}")),
+    }
+}
+
+/// `cilium install --version <pinned> --kubeconfig <admin-internal> --set key=value ...`, one `--set` per value
+/// the harness derives, and per `cilium.values` entry its own flag ([`user_value`]).
 pub fn install_argv(spec: &ClusterSpec, kubeconfig: &Path) -> Vec<String> {
     let mut argv = vec![
         CILIUM_CLI.to_string(),
@@ -286,9 +318,14 @@ pub fn install_argv(spec: &ClusterSpec, kubeconfig: &Path) -> Vec<String> {
         "--kubeconfig".to_string(),
         kubeconfig.display().to_string(),
     ];
+    let derived = crate::spec::cilium_derived_keys(spec);
     for (k, v) in install_values(spec) {
-        argv.push("--set".to_string());
-        argv.push(format!("{k}={v}"));
+        let (flag, set) = match spec.cilium.values.get(&k) {
+            Some(user) if !derived.contains(&k.as_str()) => user_value(&k, user, &v),
+            _ => ("--set", format!("{k}={v}")),
+        };
+        argv.push(flag.to_string());
+        argv.push(set);
     }
     argv
 }
@@ -302,12 +339,17 @@ fn go_duration(d: Duration) -> String {
     }
 }
 
-/// `cilium status --wait --wait-duration <cilium.status_wait> --kubeconfig <admin-internal>`, as the seed ran it.
+/// `cilium status --wait --interactive=false --wait-duration <cilium.status_wait> --kubeconfig <admin-internal>`:
+/// the seed's command, written to a file rather than a terminal. `--interactive` defaults to true, "Refresh the
+/// status summary output after each retry when --wait flag is specified" (cilium-cli v0.18.4 and v0.19.7
+/// cli/status.go), which status/k8s.go does with ANSI cursor-up and erase-line (`\033[A\033[2K`) every retry:
+/// a file would hold every redraw and the escapes.
 pub fn status_argv(spec: &ClusterSpec, kubeconfig: &Path) -> Vec<String> {
     vec![
         CILIUM_CLI.to_string(),
         "status".to_string(),
         "--wait".to_string(),
+        "--interactive=false".to_string(),
         "--wait-duration".to_string(),
         go_duration(spec.cilium.status_wait),
         "--kubeconfig".to_string(),
@@ -323,10 +365,10 @@ mod tests {
         crate::bootstrap::Layout::default().root_kubeconfig
     }
 
-    /// The `--set` values of an argv, in order.
+    /// The `--set` and `--set-string` values of an argv, in order.
     fn sets(argv: &[String]) -> Vec<(String, String)> {
         argv.windows(2)
-            .filter(|w| w[0] == "--set")
+            .filter(|w| w[0] == "--set" || w[0] == "--set-string")
             .map(|w| {
                 let (k, v) = w[1].split_once('=').expect("key=value");
                 (k.to_string(), v.to_string())
@@ -378,6 +420,48 @@ mod tests {
         assert_eq!(sets.iter().filter(|(k, _)| k == "devices").count(), 1);
     }
 
+    /// The value Helm's strvals reads from an escaped string: the inverse of [`helm_escape`], as `runesUntil`
+    /// does it (a backslash takes the next rune), stopping at an unescaped `,` as `val` does.
+    fn strvals_read(v: &str) -> (String, &str) {
+        let mut out = String::new();
+        let mut chars = v.char_indices();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => out.extend(chars.next().map(|(_, c)| c)),
+                ',' => return (out, &v[i..]),
+                c => out.push(c),
+            }
+        }
+        (out, "")
+    }
+
+    #[test]
+    fn string_values_reach_helm_as_strings_with_commas_escaped() {
+        let mut spec = ClusterSpec::default();
+        let v = |s: &str| toml::Value::String(s.into());
+        spec.cilium.values.insert("cluster.name".into(), v("true"));
+        spec.cilium.values.insert("podAnnotations.team".into(), v("a,b=c"));
+        spec.cilium.values.insert("extraConfig.x".into(), v("{not a list}\\"));
+        spec.cilium.values.insert("hubble.relay.enabled".into(), toml::Value::Boolean(true));
+        spec.cilium.values.insert("operator.replicas".into(), toml::Value::Integer(1));
+        spec.cilium.values.insert("egressMasqueradeInterfaces".into(), toml::Value::Array(vec![v("eth0"), v("null")]));
+        let argv = install_argv(&spec, &root());
+        let flag = |kv: &str| argv.iter().position(|a| a == kv).map(|i| argv[i - 1].as_str());
+        assert_eq!(flag("cluster.name=true"), Some("--set-string"), "{argv:?}");
+        assert_eq!(flag("podAnnotations.team=a\\,b=c"), Some("--set-string"), "{argv:?}");
+        assert_eq!(flag("extraConfig.x=\\{not a list\\}\\\\"), Some("--set-string"), "{argv:?}");
+        assert_eq!(flag("egressMasqueradeInterfaces={eth0,null}"), Some("--set-string"), "{argv:?}");
+        assert_eq!(flag("hubble.relay.enabled=true"), Some("--set"));
+        assert_eq!(flag("operator.replicas=1"), Some("--set"));
+        // The seed's values stay `--set`, as the seed ran them.
+        assert_eq!(flag("kubeProxyReplacement=true"), Some("--set"));
+        assert_eq!(flag("ipam.mode=cluster-pool"), Some("--set"));
+        // What strvals reads back is the string as written, in one value.
+        for s in ["a,b=c", "{not a list}\\", "plain"] {
+            assert_eq!(strvals_read(&helm_escape(s)), (s.to_string(), ""), "{s}");
+        }
+    }
+
     #[test]
     fn the_cluster_nic_is_eth0_because_the_image_keeps_kernel_names_and_the_management_nic_comes_last() {
         let recipe: toml::Value = toml::from_str(&crate::bootstrap::tests::images_debian("recipe.toml")).unwrap();
@@ -398,6 +482,7 @@ mod tests {
                 "/usr/local/bin/cilium",
                 "status",
                 "--wait",
+                "--interactive=false",
                 "--wait-duration",
                 "180s",
                 "--kubeconfig",
@@ -405,7 +490,7 @@ mod tests {
             ]
         );
         spec.cilium.status_wait = Duration::from_millis(90_500);
-        assert_eq!(status_argv(&spec, &root())[4], "90500ms");
+        assert_eq!(status_argv(&spec, &root())[5], "90500ms");
     }
 
     #[test]
