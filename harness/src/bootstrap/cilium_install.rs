@@ -35,16 +35,21 @@ pub fn device_values() -> BTreeMap<&'static str, &'static str> {
     BTreeMap::from([("devices", CLUSTER_NIC), ("nodePort.directRoutingDevice", CLUSTER_NIC)])
 }
 
-/// The chart version whose keys [`CHART_TOP_LEVEL_KEYS`] lists.
-pub const CHART_VERSION: &str = "1.17.4";
+/// The top-level keys of each chart a version set pins, by chart version: the properties of its
+/// values.schema.json and the keys its templates read (`.Values.<key>`) that values.yaml documents only in
+/// comments (`devices`, `tunnel`, ...). The schema does not forbid unknown keys, so Helm would take a misspelt
+/// one silently: these lists are what catch it.
+pub const CHART_TOP_LEVEL_KEYS: &[(&str, &[&str])] = &[("1.17.4", CHART_1_17_4_KEYS), ("1.19.5", CHART_1_19_5_KEYS)];
 
-/// Every top-level key of the Cilium Helm chart 1.17.4: the properties of its values.schema.json, and the keys
-/// its templates read that values.yaml documents only in comments (`kubeProxyReplacement`, `devices`, ...).
-/// Taken from the published chart cilium-1.17.4.tgz (sha256 06dcedfe25c08c770d193690d561037153e233f9cde31e0705a06802d24cea87,
-/// the digest helm.cilium.io's index.yaml gives it) as cilium/cilium-cli vendors it at tag v0.18.4
-/// (vendor/github.com/cilium/charts/cilium-1.17.4.tgz). The schema does not forbid unknown keys, so Helm would
-/// take a misspelt one silently: this list is what catches it.
-pub const CHART_TOP_LEVEL_KEYS: &[&str] = &[
+/// The top-level keys of the Cilium Helm chart `version`, if the harness knows it.
+pub fn chart_top_level_keys(version: &str) -> Option<&'static [&'static str]> {
+    CHART_TOP_LEVEL_KEYS.iter().find(|(v, _)| *v == version).map(|(_, k)| *k)
+}
+
+/// Chart 1.17.4 (the seed set): taken from the published chart cilium-1.17.4.tgz (sha256
+/// 06dcedfe25c08c770d193690d561037153e233f9cde31e0705a06802d24cea87, the digest helm.cilium.io's index.yaml
+/// gives it) as cilium/cilium-cli vendors it at tag v0.18.4 (vendor/github.com/cilium/charts/cilium-1.17.4.tgz).
+const CHART_1_17_4_KEYS: &[&str] = &[
     "MTU",
     "affinity",
     "agent",
@@ -229,6 +234,202 @@ pub const CHART_TOP_LEVEL_KEYS: &[&str] = &[
     "wellKnownIdentities",
 ];
 
+/// Chart 1.19.5 (the current set), the same way from cilium-1.19.5.tgz (sha256
+/// 56b60445a2c650b387ce2edb13cfd8d83219a9da693b0523915dba8be451a29e) as cilium/cilium-cli v0.19.7 vendors it
+/// (vendor/github.com/cilium/charts/cilium-1.19.5.tgz). Against 1.17.4 it drops 11 keys (its
+/// templates/validate.yaml fails an install that still sets `enableCiliumEndpointSlice`: "deprecated in v1.16
+/// and has been removed in v1.18") and adds 16 (`k8sServiceHostRef`, `localRedirectPolicies`,
+/// `standaloneDnsProxy`, ...).
+const CHART_1_19_5_KEYS: &[&str] = &[
+    "MTU",
+    "affinity",
+    "agent",
+    "agentNotReadyTaintKey",
+    "aksbyocni",
+    "alibabacloud",
+    "annotateK8sNode",
+    "annotations",
+    "apiRateLimit",
+    "authentication",
+    "autoDirectNodeRoutes",
+    "azure",
+    "bandwidthManager",
+    "bgpControlPlane",
+    "bpf",
+    "bpfClockProbe",
+    "certgen",
+    "cgroup",
+    "ciliumEndpointSlice",
+    "cleanBpfState",
+    "cleanState",
+    "cluster",
+    "clusterHealthPort",
+    "clustermesh",
+    "cni",
+    "commonLabels",
+    "configDriftDetection",
+    "connectivityProbeFrequencyRatio",
+    "conntrackGCInterval",
+    "conntrackGCMaxInterval",
+    "crdWaitTimeout",
+    "daemon",
+    "dashboards",
+    "debug",
+    "defaultLBServiceIPAM",
+    "devices",
+    "directRoutingSkipUnreachable",
+    "disableEndpointCRD",
+    "disableEnvoyVersionCheck",
+    "disableIptablesFeederRules",
+    "dnsPolicy",
+    "dnsPolicyUnloadOnShutdown",
+    "dnsProxy",
+    "egressGateway",
+    "egressMasqueradeInterfaces",
+    "enableCnpStatusUpdates",
+    "enableCriticalPriorityClass",
+    "enableIPv4BIGTCP",
+    "enableIPv4Masquerade",
+    "enableIPv6BIGTCP",
+    "enableIPv6Masquerade",
+    "enableIdentityMark",
+    "enableInternalTrafficPolicy",
+    "enableK8sEventHandover",
+    "enableLBIPAM",
+    "enableMasqueradeRouteSource",
+    "enableNoServiceEndpointsRoutable",
+    "enableNonDefaultDenyPolicies",
+    "enableXTSocketFallback",
+    "encryption",
+    "endpointHealthChecking",
+    "endpointLockdownOnMapOverflow",
+    "endpointPolicyUpdateTimeoutDuration",
+    "endpointRoutes",
+    "eni",
+    "envoy",
+    "envoyConfig",
+    "etcd",
+    "extraArgs",
+    "extraConfig",
+    "extraContainers",
+    "extraEnv",
+    "extraHostPathMounts",
+    "extraInitContainers",
+    "extraVolumeMounts",
+    "extraVolumes",
+    "forceDeviceDetection",
+    "fragmentTracking",
+    "gatewayAPI",
+    "gke",
+    "global",
+    "healthCheckICMPFailureThreshold",
+    "healthChecking",
+    "healthPort",
+    "hostFirewall",
+    "hostServices",
+    "hubble",
+    "identityAllocationMode",
+    "identityChangeGracePeriod",
+    "identityManagementMode",
+    "image",
+    "imagePullSecrets",
+    "ingressController",
+    "initResources",
+    "installNoConntrackIptablesRules",
+    "ipMasqAgent",
+    "ipam",
+    "iptablesLockTimeout",
+    "iptablesRandomFully",
+    "ipv4",
+    "ipv4NativeRoutingCIDR",
+    "ipv6",
+    "ipv6NativeRoutingCIDR",
+    "k8s",
+    "k8sClientExponentialBackoff",
+    "k8sClientRateLimit",
+    "k8sNetworkPolicy",
+    "k8sServiceHost",
+    "k8sServiceHostRef",
+    "k8sServiceLookupConfigMapName",
+    "k8sServiceLookupNamespace",
+    "k8sServicePort",
+    "keepDeprecatedLabels",
+    "keepDeprecatedProbes",
+    "kubeConfigPath",
+    "kubeProxyReplacement",
+    "kubeProxyReplacementHealthzBindAddr",
+    "l2NeighDiscovery",
+    "l2announcements",
+    "l2podAnnouncements",
+    "l7Proxy",
+    "labels",
+    "livenessProbe",
+    "loadBalancer",
+    "localRedirectPolicies",
+    "localRedirectPolicy",
+    "logOptions",
+    "logSystemLoad",
+    "maglev",
+    "monitor",
+    "name",
+    "namespaceOverride",
+    "nat",
+    "nat46x64Gateway",
+    "nodeIPAM",
+    "nodeLabels",
+    "nodePort",
+    "nodeSelector",
+    "nodeSelectorLabels",
+    "nodeinit",
+    "nonIdempotentAnnotations",
+    "operator",
+    "pmtuDiscovery",
+    "podAnnotations",
+    "podLabels",
+    "podSecurityContext",
+    "policyAuditMode",
+    "policyCIDRMatchMode",
+    "policyDenyResponse",
+    "policyEnforcementMode",
+    "pprof",
+    "preflight",
+    "priorityClassName",
+    "prometheus",
+    "rbac",
+    "readinessProbe",
+    "resourceQuotas",
+    "resources",
+    "rollOutCiliumPods",
+    "routingMode",
+    "scheduling",
+    "sctp",
+    "secretsNamespaceAnnotations",
+    "secretsNamespaceLabels",
+    "securityContext",
+    "serviceAccounts",
+    "serviceNoBackendResponse",
+    "sleepAfterInit",
+    "socketLB",
+    "standaloneDnsProxy",
+    "startupProbe",
+    "synchronizeK8sNodes",
+    "sysctlfix",
+    "terminationGracePeriodSeconds",
+    "tls",
+    "tmpVolume",
+    "tolerations",
+    "tunnel",
+    "tunnelPort",
+    "tunnelProtocol",
+    "tunnelSourcePortRange",
+    "underlayProtocol",
+    "updateStrategy",
+    "upgradeCompatibility",
+    "vtep",
+    "waitForKubeProxy",
+    "wellKnownIdentities",
+];
+
 /// A `cilium.values` key the pinned chart does not have.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -238,7 +439,7 @@ pub const CHART_TOP_LEVEL_KEYS: &[&str] = &[
 pub struct UnknownCiliumValue {
     pub key: String,
     pub top: String,
-    pub chart: &'static str,
+    pub chart: String,
 }
 
 /// The top-level key of a Helm `--set` path: up to the first unescaped `.` or `[` (Helm's strvals
@@ -256,12 +457,15 @@ fn top_level(key: &str) -> String {
     top
 }
 
-/// Checks every `cilium.values` key against the pinned chart's top-level keys, before anything reaches a node.
+/// Checks every `cilium.values` key against the top-level keys of the chart the spec's version set pins,
+/// before anything reaches a node.
 pub fn validate_values(spec: &ClusterSpec) -> Result<(), UnknownCiliumValue> {
+    let chart = spec.versions.pins().cilium;
+    let keys = chart_top_level_keys(&chart).expect("every pinned chart has its key list (a test holds this)");
     for key in spec.cilium.values.keys() {
         let top = top_level(key);
-        if !CHART_TOP_LEVEL_KEYS.contains(&top.as_str()) {
-            return Err(UnknownCiliumValue { key: key.clone(), top, chart: CHART_VERSION });
+        if !keys.contains(&top.as_str()) {
+            return Err(UnknownCiliumValue { key: key.clone(), top, chart });
         }
     }
     Ok(())
@@ -494,14 +698,25 @@ mod tests {
     }
 
     #[test]
-    fn every_value_the_harness_sets_is_a_key_of_the_pinned_chart() {
-        let spec = ClusterSpec::default();
-        assert_eq!(spec.versions.pins().cilium, CHART_VERSION, "the key list is the pinned chart's");
-        for key in install_values(&spec).keys() {
-            assert!(CHART_TOP_LEVEL_KEYS.contains(&top_level(key).as_str()), "{key}");
+    fn every_value_the_harness_sets_is_a_key_of_each_pinned_chart() {
+        for set in crate::spec::VersionSet::ALL {
+            let spec = ClusterSpec { versions: set, ..ClusterSpec::default() };
+            let keys = chart_top_level_keys(&spec.versions.pins().cilium).expect("a key list per pinned chart");
+            for key in install_values(&spec).keys() {
+                assert!(keys.contains(&top_level(key).as_str()), "{set}: {key}");
+            }
+            assert!(keys.windows(2).all(|w| w[0] < w[1]), "{set}: sorted, no duplicates");
         }
-        assert!(CHART_TOP_LEVEL_KEYS.windows(2).all(|w| w[0] < w[1]), "sorted, no duplicates");
-        assert_eq!(CHART_TOP_LEVEL_KEYS.len(), 182);
+        let (old, new) = (chart_top_level_keys("1.17.4").unwrap(), chart_top_level_keys("1.19.5").unwrap());
+        assert_eq!((old.len(), new.len()), (182, 187));
+        let removed: Vec<&str> = old.iter().filter(|k| !new.contains(k)).copied().collect();
+        let added: Vec<&str> = new.iter().filter(|k| !old.contains(k)).copied().collect();
+        assert_eq!(removed.len(), 11, "{removed:?}");
+        assert_eq!(added.len(), 16, "{added:?}");
+        assert!(removed.contains(&"enableCiliumEndpointSlice"));
+        for k in ["k8sServiceHostRef", "localRedirectPolicies", "standaloneDnsProxy"] {
+            assert!(added.contains(&k), "{k}");
+        }
     }
 
     #[test]
@@ -514,6 +729,16 @@ mod tests {
         assert_eq!(err.top, "kubeProxyReplacment");
         let text = err.to_string();
         assert!(text.contains("\"kubeProxyReplacment\"") && text.contains("1.17.4"), "{text}");
+        // Per set: a key 1.19.5 removed passes the seed set and fails the current one, naming 1.19.5.
+        let mut spec = ClusterSpec::default();
+        spec.cilium.values.insert("enableCiliumEndpointSlice".into(), toml::Value::Boolean(true));
+        assert_eq!(validate_values(&spec), Ok(()));
+        spec.versions = crate::spec::VersionSet::Current;
+        let text = validate_values(&spec).unwrap_err().to_string();
+        assert!(text.contains("\"enableCiliumEndpointSlice\"") && text.contains("Cilium 1.19.5"), "{text}");
+        spec.cilium.values.clear();
+        spec.cilium.values.insert("standaloneDnsProxy.enabled".into(), toml::Value::Boolean(false));
+        assert_eq!(validate_values(&spec), Ok(()));
         assert_eq!(top_level("ipam.operator.clusterPoolIPv4PodCIDRList"), "ipam");
         assert_eq!(top_level("extraArgs[0]"), "extraArgs");
         assert_eq!(top_level("podAnnotations.example\\.com/team"), "podAnnotations");
