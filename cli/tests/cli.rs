@@ -78,6 +78,23 @@ fn validate_rejects_a_contradiction_naming_both_values_and_the_line() {
 }
 
 #[test]
+fn validate_refuses_a_cilium_value_the_pinned_chart_lacks_as_up_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bogus.toml");
+    std::fs::write(&f, "[cilium.values]\nbogusKey = 1\n").unwrap();
+    let out = kthw(&["spec", "validate", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let e = text(&out.stderr);
+    assert!(e.contains("\"bogusKey\"") && e.contains("not a value of the Cilium 1.17.4 Helm chart"), "{e}");
+    assert!(e.contains("bogus.toml"), "{e}");
+    // Per set: a key chart 1.19.5 removed is refused for the current set, naming that chart.
+    std::fs::write(&f, "versions = \"current\"\n[cilium.values]\nenableCiliumEndpointSlice = true\n").unwrap();
+    let out = kthw(&["spec", "validate", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("Cilium 1.19.5"), "{}", text(&out.stderr));
+}
+
+#[test]
 fn validate_reports_a_missing_file_and_a_typo() {
     let out = kthw(&["spec", "validate", "/nonexistent/spec.toml"]);
     assert_eq!(out.status.code(), Some(1));

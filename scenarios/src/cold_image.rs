@@ -104,6 +104,21 @@ pub struct Mirror {
     pub bytes: u64,
 }
 
+/// Whether `findings` say "still pulling, not failed": the cause is cold images (nothing ranked above it, a
+/// failed pull included), and every image finding is a pull in flight, a `Pulling` event without its
+/// `Pulled`. A mirror without the digest, or containerd falling back to a registry it cannot reach, shows
+/// `ErrImagePull`/`ImagePullBackOff` and must fail this check.
+pub fn still_pulling(findings: &[diagnosis::Finding]) -> bool {
+    use diagnosis::Finding;
+    let images: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| matches!(f, Finding::ImageNotPulled { .. } | Finding::ImagePullFailed { .. }))
+        .collect();
+    matches!(diagnosis::wait_timeout_cause(findings), WaitTimeoutCause::ColdImages(_))
+        && !images.is_empty()
+        && images.iter().all(|f| f.pull_in_flight())
+}
+
 /// Starts the node image's registry (on a node) and waits up to 30 s for `GET /v2/` to succeed: 200 only
 /// because the image's config.yml has no auth (Debian's packaged one answers 401 to everything). The vm tier
 /// runs this same command on a booted node.
@@ -218,10 +233,9 @@ pub(crate) async fn run(w: &World<'_>, r: &mut Report) -> Result<(), ScenarioErr
     if let Err(s) = &stalled {
         findings.extend(s.findings());
     }
-    let cause = diagnosis::wait_timeout_cause(&findings);
     r.check(
         "the timeout is classified as images still pulling, not a failure",
-        matches!(cause, WaitTimeoutCause::ColdImages(_)),
+        still_pulling(&findings),
         diagnosis::explain(&findings),
     );
     for worker in w.workers() {
@@ -355,6 +369,30 @@ layer-sha256:1b1b2fb5e3b44e0de6b2e7f5b3bfb8d1e6a2a8f0e0c5cbd3fae7d2b28c1e2f3a   
         // 300 MB to each of two workers through 40 Mbit/s: 120 s of transfer, 180 s with room, plus 120 s.
         assert_eq!(pull_deadline(300_000_000, 2, 40), Duration::from_secs(300));
         assert!(pull_deadline(600_000_000, 2, 40) > pull_deadline(300_000_000, 2, 40));
+    }
+
+    #[test]
+    fn still_pulling_means_every_image_in_flight_and_none_failed() {
+        use kthw::diagnosis::Finding;
+        let pulling = Finding::ImageNotPulled {
+            image: Some("quay.io/cilium/cilium:v1.17.4".into()),
+            node: Some("worker-node-1".into()),
+            since: Some("20 s".into()),
+            state: kthw::diagnosis::PULLING.into(),
+        };
+        let failed = Finding::ImagePullFailed {
+            image: Some("quay.io/cilium/operator-generic:v1.17.4".into()),
+            node: Some("worker-node-2".into()),
+            reason: "ImagePullBackOff".into(),
+            message: String::new(),
+        };
+        let creating = Finding::ContainerCreating { pod: Some("cilium-envoy-abcde".into()) };
+        assert!(still_pulling(&[pulling.clone(), creating.clone()]));
+        assert!(!still_pulling(&[pulling.clone(), failed.clone()]), "one failed pull fails the check");
+        assert!(!still_pulling(&[failed]));
+        assert!(!still_pulling(&[creating]), "ContainerCreating alone is no evidence of a pull");
+        let no_id = Finding::ImageNotPulled { image: None, node: None, since: None, state: "no image ID".into() };
+        assert!(!still_pulling(&[pulling, no_id]), "an image with no ID is not a pull seen in flight");
     }
 
     fn event(pod: &str, reason: &str, message: &str) -> Event {

@@ -67,23 +67,48 @@ pub fn junit_totals(xml: &str) -> Option<(u64, u64, u64)> {
     Some((attr("tests")?, attr("failures").unwrap_or(0), attr("errors").unwrap_or(0)))
 }
 
+/// The JUnit check's verdict and evidence, from what `cat` of the report printed (`None`: no file). The CLI
+/// writes the report only after the tests ran (cilium-cli v0.18.4 connectivity/suite.go `Run`: a setup error,
+/// a suite builder's error or `runConnectivityTests`'s returns before `junitCollector.Write()`), so a missing
+/// file is a run that died early: a failed check, not an error that skips the report and the bundle.
+pub fn junit_verdict(report: Option<&str>, kept: &str) -> (bool, String) {
+    match report {
+        None => (
+            false,
+            format!(
+                "no JUnit report at {REMOTE_JUNIT}: the CLI writes it only after the tests ran, so it stopped in \
+                 setup or a test ended the run; see {kept}"
+            ),
+        ),
+        Some(xml) => {
+            let totals = junit_totals(xml);
+            (totals.is_some_and(|(t, f, e)| t > 0 && f == 0 && e == 0), format!("(tests, failures, errors) {totals:?}"))
+        }
+    }
+}
+
 pub(crate) async fn run(w: &World<'_>, r: &mut Report) -> Result<(), ScenarioError> {
     w.preload(Phase::Ready, IMAGES).await?;
     let root = w.layout().root_kubeconfig.clone();
     let egress = w.spec().egress;
+    // A report left by an earlier run (a kept cluster) must not stand in for this one's.
+    w.succeed(&w.cp(), &format!("rm -f {REMOTE_JUNIT}")).await?;
     let out = w
         .run_argv(&argv(w.spec().versions, egress, &root), w.scaled(Duration::from_secs(1800)), "connectivity-test.txt")
         .await?;
     r.check("`cilium connectivity test` passes", out.success(), out.describe_status());
     r.fact("tests left out", if egress { "none".to_string() } else { NEEDS_INTERNET.join(" ") });
-    let junit = w.succeed(&w.cp(), &format!("cat {REMOTE_JUNIT}")).await?;
-    let kept = w.keep("cilium-connectivity-junit.xml", &junit)?;
-    let totals = junit_totals(&junit);
-    r.check(
-        "its JUnit report lists tests and no failures",
-        totals.is_some_and(|(t, f, e)| t > 0 && f == 0 && e == 0),
-        format!("{totals:?} in {}", kept.display()),
-    );
+    let cat = w.exec(&w.cp(), &format!("cat {REMOTE_JUNIT}"), w.scaled(Duration::from_secs(30))).await?;
+    let junit = cat.success().then(|| cat.stdout_lossy());
+    let (pass, evidence) = match &junit {
+        Some(xml) => {
+            let kept = w.keep("cilium-connectivity-junit.xml", xml)?;
+            let (pass, totals) = junit_verdict(Some(xml), "connectivity-test.txt");
+            (pass, format!("{totals} in {}", kept.display()))
+        }
+        None => junit_verdict(None, "connectivity-test.txt"),
+    };
+    r.check("its JUnit report lists tests and no failures", pass, evidence);
     Ok(())
 }
 
@@ -106,6 +131,18 @@ mod tests {
             !argv(kthw::spec::VersionSet::Seed, true, root).iter().any(|a| a == "--test"),
             "with egress nothing is left out"
         );
+    }
+
+    #[test]
+    fn a_missing_report_is_a_failed_check_that_says_why() {
+        let (pass, why) = junit_verdict(None, "connectivity-test.txt");
+        assert!(!pass);
+        assert!(why.contains(REMOTE_JUNIT) && why.contains("connectivity-test.txt"), "{why}");
+        let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
+<testsuites tests="42" disabled="0" errors="0" failures="0" time="301.2"></testsuites>"#;
+        assert!(junit_verdict(Some(xml), "x").0);
+        assert!(!junit_verdict(Some(&xml.replace("failures=\"0\"", "failures=\"1\"")), "x").0);
+        assert!(!junit_verdict(Some(""), "x").0, "an empty file lists no tests");
     }
 
     #[test]

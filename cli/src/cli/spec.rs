@@ -23,7 +23,12 @@ pub fn run(cmd: SpecCommand) -> anyhow::Result<ExitCode> {
             print!("{}", spec.to_effective_toml());
             Ok(ExitCode::SUCCESS)
         }
-        SpecCommand::Validate { file } => match ClusterSpec::load(&file) {
+        // What `kthw up` refuses before booting, this refuses too: the spec's invariants (`load`), then its
+        // Cilium values against the chart its version set pins.
+        SpecCommand::Validate { file } => match ClusterSpec::load(&file).map_err(|e| e.to_string()).and_then(|spec| {
+            kthw::bootstrap::cilium_install::validate_values(&spec).map_err(|e| format!("{}: {e}", file.display()))?;
+            Ok(spec)
+        }) {
             Ok(spec) => {
                 let cp = spec.control_plane();
                 println!(

@@ -7,7 +7,8 @@
 //! cilium/cilium, vendor/github.com/cilium/cilium/cilium-cli/cli/): `--kubeconfig` is a persistent flag of
 //! the root command (cli/cmd.go), `--version` and `--set` are install's (cli/install.go:
 //! addCommonInstallFlags registers "version"; addCommonHelmFlags registers "helm-set", which normalizeFlags
-//! names "set"), `--wait` and `--wait-duration` are status's (cli/status.go; the latter a Go duration).
+//! names "set"; "helm-set-string" is "set-string"), `--wait`, `--interactive` and `--wait-duration` are
+//! status's (cli/status.go; the last a Go duration). The same flags are in v0.19.7.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -34,199 +35,21 @@ pub fn device_values() -> BTreeMap<&'static str, &'static str> {
     BTreeMap::from([("devices", CLUSTER_NIC), ("nodePort.directRoutingDevice", CLUSTER_NIC)])
 }
 
-/// The chart version whose keys [`CHART_TOP_LEVEL_KEYS`] lists.
-pub const CHART_VERSION: &str = "1.17.4";
-
-/// Every top-level key of the Cilium Helm chart 1.17.4: the properties of its values.schema.json, and the keys
-/// its templates read that values.yaml documents only in comments (`kubeProxyReplacement`, `devices`, ...).
-/// Taken from the published chart cilium-1.17.4.tgz (sha256 06dcedfe25c08c770d193690d561037153e233f9cde31e0705a06802d24cea87,
-/// the digest helm.cilium.io's index.yaml gives it) as cilium/cilium-cli vendors it at tag v0.18.4
-/// (vendor/github.com/cilium/charts/cilium-1.17.4.tgz). The schema does not forbid unknown keys, so Helm would
-/// take a misspelt one silently: this list is what catches it.
-pub const CHART_TOP_LEVEL_KEYS: &[&str] = &[
-    "MTU",
-    "affinity",
-    "agent",
-    "agentNotReadyTaintKey",
-    "aksbyocni",
-    "alibabacloud",
-    "annotateK8sNode",
-    "annotations",
-    "apiRateLimit",
-    "authentication",
-    "autoDirectNodeRoutes",
-    "azure",
-    "bandwidthManager",
-    "bgpControlPlane",
-    "bpf",
-    "bpfClockProbe",
-    "certgen",
-    "cgroup",
-    "ciliumEndpointSlice",
-    "cleanBpfState",
-    "cleanState",
-    "cluster",
-    "clusterHealthPort",
-    "clustermesh",
-    "cni",
-    "commonLabels",
-    "conntrackGCInterval",
-    "conntrackGCMaxInterval",
-    "crdWaitTimeout",
-    "customCalls",
-    "daemon",
-    "dashboards",
-    "debug",
-    "defaultLBServiceIPAM",
-    "devices",
-    "directRoutingSkipUnreachable",
-    "disableEndpointCRD",
-    "disableEnvoyVersionCheck",
-    "disableIptablesFeederRules",
-    "dnsPolicy",
-    "dnsPolicyUnloadOnShutdown",
-    "dnsProxy",
-    "egressGateway",
-    "egressMasqueradeInterfaces",
-    "enableCiliumEndpointSlice",
-    "enableCnpStatusUpdates",
-    "enableCriticalPriorityClass",
-    "enableIPv4BIGTCP",
-    "enableIPv4Masquerade",
-    "enableIPv6BIGTCP",
-    "enableIPv6Masquerade",
-    "enableIdentityMark",
-    "enableInternalTrafficPolicy",
-    "enableK8sEndpointSlice",
-    "enableK8sEventHandover",
-    "enableK8sTerminatingEndpoint",
-    "enableLBIPAM",
-    "enableMasqueradeRouteSource",
-    "enableNonDefaultDenyPolicies",
-    "enableRuntimeDeviceDetection",
-    "enableXTSocketFallback",
-    "encryption",
-    "endpointHealthChecking",
-    "endpointLockdownOnMapOverflow",
-    "endpointRoutes",
-    "eni",
-    "envoy",
-    "envoyConfig",
-    "etcd",
-    "externalIPs",
-    "externalWorkloads",
-    "extraArgs",
-    "extraConfig",
-    "extraContainers",
-    "extraEnv",
-    "extraHostPathMounts",
-    "extraInitContainers",
-    "extraVolumeMounts",
-    "extraVolumes",
-    "forceDeviceDetection",
-    "fragmentTracking",
-    "gatewayAPI",
-    "gke",
-    "global",
-    "healthCheckICMPFailureThreshold",
-    "healthChecking",
-    "healthPort",
-    "highScaleIPcache",
-    "hostFirewall",
-    "hostPort",
-    "hostServices",
-    "hubble",
-    "identityAllocationMode",
-    "identityChangeGracePeriod",
-    "image",
-    "imagePullSecrets",
-    "ingressController",
-    "initResources",
-    "installNoConntrackIptablesRules",
-    "ipMasqAgent",
-    "ipam",
-    "iptablesLockTimeout",
-    "iptablesRandomFully",
-    "ipv4",
-    "ipv4NativeRoutingCIDR",
-    "ipv6",
-    "ipv6NativeRoutingCIDR",
-    "k8s",
-    "k8sClientRateLimit",
-    "k8sNetworkPolicy",
-    "k8sServiceHost",
-    "k8sServiceLookupConfigMapName",
-    "k8sServiceLookupNamespace",
-    "k8sServicePort",
-    "keepDeprecatedLabels",
-    "keepDeprecatedProbes",
-    "kubeConfigPath",
-    "kubeProxyReplacement",
-    "kubeProxyReplacementHealthzBindAddr",
-    "l2NeighDiscovery",
-    "l2announcements",
-    "l2podAnnouncements",
-    "l7Proxy",
-    "labels",
-    "livenessProbe",
-    "loadBalancer",
-    "localRedirectPolicy",
-    "logOptions",
-    "logSystemLoad",
-    "maglev",
-    "monitor",
-    "name",
-    "namespaceOverride",
-    "nat",
-    "nat46x64Gateway",
-    "nodeIPAM",
-    "nodePort",
-    "nodeSelector",
-    "nodeSelectorLabels",
-    "nodeinit",
-    "operator",
-    "pmtuDiscovery",
-    "podAnnotations",
-    "podLabels",
-    "podSecurityContext",
-    "policyAuditMode",
-    "policyCIDRMatchMode",
-    "policyEnforcementMode",
-    "pprof",
-    "preflight",
-    "priorityClassName",
-    "prometheus",
-    "rbac",
-    "readinessProbe",
-    "resourceQuotas",
-    "resources",
-    "rollOutCiliumPods",
-    "routingMode",
-    "scheduling",
-    "sctp",
-    "securityContext",
-    "serviceAccounts",
-    "serviceNoBackendResponse",
-    "sessionAffinity",
-    "sleepAfterInit",
-    "socketLB",
-    "startupProbe",
-    "svcSourceRangeCheck",
-    "synchronizeK8sNodes",
-    "sysctlfix",
-    "terminationGracePeriodSeconds",
-    "tls",
-    "tolerations",
-    "tunnel",
-    "tunnelPort",
-    "tunnelProtocol",
-    "tunnelSourcePortRange",
-    "updateStrategy",
-    "upgradeCompatibility",
-    "vtep",
-    "waitForKubeProxy",
-    "wellKnownIdentities",
+/// The top-level keys of each chart a version set pins, by chart version: the properties of its
+/// values.schema.json and the keys its templates read (`.Values.<key>`) that values.yaml documents only in
+/// comments (`devices`, `tunnel`, ...). The schema does not forbid unknown keys, so Helm would take a misspelt
+/// one silently: these lists are what catch it.
+pub const CHART_TOP_LEVEL_KEYS: &[(&str, &str)] = &[
+    ("1.17.4", include_str!("chart_keys/cilium-1.17.4.txt")),
+    ("1.19.5", include_str!("chart_keys/cilium-1.19.5.txt")),
 ];
+
+/// The top-level keys of the Cilium Helm chart `version`, if the harness knows it: its list's lines, less
+/// the `#` lines that say where the list comes from.
+pub fn chart_top_level_keys(version: &str) -> Option<Vec<&'static str>> {
+    let (_, text) = CHART_TOP_LEVEL_KEYS.iter().find(|(v, _)| *v == version)?;
+    Some(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect())
+}
 
 /// A `cilium.values` key the pinned chart does not have.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -237,7 +60,7 @@ pub const CHART_TOP_LEVEL_KEYS: &[&str] = &[
 pub struct UnknownCiliumValue {
     pub key: String,
     pub top: String,
-    pub chart: &'static str,
+    pub chart: String,
 }
 
 /// The top-level key of a Helm `--set` path: up to the first unescaped `.` or `[` (Helm's strvals
@@ -255,12 +78,15 @@ fn top_level(key: &str) -> String {
     top
 }
 
-/// Checks every `cilium.values` key against the pinned chart's top-level keys, before anything reaches a node.
+/// Checks every `cilium.values` key against the top-level keys of the chart the spec's version set pins,
+/// before anything reaches a node.
 pub fn validate_values(spec: &ClusterSpec) -> Result<(), UnknownCiliumValue> {
+    let chart = spec.versions.pins().cilium;
+    let keys = chart_top_level_keys(&chart).expect("every pinned chart has its key list (a test holds this)");
     for key in spec.cilium.values.keys() {
         let top = top_level(key);
-        if !CHART_TOP_LEVEL_KEYS.contains(&top.as_str()) {
-            return Err(UnknownCiliumValue { key: key.clone(), top, chart: CHART_VERSION });
+        if !keys.contains(&top.as_str()) {
+            return Err(UnknownCiliumValue { key: key.clone(), top, chart });
         }
     }
     Ok(())
@@ -276,7 +102,38 @@ pub fn install_values(spec: &ClusterSpec) -> BTreeMap<String, String> {
     values
 }
 
-/// `cilium install --version <pinned> --kubeconfig <admin-internal> --set key=value ...`, one `--set` per value.
+/// A string as Helm's strvals reads it back unchanged: a backslash takes the next rune literally
+/// (helm v3 pkg/strvals/parser.go `runesUntil`, vendored by cilium/cilium-cli v0.18.4; the same in helm v4,
+/// v0.19.7), `,` ends a value (`val`: stop at ','), and `{` `}` open and close a list (`valList`).
+fn helm_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '\\' | ',' | '{' | '}') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The flag and `key=value` a `cilium.values` entry reaches Helm with. A TOML string (or a list of them) goes
+/// through `--set-string`, which cilium-cli maps to Helm's (cli/install.go normalizeFlags: "helm-set-string"
+/// is "set-string", v0.18.4 and v0.19.7), so that Helm keeps it a string: with `--set`, strvals' `typedVal`
+/// turns "true", "false", "null" and numbers into typed values. Everything else keeps `--set`, typed as
+/// TOML typed it.
+fn user_value(key: &str, value: &toml::Value, rendered: &str) -> (&'static str, String) {
+    match value {
+        toml::Value::String(s) => ("--set-string", format!("{key}={}", helm_escape(s))),
+        toml::Value::Array(items) if !items.is_empty() && items.iter().all(toml::Value::is_str) => {
+            let items: Vec<String> = items.iter().filter_map(toml::Value::as_str).map(helm_escape).collect();
+            ("--set-string", format!("{key}={{{}}}", items.join(",")))
+        }
+        _ => ("--set", format!("{key}={rendered}")),
+    }
+}
+
+/// `cilium install --version <pinned> --kubeconfig <admin-internal> --set key=value ...`, one `--set` per value
+/// the harness derives, and per `cilium.values` entry its own flag ([`user_value`]).
 pub fn install_argv(spec: &ClusterSpec, kubeconfig: &Path) -> Vec<String> {
     let mut argv = vec![
         CILIUM_CLI.to_string(),
@@ -286,9 +143,14 @@ pub fn install_argv(spec: &ClusterSpec, kubeconfig: &Path) -> Vec<String> {
         "--kubeconfig".to_string(),
         kubeconfig.display().to_string(),
     ];
+    let derived = crate::spec::cilium_derived_keys(spec);
     for (k, v) in install_values(spec) {
-        argv.push("--set".to_string());
-        argv.push(format!("{k}={v}"));
+        let (flag, set) = match spec.cilium.values.get(&k) {
+            Some(user) if !derived.contains(&k.as_str()) => user_value(&k, user, &v),
+            _ => ("--set", format!("{k}={v}")),
+        };
+        argv.push(flag.to_string());
+        argv.push(set);
     }
     argv
 }
@@ -302,12 +164,17 @@ fn go_duration(d: Duration) -> String {
     }
 }
 
-/// `cilium status --wait --wait-duration <cilium.status_wait> --kubeconfig <admin-internal>`, as the seed ran it.
+/// `cilium status --wait --interactive=false --wait-duration <cilium.status_wait> --kubeconfig <admin-internal>`:
+/// the seed's command, written to a file rather than a terminal. `--interactive` defaults to true, "Refresh the
+/// status summary output after each retry when --wait flag is specified" (cilium-cli v0.18.4 and v0.19.7
+/// cli/status.go), which status/k8s.go does with ANSI cursor-up and erase-line (`\033[A\033[2K`) every retry:
+/// a file would hold every redraw and the escapes.
 pub fn status_argv(spec: &ClusterSpec, kubeconfig: &Path) -> Vec<String> {
     vec![
         CILIUM_CLI.to_string(),
         "status".to_string(),
         "--wait".to_string(),
+        "--interactive=false".to_string(),
         "--wait-duration".to_string(),
         go_duration(spec.cilium.status_wait),
         "--kubeconfig".to_string(),
@@ -323,10 +190,10 @@ mod tests {
         crate::bootstrap::Layout::default().root_kubeconfig
     }
 
-    /// The `--set` values of an argv, in order.
+    /// The `--set` and `--set-string` values of an argv, in order.
     fn sets(argv: &[String]) -> Vec<(String, String)> {
         argv.windows(2)
-            .filter(|w| w[0] == "--set")
+            .filter(|w| w[0] == "--set" || w[0] == "--set-string")
             .map(|w| {
                 let (k, v) = w[1].split_once('=').expect("key=value");
                 (k.to_string(), v.to_string())
@@ -378,6 +245,48 @@ mod tests {
         assert_eq!(sets.iter().filter(|(k, _)| k == "devices").count(), 1);
     }
 
+    /// The value Helm's strvals reads from an escaped string: the inverse of [`helm_escape`], as `runesUntil`
+    /// does it (a backslash takes the next rune), stopping at an unescaped `,` as `val` does.
+    fn strvals_read(v: &str) -> (String, &str) {
+        let mut out = String::new();
+        let mut chars = v.char_indices();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => out.extend(chars.next().map(|(_, c)| c)),
+                ',' => return (out, &v[i..]),
+                c => out.push(c),
+            }
+        }
+        (out, "")
+    }
+
+    #[test]
+    fn string_values_reach_helm_as_strings_with_commas_escaped() {
+        let mut spec = ClusterSpec::default();
+        let v = |s: &str| toml::Value::String(s.into());
+        spec.cilium.values.insert("cluster.name".into(), v("true"));
+        spec.cilium.values.insert("podAnnotations.team".into(), v("a,b=c"));
+        spec.cilium.values.insert("extraConfig.x".into(), v("{not a list}\\"));
+        spec.cilium.values.insert("hubble.relay.enabled".into(), toml::Value::Boolean(true));
+        spec.cilium.values.insert("operator.replicas".into(), toml::Value::Integer(1));
+        spec.cilium.values.insert("egressMasqueradeInterfaces".into(), toml::Value::Array(vec![v("eth0"), v("null")]));
+        let argv = install_argv(&spec, &root());
+        let flag = |kv: &str| argv.iter().position(|a| a == kv).map(|i| argv[i - 1].as_str());
+        assert_eq!(flag("cluster.name=true"), Some("--set-string"), "{argv:?}");
+        assert_eq!(flag("podAnnotations.team=a\\,b=c"), Some("--set-string"), "{argv:?}");
+        assert_eq!(flag("extraConfig.x=\\{not a list\\}\\\\"), Some("--set-string"), "{argv:?}");
+        assert_eq!(flag("egressMasqueradeInterfaces={eth0,null}"), Some("--set-string"), "{argv:?}");
+        assert_eq!(flag("hubble.relay.enabled=true"), Some("--set"));
+        assert_eq!(flag("operator.replicas=1"), Some("--set"));
+        // The seed's values stay `--set`, as the seed ran them.
+        assert_eq!(flag("kubeProxyReplacement=true"), Some("--set"));
+        assert_eq!(flag("ipam.mode=cluster-pool"), Some("--set"));
+        // What strvals reads back is the string as written, in one value.
+        for s in ["a,b=c", "{not a list}\\", "plain"] {
+            assert_eq!(strvals_read(&helm_escape(s)), (s.to_string(), ""), "{s}");
+        }
+    }
+
     #[test]
     fn the_cluster_nic_is_eth0_because_the_image_keeps_kernel_names_and_the_management_nic_comes_last() {
         let recipe: toml::Value = toml::from_str(&crate::bootstrap::tests::images_debian("recipe.toml")).unwrap();
@@ -398,6 +307,7 @@ mod tests {
                 "/usr/local/bin/cilium",
                 "status",
                 "--wait",
+                "--interactive=false",
                 "--wait-duration",
                 "180s",
                 "--kubeconfig",
@@ -405,18 +315,29 @@ mod tests {
             ]
         );
         spec.cilium.status_wait = Duration::from_millis(90_500);
-        assert_eq!(status_argv(&spec, &root())[4], "90500ms");
+        assert_eq!(status_argv(&spec, &root())[5], "90500ms");
     }
 
     #[test]
-    fn every_value_the_harness_sets_is_a_key_of_the_pinned_chart() {
-        let spec = ClusterSpec::default();
-        assert_eq!(spec.versions.pins().cilium, CHART_VERSION, "the key list is the pinned chart's");
-        for key in install_values(&spec).keys() {
-            assert!(CHART_TOP_LEVEL_KEYS.contains(&top_level(key).as_str()), "{key}");
+    fn every_value_the_harness_sets_is_a_key_of_each_pinned_chart() {
+        for set in crate::spec::VersionSet::ALL {
+            let spec = ClusterSpec { versions: set, ..ClusterSpec::default() };
+            let keys = chart_top_level_keys(&spec.versions.pins().cilium).expect("a key list per pinned chart");
+            for key in install_values(&spec).keys() {
+                assert!(keys.contains(&top_level(key).as_str()), "{set}: {key}");
+            }
+            assert!(keys.windows(2).all(|w| w[0] < w[1]), "{set}: sorted, no duplicates");
         }
-        assert!(CHART_TOP_LEVEL_KEYS.windows(2).all(|w| w[0] < w[1]), "sorted, no duplicates");
-        assert_eq!(CHART_TOP_LEVEL_KEYS.len(), 182);
+        let (old, new) = (chart_top_level_keys("1.17.4").unwrap(), chart_top_level_keys("1.19.5").unwrap());
+        assert_eq!((old.len(), new.len()), (182, 187));
+        let removed: Vec<&str> = old.iter().filter(|k| !new.contains(k)).copied().collect();
+        let added: Vec<&str> = new.iter().filter(|k| !old.contains(k)).copied().collect();
+        assert_eq!(removed.len(), 11, "{removed:?}");
+        assert_eq!(added.len(), 16, "{added:?}");
+        assert!(removed.contains(&"enableCiliumEndpointSlice"));
+        for k in ["k8sServiceHostRef", "localRedirectPolicies", "standaloneDnsProxy"] {
+            assert!(added.contains(&k), "{k}");
+        }
     }
 
     #[test]
@@ -429,6 +350,16 @@ mod tests {
         assert_eq!(err.top, "kubeProxyReplacment");
         let text = err.to_string();
         assert!(text.contains("\"kubeProxyReplacment\"") && text.contains("1.17.4"), "{text}");
+        // Per set: a key 1.19.5 removed passes the seed set and fails the current one, naming 1.19.5.
+        let mut spec = ClusterSpec::default();
+        spec.cilium.values.insert("enableCiliumEndpointSlice".into(), toml::Value::Boolean(true));
+        assert_eq!(validate_values(&spec), Ok(()));
+        spec.versions = crate::spec::VersionSet::Current;
+        let text = validate_values(&spec).unwrap_err().to_string();
+        assert!(text.contains("\"enableCiliumEndpointSlice\"") && text.contains("Cilium 1.19.5"), "{text}");
+        spec.cilium.values.clear();
+        spec.cilium.values.insert("standaloneDnsProxy.enabled".into(), toml::Value::Boolean(false));
+        assert_eq!(validate_values(&spec), Ok(()));
         assert_eq!(top_level("ipam.operator.clusterPoolIPv4PodCIDRList"), "ipam");
         assert_eq!(top_level("extraArgs[0]"), "extraArgs");
         assert_eq!(top_level("podAnnotations.example\\.com/team"), "podAnnotations");

@@ -54,6 +54,7 @@ pub enum PodState {
     },
     /// A pull failed (`ErrImagePull`, `ImagePullBackOff`) with this message.
     PullFailed {
+        image: Option<String>,
         reason: String,
         message: String,
     },
@@ -85,7 +86,7 @@ impl fmt::Display for PodProgress {
             PodState::NotReady => write!(f, ": running, not ready yet"),
             PodState::Pending { reason } => write!(f, ": pending ({reason})"),
             PodState::Pulling { image, for_ } => write!(f, ": pulling {image} for {} s", for_.as_secs()),
-            PodState::PullFailed { reason, message } => write!(f, ": {reason}: {message}"),
+            PodState::PullFailed { reason, message, .. } => write!(f, ": {reason}: {message}"),
             PodState::Creating => write!(f, ": ContainerCreating"),
             PodState::CrashLoop { container, restarts, last_lines } => {
                 write!(f, ": CrashLoopBackOff ({container}, {restarts} restarts); last lines:\n{last_lines}")
@@ -124,7 +125,11 @@ pub fn pod_progress(pod: &Pod, events: &[K8sEvent], now: Timestamp) -> PodProgre
                     restarts: cs.restart_count,
                     last_lines: String::new(),
                 },
-                "ErrImagePull" | "ImagePullBackOff" => PodState::PullFailed { reason, message },
+                "ErrImagePull" | "ImagePullBackOff" => PodState::PullFailed {
+                    image: Some(cs.image.clone()).filter(|i| !i.is_empty()).or_else(|| quoted(&message)),
+                    reason,
+                    message,
+                },
                 _ => match pulling(events, &name, now) {
                     Some((image, for_)) => PodState::Pulling { image, for_ },
                     None => PodState::Creating,
@@ -180,14 +185,16 @@ impl PodProgress {
                 image: Some(image.clone()),
                 node: self.node.clone(),
                 since: Some(format!("{} s", for_.as_secs())),
-                state: "pulling".into(),
+                state: crate::diagnosis::PULLING.into(),
             }),
-            PodState::PullFailed { reason, .. } => Some(Finding::ImageNotPulled {
-                image: None,
+            PodState::PullFailed { image, reason, message } => Some(Finding::ImagePullFailed {
+                image: image.clone(),
                 node: self.node.clone(),
-                since: None,
-                state: reason.clone(),
+                reason: reason.clone(),
+                message: message.clone(),
             }),
+            // Creating is a pull or a sandbox the CNI has not set up; the pod's events tell which, not this.
+            PodState::Creating => Some(Finding::ContainerCreating { pod: Some(self.pod.clone()) }),
             PodState::CrashLoop { restarts, last_lines, .. } => Some(Finding::CrashLoop {
                 pod: self.pod.clone(),
                 state: "CrashLoopBackOff".into(),
@@ -388,11 +395,23 @@ mod tests {
     #[test]
     fn pull_failures_and_crash_loops_are_named() {
         let now = Timestamp::now();
+        // The kubelet's waiting message for a pull in back-off (pkg/kubelet/images/image_manager.go).
         let p = pod_progress(&waiting("ImagePullBackOff", "Back-off pulling image \"x\""), &[], now);
         assert_eq!(
             p.state,
-            PodState::PullFailed { reason: "ImagePullBackOff".into(), message: "Back-off pulling image \"x\"".into() }
+            PodState::PullFailed {
+                image: Some("x".into()),
+                reason: "ImagePullBackOff".into(),
+                message: "Back-off pulling image \"x\"".into()
+            }
         );
+        let f = p.finding().unwrap();
+        assert!(matches!(f, Finding::ImagePullFailed { ref image, .. } if image.as_deref() == Some("x")), "{f:?}");
+        assert!(!f.pull_in_flight());
+        assert!(matches!(
+            crate::diagnosis::wait_timeout_cause(&[f]),
+            crate::diagnosis::WaitTimeoutCause::ImagePullFailed(i) if i == ["x"]
+        ));
         let p = pod_progress(&waiting("CrashLoopBackOff", "back-off 40s restarting failed container"), &[], now);
         assert!(matches!(p.state, PodState::CrashLoop { ref container, .. } if container == "cilium-agent"), "{p:?}");
     }

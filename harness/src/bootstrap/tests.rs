@@ -210,7 +210,7 @@ fn notify_units_wait_for_readiness_as_long_as_the_accelerator_needs() {
         let line = format!("TimeoutStartSec={secs}\n");
         assert!(etcd_unit(&spec, &layout, accel).contains(&line), "etcd under {accel:?}");
         assert!(kube_apiserver_unit(&spec, &layout, accel).contains(&line), "apiserver under {accel:?}");
-        assert!(containerd_unit(&layout, accel).contains(&line), "containerd under {accel:?}");
+        assert!(containerd_unit(&layout, accel, "v1.7.27").contains(&line), "containerd under {accel:?}");
     }
     for simple in [
         kube_controller_manager_unit(&spec, &layout),
@@ -223,22 +223,37 @@ fn notify_units_wait_for_readiness_as_long_as_the_accelerator_needs() {
 
 #[test]
 fn upstream_containerd_runs_as_its_release_unit_says() {
-    let unit = containerd_unit(&Layout::default(), Accel::Kvm);
+    let unit = containerd_unit(&Layout::default(), Accel::Kvm, "v1.7.27");
     // containerd/containerd containerd.service at tag v1.7.27.
-    for line in [
+    let common = [
         "ExecStartPre=-/sbin/modprobe overlay",
         "ExecStart=/usr/local/bin/containerd",
         "Type=notify",
         "Delegate=yes",
         "KillMode=process",
         "Restart=always",
-        "LimitNOFILE=infinity",
+        "RestartSec=5",
+        "LimitNPROC=infinity",
+        "LimitCORE=infinity",
         "TasksMax=infinity",
         "OOMScoreAdjust=-999",
         "WantedBy=multi-user.target",
-    ] {
-        assert!(unit.lines().any(|l| l == line), "missing {line:?}:\n{unit}");
+    ];
+    for line in common.iter().chain(&["LimitNOFILE=infinity", "After=network.target local-fs.target dbus.service"]) {
+        assert!(unit.lines().any(|l| l == *line), "missing {line:?}:\n{unit}");
     }
+    // containerd.service at tag v2.2.7: the same, less LimitNOFILE (commit 3ca39ef01, first in v2.0.0) and
+    // local-fs.target.
+    let unit = containerd_unit(&Layout::default(), Accel::Kvm, "v2.2.7");
+    for line in common.iter().chain(&["After=network.target dbus.service"]) {
+        assert!(unit.lines().any(|l| l == *line), "missing {line:?}:\n{unit}");
+    }
+    assert!(!unit.contains("LimitNOFILE"), "{unit}");
+    // The harness renders the unit for the containerd each set pins.
+    let m = crate::artifacts::Manifest::pinned();
+    let pinned = |set| m.for_set(set).get("containerd").unwrap().upstream_version.clone();
+    assert_eq!(pinned(crate::spec::VersionSet::Seed), "v1.7.27");
+    assert_eq!(pinned(crate::spec::VersionSet::Current), "v2.2.7");
 }
 
 #[test]

@@ -246,18 +246,30 @@ pub fn kubelet_unit(spec: &ClusterSpec, worker: &str, layout: &Layout) -> String
     .render()
 }
 
-/// containerd's unit for the upstream release in `layout.bin_dir`, as containerd ships it
-/// (containerd/containerd containerd.service at tag v1.7.27, commit 05044ec0a9a75232cad458027ca83437aae3f4da):
-/// overlay loaded first, `Type=notify`, its own cgroup delegated, only the daemon killed on stop so that
-/// running containers survive a restart. It replaces Debian's /lib/systemd/system/containerd.service (same
-/// name, /etc wins); `containerd`, `containerd-shim-runc-v2` and runc are found through systemd's PATH,
-/// where /usr/local comes before /usr.
-pub fn containerd_unit(layout: &Layout, accel: Accel) -> String {
+/// containerd's unit for the upstream release in `layout.bin_dir` (`upstream_version`, e.g. `v1.7.27`), as
+/// containerd ships it (containerd/containerd containerd.service at tag v1.7.27, commit
+/// 05044ec0a9a75232cad458027ca83437aae3f4da, and at v2.2.7): overlay loaded first, `Type=notify`, its own
+/// cgroup delegated, only the daemon killed on stop so that running containers survive a restart. It replaces
+/// Debian's /lib/systemd/system/containerd.service (same name, /etc wins); `containerd`,
+/// `containerd-shim-runc-v2` and runc are found through systemd's PATH, where /usr/local comes before /usr.
+///
+/// Per major, as each ships it: 1.x has `LimitNOFILE=infinity` and `After=... local-fs.target ...`; 2.x has
+/// neither. Commit 3ca39ef01 ("fix: Remove `LimitNOFILE` from `containerd.service`", first in v2.0.0) leaves
+/// the limit to systemd's default (1024:524288 since v240) because with `infinity` "software may experience
+/// significantly increased resource usage, resulting in a performance regression or runtime failures".
+pub fn containerd_unit(layout: &Layout, accel: Accel, upstream_version: &str) -> String {
+    let major: u32 =
+        upstream_version.trim_start_matches('v').split('.').next().and_then(|m| m.parse().ok()).unwrap_or(1);
+    let (after, nofile) = if major >= 2 {
+        ("network.target dbus.service", "")
+    } else {
+        ("network.target local-fs.target dbus.service", "LimitNOFILE=infinity\n")
+    };
     format!(
         "[Unit]\n\
          Description=containerd container runtime\n\
          Documentation=https://containerd.io\n\
-         After=network.target local-fs.target dbus.service\n\
+         After={after}\n\
          \n\
          [Service]\n\
          ExecStartPre=-/sbin/modprobe overlay\n\
@@ -270,7 +282,7 @@ pub fn containerd_unit(layout: &Layout, accel: Accel) -> String {
          RestartSec=5\n\
          LimitNPROC=infinity\n\
          LimitCORE=infinity\n\
-         LimitNOFILE=infinity\n\
+         {nofile}\
          TasksMax=infinity\n\
          OOMScoreAdjust=-999\n\
          \n\

@@ -97,6 +97,11 @@ fn dv(value: impl ToString, from: &'static str) -> DerivedValue {
 /// Where etcd serves its clients: loopback on the control plane, beside the apiserver.
 pub const ETCD_CLIENT_URL: &str = "https://127.0.0.1:2379";
 
+/// The keys of the Cilium values the spec fixes ([`cilium_derived`]): the seed's, passed as the seed did.
+pub fn cilium_derived_keys(spec: &ClusterSpec) -> Vec<&'static str> {
+    cilium_derived(spec).into_keys().collect()
+}
+
 /// The Cilium values the spec fixes. An extra value may not contradict one of these.
 pub(super) fn cilium_derived(spec: &ClusterSpec) -> BTreeMap<&'static str, DerivedValue> {
     let cp = spec.nodes.iter().find(|n| n.role == super::Role::ControlPlane);

@@ -17,7 +17,7 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-pub use derive::{Component, Derived, CILIUM_IPAM_MODE, ETCD_CLIENT_URL};
+pub use derive::{cilium_derived_keys, Component, Derived, CILIUM_IPAM_MODE, ETCD_CLIENT_URL};
 pub use duration::parse as parse_duration;
 pub use location::Location;
 pub use validate::{Violation, ViolationKind};

@@ -59,7 +59,8 @@ fn container_runtime(ctx: &Ctx<'_>) -> Result<Vec<Put>, BootstrapError> {
     let mut puts: Vec<Put> = containerd.iter().map(|p| Put::file(layout.bin_dir.join(name(p)), p, 0o755)).collect();
     puts.extend(cni.iter().map(|p| Put::file(PathBuf::from(CNI_BIN_DIR).join(name(p)), p, 0o755)));
     puts.push(Put::file(RUNC, runc, 0o755));
-    puts.push(Put::bytes(layout.unit("containerd"), containerd_unit(layout, ctx.accel()), 0o644));
+    let version = b.artifact(phase, "containerd")?.0.upstream_version.clone();
+    puts.push(Put::bytes(layout.unit("containerd"), containerd_unit(layout, ctx.accel(), &version), 0o644));
     Ok(puts)
 }
 

@@ -18,11 +18,21 @@ pub enum Finding {
     /// `User "system:kube-controller-manager" cannot get resource "clusterroles" in API group
     /// "rbac.authorization.k8s.io" at the cluster scope`: an identity without the rights the action needs.
     Forbidden { user: String, verb: String, resource: String, api_group: String },
-    /// An image not on the node yet: being pulled (`Pulling` event without its `Pulled`), or a container
-    /// waiting with no image ID. The seed's cold-image `status --wait` timeout.
+    /// An image not on the node yet: being pulled (`Pulling` event without its `Pulled`, state `Pulling`), or a
+    /// container waiting with no image ID. Only the first is a pull in flight ([`Finding::pull_in_flight`]):
+    /// the seed's cold-image `status --wait` timeout.
     ImageNotPulled { image: Option<String>, node: Option<String>, since: Option<String>, state: String },
+    /// A pull that failed: the kubelet's `ErrImagePull`, then `ImagePullBackOff` while it waits to retry
+    /// (kubernetes/kubernetes v1.32.4 pkg/kubelet/images/types.go). Not slow, failing: a mirror without the
+    /// digest, or a registry the node cannot reach.
+    ImagePullFailed { image: Option<String>, node: Option<String>, reason: String, message: String },
+    /// A pod whose containers are still being created (`ContainerCreating`, the kubelet's waiting reason while
+    /// the sandbox is set up and images are pulled). A pull shows it, and so does a CNI that cannot give the pod
+    /// a network: it is evidence of neither on its own.
+    ContainerCreating { pod: Option<String> },
     /// A container that keeps exiting; `last_lines` are its previous run's last log lines, once attached
-    /// ([`attach_last_lines`]).
+    /// ([`attach_last_lines`]), or the termination message `cilium status` quotes. `restarts` is empty where
+    /// the text does not say.
     CrashLoop { pod: String, state: String, restarts: String, last_lines: Vec<String> },
     /// The apiserver did not answer at all: `Get "<url>": dial tcp <addr>: connect: connection refused`.
     ApiserverUnreachable { endpoint: String, reason: String },
@@ -61,8 +71,28 @@ impl fmt::Display for Finding {
                 }
                 write!(f, "): a cold node, or no registry access; preload the pinned images")
             }
+            Finding::ImagePullFailed { image, node, reason, message } => {
+                let image = image.as_deref().unwrap_or("an image");
+                write!(f, "pulling {image} failed")?;
+                if let Some(n) = node {
+                    write!(f, " on {n}")?;
+                }
+                write!(f, " ({reason}")?;
+                if !message.is_empty() {
+                    write!(f, ": {message}")?;
+                }
+                write!(f, "): not slow but failing; check that the mirror or the preloaded archive holds that digest")
+            }
+            Finding::ContainerCreating { pod } => {
+                let pod = pod.as_deref().unwrap_or("a pod");
+                write!(f, "{pod} is still creating its containers (an image pull, or a pod network the CNI could not set up: its events tell which)")
+            }
             Finding::CrashLoop { pod, state, restarts, last_lines } => {
-                write!(f, "{pod} keeps crashing ({state}, {restarts} restarts)")?;
+                write!(f, "{pod} keeps crashing ({state}")?;
+                if !restarts.is_empty() {
+                    write!(f, ", {restarts} restarts")?;
+                }
+                write!(f, ")")?;
                 if last_lines.is_empty() {
                     write!(f, "; see `kubectl logs --previous {pod}`")
                 } else {
@@ -89,6 +119,8 @@ pub enum WaitTimeoutCause {
     UnresolvableNodeNames(Vec<String>),
     /// Pods that keep crashing: waiting longer will not help.
     CrashLoop(Vec<String>),
+    /// Image pulls failed: waiting longer will not help.
+    ImagePullFailed(Vec<String>),
     /// Agents were still pulling images: the seed's explanation, true only when nothing above is wrong.
     ColdImages(Vec<String>),
     /// Agents ran but `cilium status` could not reach them (apiserver to kubelet).
@@ -113,6 +145,9 @@ impl fmt::Display for WaitTimeoutCause {
             ),
             WaitTimeoutCause::CrashLoop(p) => {
                 write!(f, "pods keep crashing ({}): waiting longer will not help", list(p))
+            }
+            WaitTimeoutCause::ImagePullFailed(i) => {
+                write!(f, "image pulls failed ({}): not slow, failing; waiting longer will not help", list(i))
             }
             WaitTimeoutCause::ColdImages(i) => write!(f, "images still pulling ({}): not failed, only slow", list(i)),
             WaitTimeoutCause::AgentStatusUnavailable(p) => {
@@ -156,6 +191,7 @@ pub fn diagnose(text: &str) -> Vec<Finding> {
         found.extend(node_name_lookup(line));
         found.extend(apiserver_unreachable(line));
         found.extend(crash_loop(line));
+        found.extend(agent_crashed(line));
         found.extend(image_not_pulled(line, next, node.as_deref(), image.as_deref()));
         for f in found {
             if !out.contains(&f) {
@@ -183,7 +219,8 @@ pub fn attach_last_lines(findings: &mut [Finding], pod: &str, logs: &str, n: usi
 }
 
 /// The most telling cause first: an unreachable apiserver or a missing right explains everything after it;
-/// unresolvable node names make `status --wait` fail even with warm images, so they come before cold images.
+/// unresolvable node names make `status --wait` fail even with warm images, so they come before cold images;
+/// so does one failed pull, however many others are still in flight.
 pub fn wait_timeout_cause(findings: &[Finding]) -> WaitTimeoutCause {
     let collect = |pick: fn(&Finding) -> Option<String>| -> Vec<String> {
         let mut v: Vec<String> = Vec::new();
@@ -215,6 +252,18 @@ pub fn wait_timeout_cause(findings: &[Finding]) -> WaitTimeoutCause {
     });
     if !crashing.is_empty() {
         return WaitTimeoutCause::CrashLoop(crashing);
+    }
+    if let Some(failed) = findings.iter().find(|f| matches!(f, Finding::ImagePullFailed { .. })) {
+        let mut images = collect(|f| match f {
+            Finding::ImagePullFailed { image: Some(i), .. } => Some(i.clone()),
+            _ => None,
+        });
+        if images.is_empty() {
+            if let Finding::ImagePullFailed { reason, .. } = failed {
+                images.push(format!("an image, {reason}"));
+            }
+        }
+        return WaitTimeoutCause::ImagePullFailed(images);
     }
     if findings.iter().any(|f| matches!(f, Finding::ImageNotPulled { .. })) {
         return WaitTimeoutCause::ColdImages(collect(|f| match f {
@@ -253,13 +302,44 @@ fn node_name_lookup(line: &str) -> Option<Finding> {
 }
 
 /// A row of `cilium status`'s Errors table: `<workload> <pod> unable to retrieve cilium status: <detail>`
-/// (cilium-cli status/k8s.go reports each agent it could not exec into this way).
+/// (cilium-cli v0.18.4 and v0.19.7 status/status.go parseStatusResponse wraps each agent it could not ask
+/// this way). An agent whose container does not run says why (status/k8s.go, both tags):
+/// `container cilium-agent is in CrashLoopBackOff, exited with code N: <termination message>`; that is a
+/// crash loop, not an unreachable agent.
 fn agent_status(line: &str) -> Option<Finding> {
-    const MARK: &str = "unable to retrieve cilium status: ";
-    let at = line.find(MARK)?;
+    let at = line.find(STATUS_MARK)?;
     let pod = line[..at].split_whitespace().last()?.to_string();
-    let detail = line[at + MARK.len()..].trim().to_string();
+    let detail = line[at + STATUS_MARK.len()..].trim().to_string();
+    if let Some(rest) = detail.strip_prefix("container ").and_then(|r| r.split_once(" is in CrashLoopBackOff")) {
+        let (_container, after) = rest;
+        // `, exited with code N: last` or `: last`.
+        let (exit, last) = match after.strip_prefix(", ") {
+            Some(a) => a.split_once(": ").map_or((a, ""), |(e, l)| (e, l)),
+            None => ("", after.trim_start_matches(':').trim()),
+        };
+        let state = if exit.is_empty() { "CrashLoopBackOff".to_string() } else { format!("CrashLoopBackOff, {exit}") };
+        let last_lines =
+            if last.is_empty() || last.starts_with("try 'kubectl") { Vec::new() } else { vec![last.into()] };
+        return Some(Finding::CrashLoop { pod, state, restarts: String::new(), last_lines });
+    }
     Some(Finding::AgentStatusUnavailable { pod, detail })
+}
+
+/// cilium-cli's wrapper around an agent's failure (status/status.go parseStatusResponse).
+const STATUS_MARK: &str = "unable to retrieve cilium status: ";
+
+/// The error `cilium status --wait` ends with when it stops waiting because an agent crashed (cilium-cli
+/// v0.18.4 and v0.19.7 status/k8s.go Status: the wait's context is canceled once an agent container is in
+/// CrashLoopBackOff).
+pub const STATUS_WAIT_AGENT_CRASHED: &str = "wait canceled, cilium agent container has crashed or was terminated";
+
+fn agent_crashed(line: &str) -> Option<Finding> {
+    line.contains(STATUS_WAIT_AGENT_CRASHED).then(|| Finding::CrashLoop {
+        pod: "a cilium agent".into(),
+        state: "`cilium status --wait` stopped waiting: crashed or terminated".into(),
+        restarts: String::new(),
+        last_lines: Vec::new(),
+    })
 }
 
 /// Kubernetes' RBAC denial: `User "U" cannot VERB resource "R" in API group "G" ...`. Terminals and logs
@@ -326,6 +406,9 @@ fn apiserver_unreachable(line: &str) -> Option<Finding> {
 
 /// A `kubectl get pods` row in CrashLoopBackOff (`Init:CrashLoopBackOff` for an init container).
 fn crash_loop(line: &str) -> Option<Finding> {
+    if line.contains(STATUS_MARK) {
+        return None; // `cilium status`'s own words, read by agent_status
+    }
     let words: Vec<&str> = line.split_whitespace().collect();
     let at = words.iter().position(|w| w.ends_with("CrashLoopBackOff"))?;
     if at < 2 {
@@ -353,6 +436,17 @@ fn pulled(line: &str) -> Option<String> {
 /// `imageID` is still empty.
 fn image_not_pulled(line: &str, next: &str, node: Option<&str>, image: Option<&str>) -> Option<Finding> {
     let lower = line.to_ascii_lowercase();
+    // The kubelet's BackOff event and waiting message for a pull it will retry: `Back-off pulling image %q`
+    // (kubernetes/kubernetes pkg/kubelet/images/image_manager.go), which a search for a pull must not take.
+    if let Some(i) = lower.find(BACK_OFF_PULLING) {
+        let image = line[i + BACK_OFF_PULLING.len()..].split('"').next().map(str::to_string);
+        return Some(Finding::ImagePullFailed {
+            image,
+            node: node.map(str::to_string),
+            reason: "ImagePullBackOff".into(),
+            message: line.trim().to_string(),
+        });
+    }
     if let Some(i) = lower.find("pulling image \"") {
         let pulling = line[i + "pulling image \"".len()..].split('"').next().map(str::to_string);
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -365,11 +459,19 @@ fn image_not_pulled(line: &str, next: &str, node: Option<&str>, image: Option<&s
             None => (None, None),
         };
         let node = from_node.or_else(|| node.map(str::to_string));
-        return Some(Finding::ImageNotPulled { image: pulling, node, since, state: "Pulling".into() });
+        return Some(Finding::ImageNotPulled { image: pulling, node, since, state: PULLING.into() });
     }
     if yaml_value(line, "imageID").is_some_and(|v| v.is_empty()) {
         let waiting = |l: &str| yaml_value(l, "reason");
         let state = waiting(next).unwrap_or_else(|| "no image ID".into());
+        if state == "ErrImagePull" || state == "ImagePullBackOff" {
+            return Some(Finding::ImagePullFailed {
+                image: image.map(str::to_string),
+                node: node.map(str::to_string),
+                reason: state,
+                message: String::new(),
+            });
+        }
         return Some(Finding::ImageNotPulled {
             image: image.map(str::to_string),
             node: node.map(str::to_string),
@@ -377,284 +479,43 @@ fn image_not_pulled(line: &str, next: &str, node: Option<&str>, image: Option<&s
             state,
         });
     }
-    ["ImagePullBackOff", "ErrImagePull", "ContainerCreating"]
-        .into_iter()
-        .find(|s| line.split_whitespace().any(|w| w == *s || w.starts_with(&format!("{s}:"))))
-        .map(|s| Finding::ImageNotPulled { image: None, node: None, since: None, state: s.into() })
+    // A pod's STATUS column (`kubectl get pods`, `Init:` for an init container) or a waiting reason.
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let reason_at = |reason: &str| {
+        words.iter().position(|w| {
+            let w = w.trim_start_matches("Init:").trim_end_matches([',', ';', ':']);
+            w == reason
+        })
+    };
+    let pod = |at: usize| (at >= 2).then(|| words[0].trim_start_matches("pod/").to_string());
+    for reason in ["ErrImagePull", "ImagePullBackOff"] {
+        if let Some(at) = reason_at(reason) {
+            return Some(Finding::ImagePullFailed {
+                image: image.map(str::to_string).filter(|i| !i.is_empty()),
+                node: node.map(str::to_string),
+                reason: reason.into(),
+                message: pod(at).map(|p| format!("pod {p}")).unwrap_or_default(),
+            });
+        }
+    }
+    reason_at("ContainerCreating").map(|at| Finding::ContainerCreating { pod: pod(at) })
 }
+
+impl Finding {
+    /// Whether this is a pull the kubelet began and has not finished (its `Pulling` event without a
+    /// `Pulled`): the only evidence that images are slow rather than missing.
+    pub fn pull_in_flight(&self) -> bool {
+        matches!(self, Finding::ImageNotPulled { state, .. } if state == PULLING)
+    }
+}
+
+/// The kubelet's message for a pull in back-off, lowercased (pkg/kubelet/images/image_manager.go:
+/// `msg := fmt.Sprintf("Back-off pulling image %q", imgRef)`).
+const BACK_OFF_PULLING: &str = "back-off pulling image \"";
+
+/// The kubelet's event reason for a pull it began (kubernetes/kubernetes v1.32.4 pkg/kubelet/events/event.go:
+/// `PullingImage = "Pulling"`).
+pub const PULLING: &str = "Pulling";
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    // The seed's own words (shared/seed/cilium-bootstrap.md).
-    const SEED_DNS: &str = "dial tcp: lookup worker-node-2 on 127.0.0.53:53: server misbehaving";
-    const SEED_RBAC: &str = "User \"system:kube-controller-manager\" cannot get resource \"clusterroles\"\n\
-        in API group \"rbac.authorization.k8s.io\" at the cluster scope";
-
-    /// kubectl exec through an apiserver that cannot resolve a node name: kubernetes/kubernetes issue #39026,
-    /// comment by jamstar, 2017-01-13 (https://github.com/kubernetes/kubernetes/issues/39026). 10.0.2.3 is
-    /// QEMU user networking's DNS, as on our management NIC.
-    const KUBECTL_EXEC_LOOKUP: &str =
-        "Error from server: error dialing backend: dial tcp: lookup node-2 on 10.0.2.3:53: server misbehaving";
-
-    /// `cilium status --wait` timing out with agents it cannot reach: cilium/cilium issue #16097, description
-    /// (https://github.com/cilium/cilium/issues/16097), up to the Warnings row.
-    const STATUS_WAIT_AGENTS_UNREACHABLE: &str = r"Run cilium status --wait
-Error: Unable to determine status:  timeout while waiting for status to become successful: context deadline exceeded
-    /¯¯\
- /¯¯\__/¯¯\    Cilium:         2 errors
- \__/¯¯\__/    Operator:       1 errors
- /¯¯\__/¯¯\    Hubble:         1 warnings
- \__/¯¯\__/    ClusterMesh:    1 warnings
-    \__/
-
-DaemonSet         cilium                   Desired: 2, Ready: 2/2, Available: 2/2
-Containers:       cilium                   Running: 2
-Image versions    cilium                   quay.io/cilium/cilium-ci:08b0f90fc2de5ff22d648a7478ace9bb2788ad7e: 2
-Errors:           cilium                   cilium-4j8vt             unable to retrieve cilium status: error dialing backend: dial tcp 10.240.0.35:10250: i/o timeout
-                  cilium                   cilium-2zptk             unable to retrieve cilium status: error dialing backend: dial tcp 10.240.0.4:10250: i/o timeout
-                  cilium-operator          cilium-operator          context deadline exceeded";
-
-    /// `kubectl describe pod` events while images are pulled: cilium/cilium issue #6778, comment by
-    /// joestringer, 2019-03-27 (https://github.com/cilium/cilium/issues/6778), pods_status.txt; its first
-    /// twelve event rows, which end while the last image is still being pulled.
-    const DESCRIBE_EVENTS_PULLING: &str = r#"  Normal  Scheduled  5m40s  default-scheduler  Successfully assigned default/ratings-v1-69998f89d6-nr6bq to k8s2
-  Normal  Pulled     5m37s  kubelet, k8s2      Container image "busybox:1.28.4" already present on machine
-  Normal  Created    5m37s  kubelet, k8s2      Created container
-  Normal  Started    5m37s  kubelet, k8s2      Started container
-  Normal  Pulling    5m36s  kubelet, k8s2      pulling image "docker.io/istio/proxy_init:1.0.0"
-  Normal  Pulled     5m30s  kubelet, k8s2      Successfully pulled image "docker.io/istio/proxy_init:1.0.0"
-  Normal  Created    5m30s  kubelet, k8s2      Created container
-  Normal  Started    5m30s  kubelet, k8s2      Started container
-  Normal  Pulled     5m29s  kubelet, k8s2      Container image "docker.io/istio/examples-bookinfo-ratings-v1:1.6.0" already present on machine
-  Normal  Created    5m28s  kubelet, k8s2      Created container
-  Normal  Started    5m28s  kubelet, k8s2      Started container
-  Normal  Pulling    5m28s  kubelet, k8s2      pulling image "docker.io/cilium/istio_proxy_debug:1.0.0""#;
-
-    /// A Cilium agent's init container that never started (no image ID yet), from a sysdump's pod status:
-    /// cilium/cilium issue #31385, description (https://github.com/cilium/cilium/issues/31385).
-    const INIT_CONTAINER_NO_IMAGE: &str = r#"     initContainerStatuses:
-     - image: quay.io/cilium/cilium-ci:cacb323c18515702b9a21e025f64c3016cd783ed
-       imageID: ""
-       lastState: {}
-       name: config
-       ready: false
-       restartCount: 0
-       state:
-         waiting:
-           reason: PodInitializing"#;
-
-    /// `kubectl apply` as a node identity, wrapped by the terminal: kubernetes/kubernetes issue #104176,
-    /// description (https://github.com/kubernetes/kubernetes/issues/104176), with the reporter's bold marks.
-    const APPLY_FORBIDDEN_WRAPPED: &str = r#"Error from server (Forbidden): error when retrieving current configuration of:
-Resource: "rbac.authorization.k8s.io/v1, Resource=clusterroles", GroupVersionKind: "rbac.authorization.k8s.io/v1, Kind=ClusterRole"
-Name: "cloud-console-reader", Namespace: ""
-from server for: "cloud-console-reader.yaml": clusterroles.rbac.authorization.k8s.io "**cloud-console-reader" is forbidden: User 
-"system:node:anth-admin-host1" cannot get resource "clusterroles" in API group "rbac.authorization.k8s.io" at the cluster scope**"#;
-
-    /// The apiserver's Forbidden body, exactly as its responsewriters write it: kubernetes/kubernetes
-    /// staging/src/k8s.io/apiserver/pkg/endpoints/handlers/responsewriters/errors_test.go, TestForbidden's
-    /// expected bodies, at commit 083e3f3e0db4c37bf3fb4e6715a9d8d035cab428.
-    const STATUS_FORBIDDEN_GROUP: &str = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"pod.v2 is forbidden: User \"NAME\" cannot get resource \"pod/quota\" in API group \"v2\" in the namespace \"test\"","reason":"Forbidden","details":{"group":"v2","kind":"pod"},"code":403}"#;
-    const STATUS_FORBIDDEN_CORE: &str = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"pod is forbidden: User \"NAME\" cannot get resource \"pod\" in API group \"\" at the cluster scope","reason":"Forbidden","details":{"kind":"pod"},"code":403}"#;
-
-    /// Cilium pods crash-looping: kubernetes-sigs/cluster-api issue #8984, comment by debjitk, 2023-07-11
-    /// (https://github.com/kubernetes-sigs/cluster-api/issues/8984), its first five rows.
-    const GET_PODS_CRASHLOOP: &str = r"pod/cilium-bpgwl                                                          0/1     Init:CrashLoopBackOff   4 (41s ago)   7m41s
-pod/cilium-mqdzd                                                          0/1     Init:CrashLoopBackOff   4 (76s ago)   8m7s
-pod/cilium-operator-d5f57588-gfdcv                                        1/1     Running                 5 (96s ago)   8m43s
-pod/cilium-operator-d5f57588-jd76q                                        0/1     CrashLoopBackOff        4 (76s ago)   8m24s
-pod/cilium-q2824                                                          0/1     Init:CrashLoopBackOff   4 (55s ago)   7m54s";
-
-    /// `cilium status` with no reachable apiserver (no kubeconfig: client-go's localhost:8080): easzlab/kubeasz
-    /// issue #1422, description (https://github.com/easzlab/kubeasz/issues/1422), two Errors rows.
-    const STATUS_APISERVER_REFUSED: &str = r#"Errors:                cilium-operator          cilium-operator          Get "http://localhost:8080/apis/apps/v1/namespaces/kube-system/deployments/cilium-operator": dial tcp 127.0.0.1:8080: connect: connection refused
-                       cilium                   cilium                   Get "http://localhost:8080/apis/apps/v1/namespaces/kube-system/daemonsets/cilium": dial tcp 127.0.0.1:8080: connect: connection refused"#;
-
-    #[test]
-    fn the_seeds_dns_error_names_the_node_and_the_resolver() {
-        let f = diagnose(SEED_DNS);
-        assert_eq!(
-            f,
-            [Finding::NodeNameUnresolvable {
-                name: "worker-node-2".into(),
-                resolver: "127.0.0.53:53".into(),
-                reason: "server misbehaving".into()
-            }]
-        );
-        assert!(f[0].to_string().contains("resolve_node_names"));
-        assert_eq!(
-            diagnose(KUBECTL_EXEC_LOOKUP),
-            [Finding::NodeNameUnresolvable {
-                name: "node-2".into(),
-                resolver: "10.0.2.3:53".into(),
-                reason: "server misbehaving".into()
-            }]
-        );
-    }
-
-    #[test]
-    fn a_status_wait_timeout_names_the_agents_it_could_not_ask() {
-        let f = diagnose(STATUS_WAIT_AGENTS_UNREACHABLE);
-        let agents: Vec<&Finding> = f.iter().filter(|f| matches!(f, Finding::AgentStatusUnavailable { .. })).collect();
-        assert_eq!(
-            agents[0],
-            &Finding::AgentStatusUnavailable {
-                pod: "cilium-4j8vt".into(),
-                detail: "error dialing backend: dial tcp 10.240.0.35:10250: i/o timeout".into()
-            }
-        );
-        assert_eq!(agents.len(), 2);
-        assert!(!f.iter().any(|f| matches!(f, Finding::ApiserverUnreachable { .. })), "10250 is a kubelet: {f:?}");
-        assert_eq!(
-            wait_timeout_cause(&f),
-            WaitTimeoutCause::AgentStatusUnavailable(vec!["cilium-4j8vt".into(), "cilium-2zptk".into()])
-        );
-    }
-
-    #[test]
-    fn a_per_agent_lookup_failure_is_blamed_on_node_names() {
-        // The seed's error as a row of `cilium status`'s Errors table carries it.
-        let row = format!("Errors:   cilium   cilium-abcde   unable to retrieve cilium status: {SEED_DNS}");
-        let f = diagnose(&row);
-        assert!(f.contains(&Finding::AgentStatusUnavailable { pod: "cilium-abcde".into(), detail: SEED_DNS.into() }));
-        assert_eq!(wait_timeout_cause(&f), WaitTimeoutCause::UnresolvableNodeNames(vec!["worker-node-2".into()]));
-    }
-
-    #[test]
-    fn the_seeds_rbac_error_names_the_identity_resource_and_the_kubeconfig_to_use() {
-        let expected = Finding::Forbidden {
-            user: "system:kube-controller-manager".into(),
-            verb: "get".into(),
-            resource: "clusterroles".into(),
-            api_group: "rbac.authorization.k8s.io".into(),
-        };
-        assert_eq!(diagnose(&SEED_RBAC.replace('\n', " ")), std::slice::from_ref(&expected));
-        assert_eq!(diagnose(SEED_RBAC), std::slice::from_ref(&expected), "wrapped over two lines, as in the seed");
-        let text = expected.to_string();
-        assert!(text.contains("admin-internal") && text.contains("/root/.kube/config"), "{text}");
-        assert_eq!(
-            wait_timeout_cause(&[expected]),
-            WaitTimeoutCause::Forbidden { user: "system:kube-controller-manager".into() }
-        );
-    }
-
-    #[test]
-    fn a_forbidden_wrapped_after_user_is_read_across_the_line_break() {
-        assert_eq!(
-            diagnose(APPLY_FORBIDDEN_WRAPPED),
-            [Finding::Forbidden {
-                user: "system:node:anth-admin-host1".into(),
-                verb: "get".into(),
-                resource: "clusterroles".into(),
-                api_group: "rbac.authorization.k8s.io".into()
-            }]
-        );
-    }
-
-    #[test]
-    fn the_apiservers_forbidden_status_is_read_with_its_group() {
-        assert_eq!(
-            diagnose(STATUS_FORBIDDEN_GROUP),
-            [Finding::Forbidden {
-                user: "NAME".into(),
-                verb: "get".into(),
-                resource: "pod/quota".into(),
-                api_group: "v2".into()
-            }]
-        );
-        assert_eq!(
-            diagnose(STATUS_FORBIDDEN_CORE),
-            [Finding::Forbidden {
-                user: "NAME".into(),
-                verb: "get".into(),
-                resource: "pod".into(),
-                api_group: "core".into()
-            }]
-        );
-        // As a client prints it after a prefix, as kube's and client-go's errors do.
-        assert_eq!(diagnose(&format!("HTTP response body: {STATUS_FORBIDDEN_CORE}")).len(), 1);
-    }
-
-    #[test]
-    fn a_pull_still_running_names_image_node_and_how_long_and_finished_pulls_are_not_blamed() {
-        let f = diagnose(DESCRIBE_EVENTS_PULLING);
-        assert_eq!(
-            f,
-            [Finding::ImageNotPulled {
-                image: Some("docker.io/cilium/istio_proxy_debug:1.0.0".into()),
-                node: Some("k8s2".into()),
-                since: Some("5m28s".into()),
-                state: "Pulling".into()
-            }]
-        );
-        let text = f[0].to_string();
-        assert!(text.contains("k8s2") && text.contains("5m28s") && text.contains("istio_proxy_debug"), "{text}");
-        assert_eq!(
-            wait_timeout_cause(&f),
-            WaitTimeoutCause::ColdImages(vec!["docker.io/cilium/istio_proxy_debug:1.0.0".into()])
-        );
-    }
-
-    #[test]
-    fn a_container_without_an_image_id_is_waiting_for_its_image() {
-        assert_eq!(
-            diagnose(INIT_CONTAINER_NO_IMAGE),
-            [Finding::ImageNotPulled {
-                image: Some("quay.io/cilium/cilium-ci:cacb323c18515702b9a21e025f64c3016cd783ed".into()),
-                node: None,
-                since: None,
-                state: "no image ID".into()
-            }]
-        );
-    }
-
-    #[test]
-    fn crash_loops_name_the_pods_and_carry_their_last_lines() {
-        let mut f = diagnose(GET_PODS_CRASHLOOP);
-        let pods: Vec<&str> = f
-            .iter()
-            .filter_map(|f| match f {
-                Finding::CrashLoop { pod, .. } => Some(pod.as_str()),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(pods, ["cilium-bpgwl", "cilium-mqdzd", "cilium-operator-d5f57588-jd76q", "cilium-q2824"]);
-        assert_eq!(
-            f[0],
-            Finding::CrashLoop {
-                pod: "cilium-bpgwl".into(),
-                state: "Init:CrashLoopBackOff".into(),
-                restarts: "4".into(),
-                last_lines: vec![]
-            }
-        );
-        attach_last_lines(&mut f, "cilium-operator-d5f57588-jd76q", "first\nsecond\n\nthird\n", 2);
-        let op = f.iter().find(|x| matches!(x, Finding::CrashLoop { pod, .. } if pod.starts_with("cilium-operator")));
-        assert!(op.unwrap().to_string().ends_with("last lines:\n  second\n  third"), "{}", op.unwrap());
-        assert!(matches!(wait_timeout_cause(&f), WaitTimeoutCause::CrashLoop(p) if p.len() == 4));
-    }
-
-    #[test]
-    fn an_unreachable_apiserver_is_named_and_explains_everything_else() {
-        let f = diagnose(STATUS_APISERVER_REFUSED);
-        assert_eq!(
-            f,
-            [Finding::ApiserverUnreachable {
-                endpoint: "http://localhost:8080".into(),
-                reason: "dial tcp 127.0.0.1:8080: connect: connection refused".into()
-            }]
-        );
-        let mut all = diagnose(&format!("{STATUS_APISERVER_REFUSED}\n{SEED_DNS}\n{DESCRIBE_EVENTS_PULLING}"));
-        assert_eq!(wait_timeout_cause(&all), WaitTimeoutCause::ApiserverUnreachable("http://localhost:8080".into()));
-        all.retain(|f| !matches!(f, Finding::ApiserverUnreachable { .. }));
-        assert_eq!(wait_timeout_cause(&all), WaitTimeoutCause::UnresolvableNodeNames(vec!["worker-node-2".into()]));
-    }
-
-    #[test]
-    fn service_name_lookups_are_not_node_names_and_calm_text_says_nothing() {
-        assert!(diagnose("dial tcp: lookup kubernetes.default.svc on 10.32.0.10:53: no such host").is_empty());
-        assert_eq!(wait_timeout_cause(&diagnose("all fine")), WaitTimeoutCause::Unknown);
-    }
-}
+mod tests;
