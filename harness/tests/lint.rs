@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    kthw::testing::workspace_dir()
 }
 
 /// True when `tool` is on PATH; otherwise `SKIPPED: ...` and false, or a failure under `CI=true`.

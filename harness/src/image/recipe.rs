@@ -217,7 +217,7 @@ mod tests {
 
     #[test]
     fn every_file_under_images_debian_is_embedded_with_its_mode() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/debian");
+        let root = crate::testing::workspace_dir().join("images/debian");
         let mut on_disk = BTreeMap::new();
         walk(&root, &root, &mut on_disk);
         let embedded: BTreeMap<String, u32> = FILES.iter().map(|f| (f.path.to_string(), f.mode)).collect();
