@@ -443,5 +443,9 @@ fn the_nightly_workflow_runs_every_version_set_and_sums_up_each() {
     assert!(text.contains(&format!("versions: [{}]", names.join(", "))), "the test matrix runs every set");
     assert!(text.contains(&format!("SETS: \"{}\"", names.join(" "))), "the summary reads every set's reports");
     assert!(text.contains("KTHW_VERSIONS: ${{ matrix.versions }}"), "the tests read their set from the matrix");
-    assert!(text.contains("kthw artifacts fetch --set all"), "the build job fetches every set");
+    let fetch = format!("for set in {}; do target/debug/kthw artifacts fetch --set \"$set\"", names.join(" "));
+    assert!(text.contains(&fetch), "the build job fetches every set, each into its own cache");
+    for set in names {
+        assert!(text.contains(&format!("key: kthw-artifacts-{set}-")), "{set} has a cache of its own");
+    }
 }
