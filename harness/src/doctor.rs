@@ -60,7 +60,8 @@ pub fn run(paths: &Paths) -> Vec<Check> {
             false,
             "kubectl",
             &["version", "--client"],
-            "install kubectl from your distribution or Kubernetes' package repository",
+            "sudo scripts/setup-host (Debian 12: kubernetes-client), or Kubernetes' own packages: \
+             https://kubernetes.io/docs/tasks/tools/install-kubectl-linux/",
         ),
         tool_present("OpenSSH sshd (ssh layer's fast tests)", false, "/usr/sbin/sshd", SETUP),
     ]
