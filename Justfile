@@ -38,6 +38,10 @@ e2e:
 unit:
     cargo nextest run --workspace -E 'kind(lib) | binary(cli)'
 
+# Replay the nightly's jobs here as root: its archive, then a shard with no Rust toolchain (scripts/rehearse-nightly).
+rehearse filter="all()":
+    scripts/rehearse-nightly '{{filter}}'
+
 # Benchmarks: ratios against baselines run in the same command (see bench/README.md).
 bench:
     cargo run --release -p kthw-bench --

@@ -3,8 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The `kthw` binary of this build, wherever the archive it came in was extracted (kthw::testing).
+fn kthw_bin() -> PathBuf {
+    kthw::testing::package_binary("kthw", env!("CARGO_BIN_EXE_kthw"))
+}
+
 fn kthw(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kthw")).args(args).env("RUST_LOG", "warn").output().expect("run kthw")
+    Command::new(kthw_bin()).args(args).env("RUST_LOG", "warn").output().expect("run kthw")
 }
 
 fn text(b: &[u8]) -> String {
@@ -12,7 +17,7 @@ fn text(b: &[u8]) -> String {
 }
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    kthw::testing::workspace_dir()
 }
 
 #[test]
@@ -183,7 +188,7 @@ fn not_found_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>)
 
 /// `kthw artifacts fetch` with proxies from the environment removed: only the loopback server is contacted.
 fn fetch_through(args: &[&str], env_mirror: Option<&str>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kthw"));
+    let mut cmd = Command::new(kthw_bin());
     cmd.args(["artifacts", "fetch"]).args(args).env("RUST_LOG", "warn").env_remove("KTHW_ARTIFACT_MIRROR");
     for v in ["http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
         cmd.env_remove(v);
@@ -247,7 +252,7 @@ fn scenario_run_refuses_an_unknown_name_listing_the_known_ones() {
 fn scenario_run_without_the_artifacts_names_them_and_boots_nothing() {
     let home = tempfile::tempdir().unwrap();
     let empty = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_kthw"))
+    let out = Command::new(kthw_bin())
         .args(["scenario", "run", "clusterip-no-kube-proxy", "--artifacts-dir"])
         .arg(empty.path())
         .env("KTHW_HOME", home.path())
@@ -269,12 +274,8 @@ fn golden_list_says_why_a_snapshot_is_unusable_and_prune_frees_it_but_never_one_
     let golden = |args: &[&str]| {
         let mut all = vec!["golden"];
         all.extend_from_slice(args);
-        let out = Command::new(env!("CARGO_BIN_EXE_kthw"))
-            .args(&all)
-            .env("KTHW_HOME", home.path())
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap();
+        let out =
+            Command::new(kthw_bin()).args(&all).env("KTHW_HOME", home.path()).env("RUST_LOG", "warn").output().unwrap();
         assert!(out.status.success(), "{}", text(&out.stderr));
         text(&out.stdout)
     };
@@ -301,7 +302,7 @@ fn golden_list_says_why_a_snapshot_is_unusable_and_prune_frees_it_but_never_one_
 
 /// `kthw ARGS` as a person runs it against the state under `home`, with `env` added.
 fn kthw_at(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kthw"));
+    let mut cmd = Command::new(kthw_bin());
     cmd.args(args).env("KTHW_HOME", home).env("RUST_LOG", "warn");
     for (k, v) in env {
         cmd.env(k, v);

@@ -52,6 +52,7 @@ pub fn run(paths: &Paths) -> Vec<Check> {
         tool_present("busybox static (initrd)", true, "/bin/busybox", SETUP),
         tool_present("cpio (initrd)", true, "cpio", SETUP),
         tool_present("xz (image build: the uncompressed kernel)", true, "xz", SETUP),
+        debian_keyring(),
         free_disk(&paths.cache),
         acceleration(&probe),
         tool_version(
@@ -59,7 +60,8 @@ pub fn run(paths: &Paths) -> Vec<Check> {
             false,
             "kubectl",
             &["version", "--client"],
-            "install kubectl from your distribution or Kubernetes' package repository",
+            "sudo scripts/setup-host (Debian 12: kubernetes-client), or Kubernetes' own packages: \
+             https://kubernetes.io/docs/tasks/tools/install-kubectl-linux/",
         ),
         tool_present("OpenSSH sshd (ssh layer's fast tests)", false, "/usr/sbin/sshd", SETUP),
     ]
@@ -94,6 +96,18 @@ fn tool_version(name: &'static str, required: bool, tool: &str, args: &[&str], f
         Err(e) => Status::Missing { detail: format!("{tool}: {e}"), fix: fix.to_string() },
     };
     Check { name, required, status }
+}
+
+/// The keyring the image recipe's apt sources are signed-by (images/debian/recipe.toml).
+fn debian_keyring() -> Check {
+    match crate::image::recipe::Recipe::embedded(None, None) {
+        Ok(r) => tool_present("Debian archive keyring (image build)", true, &r.config.keyring, SETUP),
+        Err(e) => Check {
+            name: "Debian archive keyring (image build)",
+            required: true,
+            status: Status::Missing { detail: e.to_string(), fix: "fix images/debian/recipe.toml".into() },
+        },
+    }
 }
 
 fn libvirt() -> Check {

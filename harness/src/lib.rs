@@ -28,10 +28,16 @@ pub mod signals;
 pub mod spec;
 pub mod ssh;
 pub mod tasks;
+pub mod testing;
 pub mod up;
 pub mod virt;
 
 pub use spec::ClusterSpec;
+
+/// What `kthw --version` prints: the crate version and the hash of the library's sources (harness/build.rs).
+/// The crate version stays put while the code changes; tests that run the `kthw` binary compare this to
+/// tell a binary built from other sources (kthw_tests::kthw_bin).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (library sources ", env!("KTHW_SOURCE_HASH"), ")");
 
 /// An error and every cause under it, one per line after the first (`a: b` on one line repeats nothing:
 /// each layer writes only its own part).

@@ -18,8 +18,7 @@ use kthw::up::{Running, Up};
 /// All tests share one KTHW_HOME under the target directory, so the node image is built once per checkout
 /// and nothing lands in the user's home.
 pub fn test_paths() -> Paths {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/kthw-test-home");
-    Paths::under(root)
+    Paths::under(kthw::testing::workspace_dir().join("target/kthw-test-home"))
 }
 
 /// Under CI every host prerequisite must be present: a skip there would hide a broken setup script.
@@ -53,22 +52,49 @@ pub fn vm_host_missing() -> Option<String> {
     (!missing.is_empty()).then(|| missing.join("; "))
 }
 
-/// The `kthw` binary of this checkout, built first so tests that run the CLI never run a stale one
-/// (`cargo nextest run -p kthw-tests` builds only this crate's targets).
+/// The `kthw` binary of this build. Tests never build anything: the nightly's shards run an archive as root,
+/// with no Rust toolchain. It sits beside the test binary's `deps/` directory (`target/<profile>/kthw`), where
+/// `cargo build` puts it and where an extracted `cargo nextest archive` does (the archive carries kthw-cli's
+/// binary because kthw-cli has an integration test: "non-test binaries used by integration tests",
+/// nexte.st docs/ci-features/archiving). nextest hands a test only its own package's binaries, so this crate
+/// cannot ask for it by `NEXTEST_BIN_EXE_kthw`. A missing binary, or one built from other library sources than
+/// this test (a stale one: `cargo nextest run -p kthw-tests` does not build kthw-cli), fails the test, naming
+/// the command that builds it.
 pub fn kthw_bin() -> PathBuf {
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut cargo = std::process::Command::new(env!("CARGO"));
-    cargo.args(["build", "--quiet", "-p", "kthw-cli", "--bin", "kthw"]);
-    if !cfg!(debug_assertions) {
-        cargo.arg("--release");
+    static BIN: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    BIN.get_or_init(find_kthw_bin).clone().unwrap_or_else(|why| panic!("{why}"))
+}
+
+fn find_kthw_bin() -> Result<PathBuf, String> {
+    let build = if cfg!(debug_assertions) { "cargo build -p kthw-cli" } else { "cargo build --release -p kthw-cli" };
+    let fix = format!(
+        "build it with `{build}` (`cargo nextest run --workspace` builds it too; an archive made by \
+         `cargo nextest archive --workspace` carries it)"
+    );
+    let exe = std::env::current_exe().map_err(|e| format!("the test binary's own path: {e}"))?;
+    // target/<profile>/deps/<test binary> -> target/<profile>/kthw
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("kthw"))
+        .ok_or_else(|| format!("{} is not inside a target directory", exe.display()))?;
+    if !bin.is_file() {
+        return Err(format!("the kthw binary is not at {}: tests run it and never build it; {fix}", bin.display()));
     }
-    let status = cargo.current_dir(&workspace).status().expect("run cargo to build the kthw binary");
-    assert!(status.success(), "cargo build -p kthw-cli failed");
-    let exe = std::env::current_exe().expect("the test binary's path");
-    // target/<profile>/deps/<test binary> → target/<profile>/kthw
-    let bin = exe.parent().and_then(|deps| deps.parent()).expect("a target directory").join("kthw");
-    assert!(bin.exists(), "{} was not built", bin.display());
-    bin
+    let out = std::process::Command::new(&bin)
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("run {} --version: {e}; {fix}", bin.display()))?;
+    let version = String::from_utf8_lossy(&out.stdout);
+    if !version.contains(kthw::VERSION) {
+        return Err(format!(
+            "{} is stale: it says `{}`, this test was built from kthw {}; {fix}",
+            bin.display(),
+            version.trim(),
+            kthw::VERSION
+        ));
+    }
+    Ok(bin)
 }
 
 /// Holds /tmp/kthw-vm.lock (one VM workload at a time on this host) until dropped. For benchmarks, which

@@ -25,6 +25,7 @@ use tracing_subscriber::EnvFilter;
 #[command(
     name = "kthw",
     version,
+    long_version = kthw::VERSION,
     about = "Stand up and test a Kubernetes-the-hard-way cluster with Cilium on libvirt/QEMU"
 )]
 pub struct Cli {

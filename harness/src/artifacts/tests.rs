@@ -433,11 +433,15 @@ fn air_gapped_directories_say_where_to_fetch_from() {
 
 #[test]
 fn the_nightly_workflow_runs_every_version_set_and_sums_up_each() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../.github/workflows/nightly.yml");
+    let path = crate::testing::workspace_dir().join(".github/workflows/nightly.yml");
     let text = std::fs::read_to_string(path).unwrap();
     let names = VersionSet::NAMES;
     assert!(text.contains(&format!("versions: [{}]", names.join(", "))), "the test matrix runs every set");
     assert!(text.contains(&format!("SETS: \"{}\"", names.join(" "))), "the summary reads every set's reports");
     assert!(text.contains("KTHW_VERSIONS: ${{ matrix.versions }}"), "the tests read their set from the matrix");
-    assert!(text.contains("kthw artifacts fetch --set all"), "the build job fetches every set");
+    let fetch = format!("for set in {}; do target/debug/kthw artifacts fetch --set \"$set\"", names.join(" "));
+    assert!(text.contains(&fetch), "the build job fetches every set, each into its own cache");
+    for set in names {
+        assert!(text.contains(&format!("key: kthw-artifacts-{set}-")), "{set} has a cache of its own");
+    }
 }

@@ -186,7 +186,7 @@ fn units_are_well_formed_and_escape_systemd_specifiers() {
 
 /// A file of the node image recipe, read at test time (the recipe is data, not compiled in).
 pub(super) fn images_debian(path: &str) -> String {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/debian").join(path);
+    let p = crate::testing::workspace_dir().join("images/debian").join(path);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 

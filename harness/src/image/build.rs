@@ -103,6 +103,10 @@ async fn build_in(recipe: &Recipe, work: &Path) -> Result<ImageManifest, ImageEr
     let rootfs = work.join("rootfs");
     write_recipe(recipe, &recipe_dir)?;
 
+    let keyring = Path::new(&recipe.config.keyring);
+    if !keyring.is_file() {
+        return Err(ImageError::Keyring { path: keyring.to_path_buf() });
+    }
     let packages = recipe.packages()?;
     tracing::info!(key = recipe.key(), packages = packages.len(), suites = ?recipe.suites(), "phase 1/4: mmdebstrap");
     run("mmdebstrap", mmdebstrap_command(recipe, &packages, &recipe_dir, &rootfs), true).await?;

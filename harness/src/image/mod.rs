@@ -111,6 +111,8 @@ pub enum ImageError {
     },
     #[error("{}: {problem}; the boot cut in images/debian/boot-cuts/kernel.toml needs an x86 bzImage with an XZ payload and a PVH entry (Debian's linux-image-amd64); without that cut nodes boot the bzImage as it is", path.display())]
     Kernel { path: PathBuf, problem: String },
+    #[error("{} is missing: apt checks the Debian mirror's signatures against it while it builds the node image (the recipe's `keyring`); install the debian-archive-keyring package (`sudo scripts/setup-host` does)", path.display())]
+    Keyring { path: PathBuf },
     #[error("the image build task failed: {0}")]
     Join(String),
 }

@@ -69,6 +69,8 @@ pub struct RecipeConfig {
     pub components: Vec<String>,
     pub mirror: String,
     pub security_mirror: String,
+    /// The keyring every source line names with `signed-by`: a path on the host that builds the image.
+    pub keyring: String,
     pub disk_gib: u64,
     pub cmdline: String,
     pub initrd_modules: Vec<String>,
@@ -155,12 +157,15 @@ impl Recipe {
         Ok(list(file_text(&self.files, which)?))
     }
 
-    /// mmdebstrap's apt source lines, one per suite.
+    /// mmdebstrap's apt source lines, one per suite, each naming the keyring its signatures are checked
+    /// against, so the build never depends on which keys the host's apt trusts.
     pub fn sources(&self) -> Vec<String> {
         let components = self.config.components.join(" ");
-        let plain = self.config.suites.iter().map(|s| format!("deb {} {s} {components}", self.mirror));
-        let security =
-            self.config.security_suites.iter().map(|s| format!("deb {} {s} {components}", self.security_mirror));
+        let line = |mirror: &str, suite: &str| {
+            format!("deb [signed-by={}] {mirror} {suite} {components}", self.config.keyring)
+        };
+        let plain = self.config.suites.iter().map(|s| line(&self.mirror, s));
+        let security = self.config.security_suites.iter().map(|s| line(&self.security_mirror, s));
         plain.chain(security).collect()
     }
 
@@ -217,7 +222,7 @@ mod tests {
 
     #[test]
     fn every_file_under_images_debian_is_embedded_with_its_mode() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/debian");
+        let root = crate::testing::workspace_dir().join("images/debian");
         let mut on_disk = BTreeMap::new();
         walk(&root, &root, &mut on_disk);
         let embedded: BTreeMap<String, u32> = FILES.iter().map(|f| (f.path.to_string(), f.mode)).collect();
@@ -294,7 +299,23 @@ mod tests {
             Recipe::from_files(FILES.to_vec(), Some("http://snapshot.debian.org/archive/debian/1/"), None).unwrap();
         assert_ne!(base.key(), snap.key());
         assert_eq!(base.hash(), snap.hash());
-        assert!(snap.sources()[0].starts_with("deb http://snapshot.debian.org/archive/debian/1 bookworm main"));
+        assert!(snap.sources()[0].contains("] http://snapshot.debian.org/archive/debian/1 bookworm main"));
+    }
+
+    #[test]
+    fn every_source_line_names_debians_keyring_so_the_hosts_trusted_keys_do_not_matter() {
+        let r = recipe(FILES.to_vec());
+        let keyring = "[signed-by=/usr/share/keyrings/debian-archive-keyring.gpg]";
+        assert_eq!(
+            r.sources(),
+            [
+                format!("deb {keyring} http://deb.debian.org/debian bookworm main"),
+                format!("deb {keyring} http://deb.debian.org/debian bookworm-updates main"),
+                format!("deb {keyring} http://deb.debian.org/debian-security bookworm-security main"),
+            ]
+        );
+        let mirrored = Recipe::from_files(FILES.to_vec(), Some("http://127.0.0.1:3142/debian/"), None).unwrap();
+        assert_eq!(mirrored.sources()[0], format!("deb {keyring} http://127.0.0.1:3142/debian bookworm main"));
     }
 
     #[test]

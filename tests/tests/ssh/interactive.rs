@@ -171,7 +171,8 @@ impl Shell {
         let client_key = sshd.dir.path().join("client_key");
         keys::write_private(&client_key, &sshd.client_key).unwrap();
 
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kthw-test-shell"));
+        let mut command =
+            Command::new(kthw::testing::package_binary("kthw-test-shell", env!("CARGO_BIN_EXE_kthw-test-shell")));
         command
             .arg(sshd.port.to_string())
             .arg(&sshd.target().user)

@@ -1,0 +1,45 @@
+//! Where a test finds the workspace and the binaries it runs, at run time.
+//!
+//! The nightly builds the tests once (`cargo nextest archive`) and each shard extracts that archive into its
+//! own checkout, where no Rust toolchain exists. Paths compiled in with `env!` name the build machine's
+//! checkout; nextest sets the same variables at run time, remapped to where the archive was extracted
+//! (`--workspace-remap`, `--extract-to`): nexte.st docs/configuration/env-vars ("CARGO_MANIFEST_DIR: if
+//! --workspace-remap is passed in, this is set to the remapped manifest directory"; "NEXTEST_BIN_EXE_<name>:
+//! when reusing builds from an archive, this is set to the remapped path within the target directory").
+//! So tests read the run-time value first and fall back to the compiled-in one (e.g. under `cargo test`).
+
+use std::path::PathBuf;
+
+/// The workspace root this test runs against. Every crate of the workspace sits one directory below it, so
+/// the test's own package directory (`CARGO_MANIFEST_DIR` at run time) tells it, whichever crate it is in.
+pub fn workspace_dir() -> PathBuf {
+    let package = std::env::var_os("CARGO_MANIFEST_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    package.parent().map(PathBuf::from).unwrap_or(package)
+}
+
+/// A binary target of the test's own package: `NEXTEST_BIN_EXE_<name>` (nextest, remapped into an extracted
+/// archive), else `CARGO_BIN_EXE_<name>` at run time (nextest, and cargo test since Rust 1.94), else `built`,
+/// the path compiled in with `env!("CARGO_BIN_EXE_<name>")`. Only the same package's binaries are given to a
+/// test this way (Cargo's and nextest's rule); `kthw-tests` finds the `kthw` binary with its own helper.
+pub fn package_binary(name: &str, built: &str) -> PathBuf {
+    [format!("NEXTEST_BIN_EXE_{name}"), format!("CARGO_BIN_EXE_{name}")]
+        .iter()
+        .find_map(|var| std::env::var_os(var).filter(|v| !v.is_empty()))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(built))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_workspace_holds_this_crate_and_the_workflows() {
+        let root = workspace_dir();
+        assert!(root.join("harness/Cargo.toml").is_file(), "{}", root.display());
+        assert!(root.join(".github/workflows").is_dir(), "{}", root.display());
+    }
+}
