@@ -5,5 +5,6 @@ mod faults;
 mod golden;
 mod images;
 mod nodes;
+mod runtimes;
 mod scenario_premises;
 mod ssh;

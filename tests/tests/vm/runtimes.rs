@@ -1,0 +1,173 @@
+//! The runtimes under the hard way, at the majors the version sets pin, from Debian's own builds of them
+//! (DESIGN.md's table; nodes have no egress, so the host fetches the .debs): etcd 3.5 (trixie's 3.5.16; the seed
+//! pins 3.5.21) running the unit the upstream etcd phase renders, with the cluster's certificates; containerd 1.7
+//! (trixie's 1.7.24; the seed pins 1.7.27) and 2.x (sid's 2.1.9; the current set pins 2.2.7) each running the
+//! config and unit the workers phase renders for its set, unmodified, then importing the sandbox image as the
+//! phase does. Debian's binaries stand in for the release tarballs' at the paths the phases install those to.
+//! Each runs with the node's own runc 1.1.5: trixie's runc 1.1.15 and sid's 1.3.6 need glibc 2.38, and the
+//! nodes are Debian 12 (2.36).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kthw::accel::Accel;
+use kthw::artifacts::Manifest;
+use kthw::bootstrap::node_files::{etcd_files, worker_files};
+use kthw::bootstrap::units::containerd_unit;
+use kthw::bootstrap::Layout;
+use kthw::oci;
+use kthw::phase::Phase;
+use kthw::spec::{ClusterSpec, VersionSet};
+use kthw::ssh::Session;
+use kthw_tests::oci_layout::OciLayout;
+use kthw_tests::{host_prerequisite, in_ci, small_spec, succeed, test_paths, unique_name, up_until, vm_host_missing};
+
+/// The .debs of `packages` from Debian `suite`, or None (skipped, saying why) where the package registry cannot
+/// be reached; a failure under `CI=true`.
+fn debs(suite: &str, packages: &[&str]) -> Option<Vec<PathBuf>> {
+    let cache = test_paths().cache;
+    match kthw_tests::debs::fetch(suite, packages, &cache) {
+        Ok(d) => Some(d),
+        Err(why) if in_ci() => panic!("CI=true and Debian {suite}'s {packages:?} cannot be fetched: {why}"),
+        Err(why) => {
+            eprintln!("SKIPPED: Debian {suite}'s {packages:?} on a node: {why}");
+            None
+        }
+    }
+}
+
+/// Installs `debs` on the node without starting what they ship (policy-rc.d, Debian's invoke-rc.d rule), keeping
+/// the configuration files already there.
+async fn install(node: &Session, debs: &[PathBuf]) {
+    let mut remote = Vec::new();
+    for deb in debs {
+        let at = format!("/var/lib/kthw/debs/{}", deb.file_name().unwrap().to_str().unwrap());
+        node.upload(deb, &at, 0o644).await.unwrap();
+        remote.push(at);
+    }
+    succeed(
+        node,
+        &format!(
+            "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && \
+             DEBIAN_FRONTEND=noninteractive dpkg --force-confold -i {} >/dev/null; rc=$?; rm -f /usr/sbin/policy-rc.d; exit $rc",
+            remote.join(" ")
+        ),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_3_5_and_containerd_1_7_and_2_run_the_files_the_phases_render() {
+    let Some(()) = host_prerequisite("vm", vm_host_missing()) else { return };
+    let (Some(etcd), Some(containerd_1_7), Some(containerd_2)) = (
+        debs("trixie", &["etcd-server", "etcd-client"]),
+        debs("trixie", &["containerd"]),
+        debs("sid", &["containerd"]),
+    ) else {
+        return;
+    };
+    let spec = small_spec(2);
+    let running = up_until(&spec, &unique_name("vm-runtimes"), Phase::Kubeconfigs).await;
+    let cluster = running.cluster;
+    let cp = cluster.session("control-plane-1").await.unwrap();
+    let worker = cluster.session("worker-node-1").await.unwrap();
+    succeed(&cp, "mkdir -p /var/lib/kthw/debs").await;
+    succeed(&worker, "mkdir -p /var/lib/kthw/debs /var/lib/kthw/images").await;
+
+    etcd_runs_the_upstream_unit(&cp, &spec, cluster.accel(), &etcd).await;
+    for (set, debs, major) in [(VersionSet::Seed, &containerd_1_7, "1.7."), (VersionSet::Current, &containerd_2, "2.")]
+    {
+        containerd_runs_its_sets_files(&worker, set, debs, major, cluster.accel()).await;
+    }
+    cluster.down().await.unwrap();
+}
+
+async fn etcd_runs_the_upstream_unit(cp: &Session, spec: &ClusterSpec, accel: Accel, debs: &[PathBuf]) {
+    let layout = Layout::default();
+    install(cp, debs).await;
+    // The release tarball's etcd and etcdctl go to the layout's bin_dir; Debian's 3.5 build stands in for them.
+    let bin = layout.bin_dir.display();
+    succeed(cp, &format!("install -m 0755 /usr/bin/etcd /usr/bin/etcdctl {bin}/ && systemctl disable --now etcd 2>/dev/null; rm -rf /var/lib/etcd/*")).await;
+    for f in etcd_files(spec, &layout, accel) {
+        cp.upload_bytes(f.contents.as_bytes(), &f.path.display().to_string(), 0o644).await.unwrap();
+    }
+    succeed(cp, "systemctl daemon-reload && systemctl enable --now etcd").await;
+    let version = succeed(cp, &format!("{bin}/etcd --version | head -1")).await;
+    assert!(version.contains("etcd Version: 3.5."), "{version}");
+    let health = cp
+        .wait_until_succeeds(&format!("{} endpoint health", layout.etcdctl(spec)), accel.scale(Duration::from_secs(30)))
+        .await
+        .unwrap_or_else(|e| panic!("etcd 3.5 under the upstream unit: {}", kthw::chain(&e)));
+    let said = format!("{}{}", health.stdout_lossy(), health.stderr_lossy());
+    assert!(said.contains("https://127.0.0.1:2379 is healthy"), "{said}");
+    succeed(cp, &format!("{} put /kthw/etcd '3.5 with our certificates'", layout.etcdctl(spec))).await;
+    let got = succeed(cp, &format!("{} get /kthw/etcd --print-value-only", layout.etcdctl(spec))).await;
+    assert_eq!(got, "3.5 with our certificates");
+    eprintln!("etcd on control-plane-1: {version}, healthy under the upstream unit");
+}
+
+async fn containerd_runs_its_sets_files(
+    worker: &Session,
+    set: VersionSet,
+    debs: &[PathBuf],
+    major: &str,
+    accel: Accel,
+) {
+    let layout = Layout::default();
+    let manifest = Manifest::pinned().for_set(set);
+    let pause = manifest.get("pause").unwrap().locator().to_string();
+    let pinned = manifest.get("containerd").unwrap().upstream_version.clone();
+    let spec = ClusterSpec { versions: set, ..small_spec(2) };
+    install(worker, debs).await;
+    // The release tarball's bin/containerd, bin/containerd-shim-runc-v2 and bin/ctr go to bin_dir.
+    let bin = layout.bin_dir.display();
+    succeed(
+        worker,
+        &format!("install -m 0755 /usr/bin/containerd /usr/bin/containerd-shim-runc-v2 /usr/bin/ctr {bin}/"),
+    )
+    .await;
+    let config = worker_files(&spec, "worker-node-1", &layout, &pause)
+        .into_iter()
+        .find(|f| f.path == layout.containerd_config)
+        .expect("the workers phase renders containerd's config");
+    worker.upload_bytes(config.contents.as_bytes(), &config.path.display().to_string(), 0o644).await.unwrap();
+    let unit = containerd_unit(&layout, accel, &pinned);
+    worker.upload_bytes(unit.as_bytes(), &layout.unit("containerd").display().to_string(), 0o644).await.unwrap();
+    succeed(worker, "systemctl daemon-reload && systemctl restart containerd").await;
+    let ctr = layout.ctr();
+    let version = worker
+        .wait_until_succeeds(&format!("{ctr} version"), accel.scale(Duration::from_secs(60)))
+        .await
+        .unwrap_or_else(|e| panic!("containerd {major}x under the rendered unit: {}", kthw::chain(&e)))
+        .stdout_lossy();
+    let server = version.lines().skip_while(|l| !l.starts_with("Server")).find(|l| l.trim().starts_with("Version:"));
+    assert!(
+        server.is_some_and(|v| v.contains(&format!("Version:  {major}"))),
+        "{set:?} wants containerd {major}x:\n{version}"
+    );
+    let exec = succeed(worker, "systemctl show containerd -p ExecStart --value").await;
+    assert!(exec.contains(&format!("path={bin}/containerd")), "the rendered unit runs it: {exec}");
+    let nofile = succeed(worker, "systemctl show containerd -p LimitNOFILE --value").await;
+    eprintln!("containerd {major}x ({set:?} set, unit for {pinned}): LimitNOFILE={nofile}");
+    // The CRI plugin took the rendered config: its sandbox image and systemd cgroups (2.x migrates version 2).
+    let dump = succeed(worker, "containerd config dump").await;
+    assert!(dump.contains(&pause), "{set:?}: the sandbox image {pause} in:\n{dump}");
+    assert!(dump.contains("SystemdCgroup = true"), "{set:?}:\n{dump}");
+    // The sandbox image, imported as the workers phase does, under both of its names.
+    let dir = tempfile::tempdir().unwrap();
+    let layout_dir = OciLayout::new(dir.path().join("layout"));
+    let image = layout_dir.image("amd64", &[0u8; 1024]);
+    let archive = dir.path().join("pause-stand-in.oci.tar");
+    layout_dir.archive(image, &pause, &archive);
+    let remote = format!("/var/lib/kthw/images/pause-stand-in-{}.oci.tar", set.name());
+    worker.upload(&archive, &remote, 0o644).await.unwrap();
+    let images = oci::read_archive(&archive).unwrap();
+    succeed(
+        worker,
+        &format!("{ctr} -n k8s.io images rm {} {} >/dev/null 2>&1 || true", images[0].reference, images[0].digested()),
+    )
+    .await;
+    oci::import(worker, &ctr, Path::new(&remote), &images)
+        .await
+        .unwrap_or_else(|e| panic!("{set:?} on containerd {major}x: {}", kthw::chain(&e)));
+}
