@@ -42,7 +42,9 @@ pub fn read_archive(path: &Path) -> Result<Vec<ImageRef>, OciError> {
     for entry in tar.entries().map_err(|e| bad(format!("not a tar: {e}")))? {
         let mut entry = entry.map_err(|e| bad(format!("not a tar: {e}")))?;
         let at = entry.path().map_err(|e| bad(format!("not a tar: {e}")))?.into_owned();
-        if at.components().eq(Path::new("index.json").components()) {
+        // `tar -C layout .` writes `./index.json`.
+        let named = at.components().filter(|c| !matches!(c, std::path::Component::CurDir));
+        if named.eq(Path::new("index.json").components()) {
             let mut text = Vec::new();
             entry.read_to_end(&mut text).map_err(|e| bad(format!("cannot read its index.json: {e}")))?;
             index = Some(text);
@@ -234,12 +236,18 @@ mod tests {
         );
         let want = ImageRef { reference: "docker.io/library/busybox:latest".into(), digest: DIGEST.into() };
         assert_eq!(read_archive(&docker).unwrap(), [want]);
-        // skopeo copy ... oci-archive:FILE:NAME: the full name in ref.name.
-        let skopeo = tar_of(
-            dir.path(),
-            "skopeo.tar",
-            &[("index.json", index_of(json!([entry(json!({ REF_NAME: "127.0.0.1:5000/kthw/busybox:1" }))])))],
-        );
+        // skopeo copy ... oci-archive:FILE:NAME: the full name in ref.name; here a layout tarred by the host's
+        // tar as `tar -C DIR .`, whose members are `./index.json` and so on.
+        let layout = dir.path().join("layout");
+        std::fs::create_dir(&layout).unwrap();
+        std::fs::write(
+            layout.join("index.json"),
+            index_of(json!([entry(json!({ REF_NAME: "127.0.0.1:5000/kthw/busybox:1" }))])),
+        )
+        .unwrap();
+        let skopeo = dir.path().join("skopeo.tar");
+        let tar = std::process::Command::new("tar").arg("-C").arg(&layout).arg("-cf").arg(&skopeo).arg(".").status();
+        assert!(tar.unwrap().success());
         assert_eq!(read_archive(&skopeo).unwrap()[0].reference, "127.0.0.1:5000/kthw/busybox:1");
         // Two tags of one repository (docker save busybox:1 busybox:2): both.
         let two = tar_of(
