@@ -154,7 +154,12 @@ async fn artifacts_fetch_keeps_every_kind(registry: &Registry, kinds: &[Pushed],
         let archive = cache.fetch(a).unwrap_or_else(|e| panic!("fetch {}: {}", k.kind, kthw::chain(&e)));
         let images = oci::read_archive(&archive).unwrap();
         let want = ImageRef { reference: format!("upstream.kthw.test/{}:1", k.path), digest: k.digest.clone() };
-        assert_eq!(images, [want.clone()], "{}: the archive keeps the upstream name and the served digest", k.kind);
+        assert_eq!(
+            images,
+            std::slice::from_ref(&want),
+            "{}: the archive keeps the upstream name and the served digest",
+            k.kind
+        );
         let remote = format!("/var/lib/kthw/images/{}.oci.tar", a.name);
         worker.upload(&archive, &remote, 0o644).await.unwrap();
         oci::import(worker, &Layout::default().ctr(), Path::new(&remote), &images)
