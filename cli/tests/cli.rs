@@ -504,7 +504,7 @@ fn artifacts_fetch_takes_the_set_from_the_flag_or_the_spec_and_refuses_an_unknow
 }
 
 /// `kthw gc` with bundles of every age: the old go, the young stay, the budget removes the oldest of the rest,
-/// each removal is said with what it freed; `kthw bundle list` shows what is left. A bad budget or time to
+/// each removal is said with what it freed; `kthw bundle --list` shows what is left. A bad budget or time to
 /// live is refused before anything is removed.
 #[test]
 fn gc_prunes_bundles_past_their_time_to_live_then_over_the_budget_and_says_what_it_freed() {
@@ -539,7 +539,7 @@ fn gc_prunes_bundles_past_their_time_to_live_then_over_the_budget_and_says_what_
     assert!(!ok && e.contains("bundle time to live: invalid duration \"a week\""), "{e}");
     assert_eq!(std::fs::read_dir(&bundles).unwrap().count(), 8, "a refused gc removes nothing");
 
-    let (ok, list, e) = run(&["bundle", "list"], &[]);
+    let (ok, list, e) = run(&["bundle", "--list"], &[]);
     assert!(ok, "{e}");
     let line = |list: &str, name: &str| list.lines().find(|l| l.starts_with(name)).map(str::to_string);
     assert!(
@@ -563,10 +563,71 @@ fn gc_prunes_bundles_past_their_time_to_live_then_over_the_budget_and_says_what_
     let (ok, gc, e) = run(&["gc", "--bundle-budget", "1K"], &[env[0], ("KTHW_BUNDLE_TTL", "2h")]);
     assert!(ok, "{e}");
     assert!(gc.contains("removed bundle lab-yesterday") && gc.contains("older than 2 h 0 min"), "{gc}");
-    let (_, list, _) = run(&["bundle", "list"], &[]);
+    let (_, list, _) = run(&["bundle", "--list"], &[]);
     assert!(line(&list, "lab-today").is_some() && list.contains("1 bundles"), "{list}");
     let mut left: Vec<String> =
         std::fs::read_dir(&bundles).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     left.sort();
     assert_eq!(left, ["lab-today", "lab-today.tar.gz"]);
+}
+
+/// Every listing piped into a reader that has already stopped (`kthw gc | head -1` once head has its line):
+/// the write fails, and kthw ends by SIGPIPE as `ls` would, never with a panic or an error status.
+#[test]
+fn a_listing_into_a_closed_pipe_ends_by_sigpipe_without_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    let home = tempfile::tempdir().unwrap();
+    let now = kthw::virt::metadata::unix_now();
+    fake_cluster(home.path(), "stale", Some(now - 600));
+    for args in [
+        &["list"][..],
+        &["gc"],
+        &["image", "list"],
+        &["golden", "list"],
+        &["bundle", "--list"],
+        &["artifacts", "list", "--dir", home.path().to_str().unwrap()],
+        &["scenario", "list"],
+        &["spec", "show"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_kthw"))
+            .args(args)
+            .env("KTHW_HOME", home.path())
+            .env("KTHW_LIBVIRT_URI", "test:///default")
+            .env("RUST_LOG", "warn")
+            .stdout(writer)
+            .output()
+            .expect("run kthw");
+        let err = text(&out.stderr);
+        assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "kthw {args:?}: {err}");
+        assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "kthw {args:?} ended {:?}: {err}", out.status);
+    }
+}
+
+#[test]
+fn bundle_lists_with_a_flag_so_a_cluster_named_list_is_not_shadowed() {
+    let home = tempfile::tempdir().unwrap();
+    let out = kthw_at(home.path(), &["bundle", "list"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = text(&out.stderr);
+    assert!(e.contains("no cluster named list") && e.contains("`kthw bundle --list`"), "{e}");
+    let out = kthw_at(home.path(), &["bundle", "--list"], &[]);
+    assert!(out.status.success() && text(&out.stdout).starts_with("no bundles under"), "{}", text(&out.stderr));
+    let out = kthw_at(home.path(), &["bundle", "--list", "lab"], &[]);
+    assert!(!out.status.success() && text(&out.stderr).contains("cannot be used with"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn golden_prune_refuses_an_unknown_key_naming_it_and_prunes_nothing() {
+    let home = tempfile::tempdir().unwrap();
+    let snap = home.path().join("state/golden/etcd-00000000000000aa");
+    std::fs::create_dir_all(&snap).unwrap();
+    std::fs::write(snap.join("manifest.json"), "{\"key\":").unwrap();
+    let out = kthw_at(home.path(), &["golden", "prune", "etcd-00000000000000aa", "no-such-key"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let e = text(&out.stderr);
+    assert!(e.contains("no golden snapshot no-such-key") && e.contains("the snapshots: etcd-00000000000000aa"), "{e}");
+    assert!(!text(&out.stdout).contains("freed"), "{}", text(&out.stdout));
+    assert!(snap.exists(), "a refused prune removes nothing, not even the good key");
 }

@@ -19,7 +19,9 @@ use kthw::phase::Phase;
 use crate::workload::pinned_image;
 use crate::{Report, ScenarioError, World};
 
-/// The images it deploys that no phase has put on the workers.
+/// The images it deploys that no phase has put on the workers. cilium-cli v0.19.7 also deploys `l7-lb` with an
+/// echo image no primary source pins (`kthw::diagnosis::UNPINNED`): without egress that pod never starts, the
+/// run fails, and `explain()` names the image as unpinned rather than as a mirror's fault.
 pub const IMAGES: &[&str] = &["connectivity-curl", "connectivity-json-mock"];
 /// Scenarios that need a route to the internet: skipped when `egress = false`.
 pub const NEEDS_INTERNET: [&str; 2] = ["!/pod-to-world", "!/pod-to-cidr"];

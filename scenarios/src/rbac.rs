@@ -46,11 +46,15 @@ impl std::fmt::Display for Access {
     }
 }
 
-/// The kinds the Cilium chart renders (cilium-1.17.4.tgz templates: ServiceAccounts, Secrets, ConfigMaps,
-/// ClusterRoles and bindings, Roles and bindings in kube-system, Services, the agent and Envoy DaemonSets,
-/// the operator Deployment) in Helm's `InstallOrder`, each as the GET Helm's conflict check makes; namespaced
-/// ones in kube-system.
-pub const HELM_ORDER: [(Access, bool); 10] = [
+/// The kinds the Cilium chart renders (cilium-1.17.4.tgz and cilium-1.19.5.tgz templates: the Namespace
+/// `cilium-secrets` (templates/cilium-secrets-namespace.yaml, since `tls.secretsNamespace.create` defaults to
+/// true), ServiceAccounts, Secrets, ConfigMaps, ClusterRoles and bindings, Roles and bindings in kube-system,
+/// Services, the agent and Envoy DaemonSets, the operator Deployment) in Helm's `InstallOrder`, each as the GET
+/// Helm's conflict check makes; namespaced ones in kube-system. kube-controller-manager may GET namespaces
+/// (kubernetes plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go, `system:kube-controller-manager`),
+/// so the Namespace is asked but not expected to be the refusal.
+pub const HELM_ORDER: [(Access, bool); 11] = [
+    (Access { verb: "get", group: "", resource: "namespaces" }, false),
     (Access { verb: "get", group: "", resource: "serviceaccounts" }, true),
     (Access { verb: "get", group: "", resource: "secrets" }, true),
     (Access { verb: "get", group: "", resource: "configmaps" }, true),
@@ -180,14 +184,30 @@ mod tests {
     use super::*;
 
     /// What `cilium install` prints when Helm's conflict check is refused: cilium-cli's "Unable to install
-    /// Cilium: %s" around Helm's wrapped errors (install.go "Unable to continue with install", validate.go
-    /// "could not get information about the resource %s" with resourceString's `Kind "name" in namespace
-    /// "ns"`) around the apiserver's Forbidden message, which is the seed's own text. Assembled from those
-    /// sources; no transcript of this exact failure was found.
+    /// Cilium: %s" (cli/install.go) around Helm's wrapped errors (pkg/action/install.go "Unable to continue with
+    /// install", pkg/action/validate.go "could not get information about the resource %s" with
+    /// resourceString's `Kind "name" in namespace "ns"`) around the apiserver's Forbidden message, which is the
+    /// seed's own text. Assembled from those sources; no transcript of this exact failure was found. The
+    /// diagnosis reads only the apiserver's part (`User "..." cannot ...`), not Helm's wrapper, whose case
+    /// changed: [`HELM_V4_WRAPPER`].
     const INSTALL_REFUSED: &str = "Error: Unable to install Cilium: Unable to continue with install: could not get \
 information about the resource ClusterRole \"cilium\" in namespace \"\": clusterroles.rbac.authorization.k8s.io \
 \"cilium\" is forbidden: User \"system:kube-controller-manager\" cannot get resource \"clusterroles\" in API group \
 \"rbac.authorization.k8s.io\" at the cluster scope\n";
+
+    /// Helm's wrapper in v3.18.1 (cilium-cli v0.18.4: vendor/helm.sh/helm/v3/pkg/action/install.go
+    /// `errors.Wrap(err, "Unable to continue with install")`) and in v4.2.3 (cilium-cli v0.19.7:
+    /// vendor/helm.sh/helm/v4/pkg/action/install.go `fmt.Errorf("unable to continue with install: %w", err)`).
+    const HELM_V3_WRAPPER: &str = "Unable to continue with install: ";
+    const HELM_V4_WRAPPER: &str = "unable to continue with install: ";
+
+    #[test]
+    fn the_refusal_reads_the_same_under_either_helms_wrapper() {
+        assert!(INSTALL_REFUSED.contains(HELM_V3_WRAPPER));
+        let v4 = INSTALL_REFUSED.replace(HELM_V3_WRAPPER, HELM_V4_WRAPPER);
+        assert_eq!(diagnosis::diagnose(&v4), diagnosis::diagnose(INSTALL_REFUSED));
+        assert!(is_access(&diagnosis::diagnose(&v4)[0], SEED_REFUSAL));
+    }
 
     #[test]
     fn the_refused_install_names_user_verb_resource_group_and_the_fix() {
@@ -211,7 +231,7 @@ information about the resource ClusterRole \"cilium\" in namespace \"\": cluster
 the resource ConfigMap \"cilium-config\" in namespace \"kube-system\": configmaps \"cilium-config\" is forbidden: User \
 \"system:kube-controller-manager\" cannot get resource \"configmaps\" in API group \"\" in the namespace \"kube-system\"";
         let f = &diagnosis::diagnose(text)[0];
-        assert!(is_access(f, HELM_ORDER[2].0), "{f:?}");
+        assert!(is_access(f, HELM_ORDER[3].0), "{f:?}");
         assert!(!is_access(f, SEED_REFUSAL));
     }
 
@@ -224,28 +244,64 @@ the resource ConfigMap \"cilium-config\" in namespace \"kube-system\": configmap
         assert_eq!(predicted(&all_allowed), None);
     }
 
+    /// Helm's `InstallOrder` through Deployment, transcribed from helm v3.18.1 pkg/releaseutil/kind_sorter.go
+    /// (vendored by cilium-cli v0.18.4) and helm v4.2.3 pkg/release/v1/util/kind_sorter.go (vendored by
+    /// cilium-cli v0.19.7): the same up to here; v4 appends the webhook configurations after APIService.
+    const INSTALL_ORDER: [&str; 29] = [
+        "PriorityClass",
+        "Namespace",
+        "NetworkPolicy",
+        "ResourceQuota",
+        "LimitRange",
+        "PodSecurityPolicy",
+        "PodDisruptionBudget",
+        "ServiceAccount",
+        "Secret",
+        "SecretList",
+        "ConfigMap",
+        "StorageClass",
+        "PersistentVolume",
+        "PersistentVolumeClaim",
+        "CustomResourceDefinition",
+        "ClusterRole",
+        "ClusterRoleList",
+        "ClusterRoleBinding",
+        "ClusterRoleBindingList",
+        "Role",
+        "RoleList",
+        "RoleBinding",
+        "RoleBindingList",
+        "Service",
+        "DaemonSet",
+        "Pod",
+        "ReplicationController",
+        "ReplicaSet",
+        "Deployment",
+    ];
+
     #[test]
-    fn helms_order_puts_service_accounts_secrets_and_config_maps_before_cluster_roles() {
-        // vendor/helm.sh/helm/v3/pkg/releaseutil/kind_sorter.go InstallOrder (helm v3.18.1 in cilium-cli
-        // v0.18.4): ..., "ServiceAccount", "Secret", "SecretList", "ConfigMap", ..., "ClusterRole",
-        // "ClusterRoleList", "ClusterRoleBinding", ..., "Role", ..., "RoleBinding", ..., "Service",
-        // "DaemonSet", ..., "Deployment", ...
-        let order: Vec<&str> = HELM_ORDER.iter().map(|(a, _)| a.resource).collect();
-        assert_eq!(
-            order,
-            [
-                "serviceaccounts",
-                "secrets",
-                "configmaps",
-                "clusterroles",
-                "clusterrolebindings",
-                "roles",
-                "rolebindings",
-                "services",
-                "daemonsets",
-                "deployments"
-            ]
-        );
+    fn helms_order_puts_the_namespace_first_and_cluster_roles_after_config_maps() {
+        let kind = |resource: &str| match resource {
+            "namespaces" => "Namespace",
+            "serviceaccounts" => "ServiceAccount",
+            "secrets" => "Secret",
+            "configmaps" => "ConfigMap",
+            "clusterroles" => "ClusterRole",
+            "clusterrolebindings" => "ClusterRoleBinding",
+            "roles" => "Role",
+            "rolebindings" => "RoleBinding",
+            "services" => "Service",
+            "daemonsets" => "DaemonSet",
+            "deployments" => "Deployment",
+            other => panic!("no kind for {other}"),
+        };
+        let at: Vec<usize> = HELM_ORDER
+            .iter()
+            .map(|(a, _)| INSTALL_ORDER.iter().position(|k| *k == kind(a.resource)).expect("a kind Helm orders"))
+            .collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "HELM_ORDER is not Helm's order: {at:?}");
+        assert_eq!(HELM_ORDER[0].0.resource, "namespaces");
+        assert!(!HELM_ORDER[0].1, "a Namespace is cluster-scoped");
         let sar = review(KCM_USER, SEED_REFUSAL, false);
         let attrs = sar.spec.resource_attributes.unwrap();
         assert_eq!((attrs.namespace, attrs.group.as_deref()), (None, Some("rbac.authorization.k8s.io")));

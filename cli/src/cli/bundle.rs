@@ -1,39 +1,43 @@
-//! `kthw bundle NAME`: a failure bundle of a running cluster, on demand; `kthw bundle list`: the bundles kept.
+//! `kthw bundle NAME`: a failure bundle of a running cluster, on demand; `kthw bundle --list`: the bundles kept.
+//! A flag, not a `list` subcommand: a cluster may be named `list`, and `kthw bundle list` bundles it.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
+use clap::Args;
 use kthw::bundle::prune;
 use kthw::cluster::Cluster;
 use kthw::paths::Paths;
 
 #[derive(Debug, Args)]
-#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct BundleArgs {
-    #[command(subcommand)]
-    command: Option<BundleCommand>,
     /// The cluster.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "list", conflicts_with = "list")]
     name: Option<String>,
     /// Why the bundle is made, recorded in it (e.g. the failing test's name).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "list")]
     reason: Option<String>,
+    /// List the bundles under the state directory instead, oldest first: age, size, and why each was made.
+    #[arg(long)]
+    list: bool,
 }
 
-#[derive(Debug, Subcommand)]
-enum BundleCommand {
-    /// The bundles under the state directory, oldest first: age, size, and why each was made.
-    List,
+impl BundleArgs {
+    pub fn is_a_listing(&self) -> bool {
+        self.list
+    }
 }
 
 pub fn bundle(args: BundleArgs) -> anyhow::Result<ExitCode> {
     let paths = Paths::from_env();
-    if let Some(BundleCommand::List) = args.command {
+    if args.list {
         return list(&paths);
     }
     let name = args.name.context("name the cluster to bundle")?;
-    let cluster = Cluster::open(&name, &paths)?;
+    let cluster = match Cluster::open(&name, &paths) {
+        Err(e) if name == "list" => anyhow::bail!("{e}; the bundles kept are listed by `kthw bundle --list`"),
+        opened => opened?,
+    };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let made = runtime.block_on(kthw::bundle::collect(&cluster, &paths, args.reason.as_deref()))?;
     for s in made.failed_steps() {

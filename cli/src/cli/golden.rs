@@ -42,6 +42,18 @@ pub fn run(cmd: GoldenCommand) -> anyhow::Result<ExitCode> {
             }
         }
         GoldenCommand::Prune { keys } => {
+            // A mistyped key would otherwise select nothing and read as success ("freed 0 MiB"); refused
+            // before anything is removed, so a typo among good keys prunes none of them.
+            let known: Vec<String> = store::list(&paths).into_iter().map(|l| l.key).collect();
+            let unknown: Vec<&str> = keys.iter().filter(|k| !known.contains(k)).map(String::as_str).collect();
+            if !unknown.is_empty() {
+                let have = if known.is_empty() { "none".to_string() } else { known.join(", ") };
+                anyhow::bail!(
+                    "no golden snapshot {} under {} (nothing pruned); the snapshots: {have}",
+                    unknown.join(", "),
+                    store::root(&paths).display()
+                );
+            }
             let (pruned, kept) = store::prune(&paths, |k| keys.is_empty() || keys.iter().any(|w| w == k));
             for p in &pruned {
                 println!("removed {} ({} MiB)", p.key, p.bytes >> 20);

@@ -65,7 +65,7 @@ enum Command {
     #[command(subcommand)]
     Artifacts(artifacts::ArtifactsCommand),
     /// Collect everything that explains a cluster's state (spec, logs, journals, kubectl dumps) into one
-    /// directory and .tar.gz under the state directory's bundles/; `kthw bundle list` lists them.
+    /// directory and .tar.gz under the state directory's bundles/; `kthw bundle --list` lists them.
     Bundle(bundle::BundleArgs),
     /// Stand the cluster of a failure bundle (or a spec) up again through the phase it failed in, and keep it.
     Repro(repro::ReproArgs),
@@ -81,6 +81,21 @@ enum Command {
     /// List and prune golden snapshots (saved clusters that `up` restores instead of booting).
     #[command(subcommand)]
     Golden(golden::GoldenCommand),
+}
+
+impl Cli {
+    /// A command whose work is a listing, short and over no long-held libvirt or SSH session: a reader that
+    /// stops early (`| head`) may end it.
+    pub fn is_a_listing(&self) -> bool {
+        match &self.command {
+            Command::Spec(_) | Command::Doctor | Command::List | Command::Gc(_) | Command::Golden(_) => true,
+            Command::Artifacts(c) => matches!(c, artifacts::ArtifactsCommand::List { .. }),
+            Command::Image(c) => matches!(c, image::ImageCommand::List | image::ImageCommand::Prune),
+            Command::Scenario(c) => matches!(c, scenario::ScenarioCommand::List),
+            Command::Bundle(a) => a.is_a_listing(),
+            _ => false,
+        }
+    }
 }
 
 pub fn init_logging(verbose: u8) {

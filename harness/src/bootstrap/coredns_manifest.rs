@@ -1,6 +1,6 @@
 //! The objects of the `coredns` phase, as `k8s-openapi` types for server-side apply: CoreDNS's own deployment
-//! manifest (coredns/deployment kubernetes/coredns.yaml.sed at commit 000c366e86407ad55a502d31e9134a616aad6d3f,
-//! the template its deploy.sh fills in) with the template's placeholders taken from the spec: CLUSTER_DOMAIN
+//! manifest (coredns/deployment@master:kubernetes/coredns.yaml.sed, last changed by 7853d4a "Add Kubernetes
+//! 1.32 (#303)", the template its deploy.sh fills in) with the template's placeholders taken from the spec: CLUSTER_DOMAIN
 //! is `network.cluster_domain`, CLUSTER_DNS_IP is `network.cluster_dns`, REVERSE_CIDRS is deploy.sh's default
 //! (`in-addr.arpa ip6.arpa`), the image is the pinned one by digest, and UPSTREAMNAMESERVER depends on egress
 //! (see [`corefile`]).
@@ -196,6 +196,9 @@ fn deployment(image: &str) -> Deployment {
         containers: vec![container(image)],
         // The node's resolver configuration (the kubelet's resolvConf), not the cluster's own DNS.
         dns_policy: Some("Default".to_string()),
+        // Not in master's template: from coredns/deployment commit 000c366 ("add
+        // net.ipv4.ip_unprivileged_port_start sysctl(4.11+)"), of a pull request never merged. It lets CoreDNS
+        // bind :53 unprivileged; master's way is the container's NET_BIND_SERVICE, which is kept too.
         security_context: Some(PodSecurityContext {
             sysctls: Some(vec![Sysctl {
                 name: "net.ipv4.ip_unprivileged_port_start".to_string(),
@@ -350,6 +353,43 @@ mod tests {
         assert_eq!(c.service.metadata.namespace.as_deref(), Some("kube-system"));
         let template = &c.deployment.spec.as_ref().unwrap().template;
         assert_eq!(svc.selector, template.metadata.as_ref().unwrap().labels, "the Service selects the pods");
+    }
+
+    /// coredns/deployment@master:kubernetes/coredns.yaml.sed, the container's securityContext, and the lines
+    /// commit 000c366 (an unmerged pull request) adds to the pod's.
+    const MASTER_CONTAINER_SECURITY: &str =
+        "        securityContext:\n          allowPrivilegeEscalation: false\n          \
+capabilities:\n            add:\n            - NET_BIND_SERVICE\n            drop:\n            - all\n          \
+readOnlyRootFilesystem: true\n";
+    const PR_000C366_POD_SECURITY: &str =
+        "      securityContext:\n        sysctls:\n        - name: net.ipv4.ip_unprivileged_port_start\n          value: \"53\"\n";
+
+    #[test]
+    fn the_security_contexts_are_masters_and_the_one_sysctl_is_the_pull_requests() {
+        let c = coredns(&ClusterSpec::default(), &pinned_image());
+        let pod = c.deployment.spec.unwrap().template.spec.unwrap();
+        let sc = pod.containers[0].security_context.clone().unwrap();
+        let caps = sc.capabilities.unwrap();
+        let items =
+            |v: Option<Vec<String>>| v.unwrap().iter().map(|c| format!("            - {c}\n")).collect::<String>();
+        let container = format!(
+            "        securityContext:\n          allowPrivilegeEscalation: {}\n          capabilities:\n            \
+             add:\n{}            drop:\n{}          readOnlyRootFilesystem: {}\n",
+            sc.allow_privilege_escalation.unwrap(),
+            items(caps.add),
+            items(caps.drop),
+            sc.read_only_root_filesystem.unwrap()
+        );
+        assert_eq!(container, MASTER_CONTAINER_SECURITY);
+        let sysctls: String = pod
+            .security_context
+            .unwrap()
+            .sysctls
+            .unwrap()
+            .iter()
+            .map(|s| format!("        - name: {}\n          value: \"{}\"\n", s.name, s.value))
+            .collect();
+        assert_eq!(format!("      securityContext:\n        sysctls:\n{sysctls}"), PR_000C366_POD_SECURITY);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::collect::{guest, session, timed, Writer, COMMAND};
+use super::writer::{guest, session, timed, Writer, COMMAND};
 use super::{Step, SYSDUMP_CAP, TOTAL_CAP};
 use crate::bootstrap::cilium_install::CILIUM_CLI;
 use crate::bootstrap::Layout;

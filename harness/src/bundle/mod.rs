@@ -15,6 +15,7 @@ mod kube;
 pub mod prune;
 mod read;
 pub mod secrets;
+mod writer;
 
 use std::path::{Path, PathBuf};
 

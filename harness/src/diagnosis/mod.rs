@@ -69,7 +69,10 @@ impl fmt::Display for Finding {
                 if let Some(s) = since {
                     write!(f, " for {s}")?;
                 }
-                write!(f, "): a cold node, or no registry access; preload the pinned images")
+                match unpinned(image, "") {
+                    Some(u) => write!(f, "): {}", u.why()),
+                    None => write!(f, "): a cold node, or no registry access; preload the pinned images"),
+                }
             }
             Finding::ImagePullFailed { image, node, reason, message } => {
                 let image = image.as_deref().unwrap_or("an image");
@@ -81,7 +84,13 @@ impl fmt::Display for Finding {
                 if !message.is_empty() {
                     write!(f, ": {message}")?;
                 }
-                write!(f, "): not slow but failing; check that the mirror or the preloaded archive holds that digest")
+                match unpinned(image, message) {
+                    Some(u) => write!(f, "): {}", u.why()),
+                    None => write!(
+                        f,
+                        "): not slow but failing; check that the mirror or the preloaded archive holds that digest"
+                    ),
+                }
             }
             Finding::ContainerCreating { pod } => {
                 let pod = pod.as_deref().unwrap_or("a pod");
@@ -156,6 +165,43 @@ impl fmt::Display for WaitTimeoutCause {
             WaitTimeoutCause::Unknown => write!(f, "no known cause in the output"),
         }
     }
+}
+
+/// An image an upstream tool deploys that kthw does not pin: no primary source gives its digest, so no phase
+/// preloads it, and a node without egress can never pull it. A failed pull of it is that, not a mirror's fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unpinned {
+    pub image: &'static str,
+    /// The pods that run it (`kubectl get pods` rows name the pod, not the image).
+    pub pod_prefix: &'static str,
+    pub deployed_by: &'static str,
+}
+
+impl Unpinned {
+    fn why(&self) -> String {
+        format!(
+            "not pinned by kthw, so never preloaded, and it cannot be pulled without egress: {} deploys {} by a \
+             tag that no primary source pins to a digest",
+            self.deployed_by, self.image
+        )
+    }
+}
+
+/// cilium-cli v0.19.7 (vendor/github.com/cilium/cilium/cilium-cli/): connectivity/check/deployment.go `deploy`
+/// creates Deployment `l7-lb` on every run, under no feature or flag, with `ct.params.EchoImage`, whose default
+/// (cli/connectivity.go `--echo-image`) is defaults/defaults.go
+/// `ConnectivityCheckOptionalImagesTest["ConnectivityTestEchoImage"]`, a gateway-api staging tag.
+/// cilium-cli v0.18.4 has no `--echo-image`.
+pub const UNPINNED: &[Unpinned] = &[Unpinned {
+    image: "gcr.io/k8s-staging-gateway-api/echo-advanced:v20251204-v1.4.1",
+    pod_prefix: "l7-lb-",
+    deployed_by: "cilium-cli v0.19.7's connectivity test (Deployment l7-lb, its default --echo-image)",
+}];
+
+/// The unpinned image a finding is about, by its reference or by the pod a `kubectl get pods` row names.
+fn unpinned(image: &str, message: &str) -> Option<&'static Unpinned> {
+    let pod = message.strip_prefix("pod ").unwrap_or_default();
+    UNPINNED.iter().find(|u| image == u.image || (!pod.is_empty() && pod.starts_with(u.pod_prefix)))
 }
 
 /// A failed wait explained: the most telling cause, then every finding.

@@ -383,3 +383,37 @@ fn service_name_lookups_are_not_node_names_and_calm_text_says_nothing() {
     assert!(diagnose("dial tcp: lookup kubernetes.default.svc on 10.32.0.10:53: no such host").is_empty());
     assert_eq!(wait_timeout_cause(&diagnose("all fine")), WaitTimeoutCause::Unknown);
 }
+
+/// cilium-cli v0.19.7, vendor/github.com/cilium/cilium/cilium-cli/, transcribed: defaults/defaults.go in
+/// `ConnectivityCheckOptionalImagesTest`, cli/connectivity.go's flag, and connectivity/check/deployment.go's
+/// `l7lbDeployment` in `deploy`, at the function's top level (no feature or flag guards it).
+const V0_19_7_ECHO_DEFAULT: &str =
+    r#""ConnectivityTestEchoImage": "gcr.io/k8s-staging-gateway-api/echo-advanced:v20251204-v1.4.1","#;
+const V0_19_7_ECHO_FLAG: &str = r#"cmd.Flags().StringVar(&params.EchoImage, "echo-image", defaults.ConnectivityCheckOptionalImagesTest["ConnectivityTestEchoImage"], "Image path to use for echo server")"#;
+const V0_19_7_L7LB: &str = "\t\tl7lbDeployment := newDeploymentWithDNSTestServer(deploymentParameters{\n\t\t\t\
+                            Name:  loadbalancerL7DeploymentName,\n\t\t\tKind:  kindL7LBName,\n\t\t\t\
+                            Image: ct.params.EchoImage,";
+
+#[test]
+fn the_connectivity_echo_image_is_named_as_unpinned_not_as_a_mirror_fault() {
+    let [u] = UNPINNED else { panic!("one unpinned image") };
+    assert!(V0_19_7_ECHO_DEFAULT.contains(&format!("\"{}\"", u.image)));
+    assert!(V0_19_7_ECHO_FLAG.contains("\"echo-image\"") && V0_19_7_L7LB.contains("Image: ct.params.EchoImage"));
+    assert!(!u.image.contains("@sha256:"), "no digest is invented");
+
+    let back_off = format!(r#"  Normal   BackOff    12s (x3 over 40s)  kubelet  Back-off pulling image "{}""#, u.image);
+    let row = "l7-lb-6c7b8d9f4-x2x9q              0/1     ImagePullBackOff   0          2m";
+    let pulling = format!(r#"  Normal   Pulling    2m    kubelet  Pulling image "{}""#, u.image);
+    for text in [back_off.as_str(), row, pulling.as_str()] {
+        let said = explain(&diagnose(text));
+        assert!(
+            said.contains("not pinned by kthw")
+                && said.contains("cannot be pulled without egress")
+                && said.contains("l7-lb"),
+            "{text}: {said}"
+        );
+        assert!(!said.contains("check that the mirror"), "{said}");
+    }
+    // Any other failed pull keeps the mirror advice.
+    assert!(explain(&diagnose(DESCRIBE_EVENT_BACK_OFF)).contains("check that the mirror"));
+}

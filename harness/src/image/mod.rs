@@ -126,3 +126,27 @@ impl ImageError {
         ImageError::Kernel { path: path.to_path_buf(), problem }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::recipe::Recipe;
+
+    /// kelseyhightower/kubernetes-the-hard-way docs/09-bootstrapping-kubernetes-workers.md, why it loads the
+    /// module; the node image keeps it for that and for the bridge sysctls, not for Cilium.
+    const KTHW_BR_NETFILTER: &str = "To ensure network traffic crossing the CNI `bridge` network is processed by \
+                                     `iptables`, load and configure the `br-netfilter` kernel module";
+
+    #[test]
+    fn br_netfilter_is_loaded_for_the_reason_the_hard_way_gives_and_before_the_bridge_sysctls() {
+        let recipe = Recipe::embedded(None, None).unwrap();
+        let text = |p: &str| String::from_utf8(recipe.file(p).unwrap().content.to_vec()).unwrap();
+        let modules = text("files/etc/modules-load.d/kthw.conf");
+        assert!(modules.lines().any(|l| l == "br_netfilter"), "{modules}");
+        let said = modules.lines().filter_map(|l| l.strip_prefix("# ")).collect::<Vec<_>>().join(" ");
+        let reason = "crossing the CNI bridge network is processed by iptables";
+        assert!(KTHW_BR_NETFILTER.replace('`', "").contains(reason));
+        assert!(said.contains(reason) && said.contains("does not need it"), "{said}");
+        let sysctls = text("files/etc/sysctl.d/90-kthw.conf");
+        assert!(sysctls.contains("net.bridge.bridge-nf-call-iptables = 1"), "the key the module provides: {sysctls}");
+    }
+}
