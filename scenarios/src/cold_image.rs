@@ -412,7 +412,8 @@ mod tests {
 
     #[test]
     fn pulls_in_flight_are_read_from_ctr_content_active() {
-        // The columns ctr v1.7.27 prints (REF, SIZE as units.HumanSize, AGE as units.HumanDuration).
+        // Written by hand to exercise the reader, in the columns ctr prints (REF, SIZE as units.HumanSize, AGE
+        // as units.HumanDuration: containerd/containerd@v1.7.27:cmd/ctr/commands/content/content.go).
         let text = "REF                                                                             SIZE    AGE\n\
 layer-sha256:1b1b2fb5e3b44e0de6b2e7f5b3bfb8d1e6a2a8f0e0c5cbd3fae7d2b28c1e2f3a   37.2MB  14 seconds\n";
         assert_eq!(

@@ -183,7 +183,7 @@ mod tests {
     /// Cilium: %s" around Helm's wrapped errors (install.go "Unable to continue with install", validate.go
     /// "could not get information about the resource %s" with resourceString's `Kind "name" in namespace
     /// "ns"`) around the apiserver's Forbidden message, which is the seed's own text. Assembled from those
-    /// sources; no transcript of this exact failure was found.
+    /// sources; no transcript of this exact failure was found: written by hand to exercise the classifier.
     const INSTALL_REFUSED: &str = "Error: Unable to install Cilium: Unable to continue with install: could not get \
 information about the resource ClusterRole \"cilium\" in namespace \"\": clusterroles.rbac.authorization.k8s.io \
 \"cilium\" is forbidden: User \"system:kube-controller-manager\" cannot get resource \"clusterroles\" in API group \
@@ -207,6 +207,7 @@ information about the resource ClusterRole \"cilium\" in namespace \"\": cluster
 
     #[test]
     fn a_core_refusal_is_matched_as_the_core_group() {
+        // Written by hand to exercise a core-group refusal, assembled as INSTALL_REFUSED is.
         let text = "Error: Unable to install Cilium: Unable to continue with install: could not get information about \
 the resource ConfigMap \"cilium-config\" in namespace \"kube-system\": configmaps \"cilium-config\" is forbidden: User \
 \"system:kube-controller-manager\" cannot get resource \"configmaps\" in API group \"\" in the namespace \"kube-system\"";

@@ -382,7 +382,7 @@ phases = ["coredns"]
     assert!(missing[0].command.starts_with("none:"), "{}", missing[0].command);
 }
 
-/// A manifest entry with no sum.
+/// Written by hand to exercise the refusal of a manifest entry with no sum.
 const UNSUMMED: &str = r#"[[artifact]]
 name = "x"
 set = "seed"

@@ -138,6 +138,7 @@ fn pad(out: &mut impl Write, len: usize) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    /// Written by hand to exercise the modules.dep reader: a dependency chain in that file's format.
     const DEP: &str = "\
 kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko
 kernel/fs/jbd2/jbd2.ko:

@@ -273,6 +273,7 @@ async fn host_kubectl_reaches_the_apiserver_port_through_kthw_kubeconfig(
     paths: &kthw::paths::Paths,
 ) -> Option<u32> {
     kthw::testing::needs(kthw::testing::on_path("kubectl", "kthw kubeconfig through the host's kubectl"))?;
+    // Written by hand to exercise kthw kubeconfig's forward: a command, not a fixture of output.
     let stand_in = "systemd-run --unit=kthw-stand-in-apiserver --collect openssl s_server -quiet -www \
                     -accept 10.0.0.4:6443 -cert /etc/kubernetes/pki/kube-apiserver.crt \
                     -key /etc/kubernetes/pki/kube-apiserver.key -CAfile /etc/kubernetes/pki/ca.crt -Verify 1";
