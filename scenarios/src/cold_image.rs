@@ -461,7 +461,10 @@ layer-sha256:1b1b2fb5e3b44e0de6b2e7f5b3bfb8d1e6a2a8f0e0c5cbd3fae7d2b28c1e2f3a   
             since: Some("20 s".into()),
             state: kthw::diagnosis::PULLING.into(),
         };
-        assert!(!still_pulling(&[nameless.clone()]), "a pull that names no image and no node is no verdict");
+        assert!(
+            !still_pulling(std::slice::from_ref(&nameless)),
+            "a pull that names no image and no node is no verdict"
+        );
         let no_node = Finding::ImageNotPulled {
             image: Some("quay.io/cilium/cilium-envoy:v1.32.6".into()),
             node: None,
