@@ -73,8 +73,13 @@ fn boot_id() -> String {
 /// Without a kernel nothing can be proven, so the answer is TCG, not remembered.
 /// `KTHW_ACCEL=tcg|kvm` forces the choice, for hosts where the probe itself is unwanted.
 pub fn detect(state_dir: &Path, kernel: Option<&Path>) -> Probe {
+    detect_forced(std::env::var("KTHW_ACCEL").ok(), state_dir, kernel)
+}
+
+/// [`detect`] with `KTHW_ACCEL`'s value passed in, so that tests run the same on hosts that set it.
+fn detect_forced(forced: Option<String>, state_dir: &Path, kernel: Option<&Path>) -> Probe {
     let boot_id = boot_id();
-    if let Ok(forced) = std::env::var("KTHW_ACCEL") {
+    if let Some(forced) = forced {
         let accel = if forced.eq_ignore_ascii_case("kvm") { Accel::Kvm } else { Accel::Tcg };
         return Probe {
             accel,
@@ -213,10 +218,7 @@ mod tests {
     #[test]
     fn without_a_kernel_nothing_is_claimed_or_remembered() {
         let dir = tempfile::tempdir().unwrap();
-        if std::env::var_os("KTHW_ACCEL").is_some() {
-            return;
-        }
-        let p = detect(dir.path(), None);
+        let p = detect_forced(None, dir.path(), None);
         assert_eq!(p.accel, Accel::Tcg);
         assert!(p.reason.contains("not probed"), "{}", p.reason);
         assert!(!dir.path().join("accel.json").exists());
@@ -224,23 +226,30 @@ mod tests {
 
     #[test]
     fn a_verdict_of_another_probe_method_is_not_trusted() {
-        if std::env::var_os("KTHW_ACCEL").is_some() {
-            return;
-        }
         let dir = tempfile::tempdir().unwrap();
         let stale =
             Probe { accel: Accel::Kvm, reason: "boot sector ran".into(), boot_id: boot_id(), method: 1, forced: false };
         std::fs::write(dir.path().join("accel.json"), serde_json::to_vec(&stale).unwrap()).unwrap();
-        let p = detect(dir.path(), None);
+        let p = detect_forced(None, dir.path(), None);
         assert_eq!(p.accel, Accel::Tcg, "{p:?}");
         let current = Probe { method: PROBE_METHOD, ..stale };
         std::fs::write(dir.path().join("accel.json"), serde_json::to_vec(&current).unwrap()).unwrap();
-        assert_eq!(detect(dir.path(), None), current, "a verdict of this method and boot is remembered");
+        assert_eq!(detect_forced(None, dir.path(), None), current, "a verdict of this method and boot is remembered");
         // A cluster that then fails to start under that KVM turns the remembered verdict into TCG, with why.
         let after = remember_kvm_failure(dir.path(), "node a did not answer SSH within 30 s");
-        assert_eq!(detect(dir.path(), None), after);
+        assert_eq!(detect_forced(None, dir.path(), None), after);
         assert_eq!(after.accel, Accel::Tcg);
         assert!(after.reason.contains("did not answer SSH"), "{}", after.reason);
+    }
+
+    #[test]
+    fn kthw_accel_forces_the_choice_over_a_remembered_verdict() {
+        let dir = tempfile::tempdir().unwrap();
+        remember_kvm_failure(dir.path(), "node a did not answer SSH within 30 s");
+        let p = detect_forced(Some("KVM".into()), dir.path(), None);
+        assert_eq!((p.accel, p.forced), (Accel::Kvm, true), "{p:?}");
+        assert!(p.reason.contains("KTHW_ACCEL=KVM"), "{}", p.reason);
+        assert_eq!(detect_forced(Some("tcg".into()), dir.path(), None).accel, Accel::Tcg);
     }
 
     #[test]

@@ -32,9 +32,45 @@ pub fn package_binary(name: &str, built: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(built))
 }
 
+/// Under CI every prerequisite of a test must be present: a skip there would hide a broken setup script.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// The one way a test skips, so that no skip can pass silently or pass under CI: `found` is what the test
+/// needs, or why it is missing. Missing, it prints `SKIPPED: <why>` on stderr and returns `None` (the caller
+/// returns), or, under `CI=true`, fails the test naming why. The lint tier holds every skip to this helper.
+pub fn needs<T>(found: Result<T, String>) -> Option<T> {
+    match found {
+        Ok(t) => Some(t),
+        Err(why) if in_ci() => panic!("CI=true and this test cannot run: {why}"),
+        Err(why) => {
+            eprintln!("SKIPPED: {why}");
+            None
+        }
+    }
+}
+
+/// `Ok` when `tool` is an executable file on PATH; otherwise why the test that needs it (`test`) cannot run.
+pub fn on_path(tool: &str, test: &str) -> Result<(), String> {
+    let found = std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
+    if found {
+        Ok(())
+    } else {
+        Err(format!("{test} needs {tool}, which is not on PATH (scripts/setup-host installs it)"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_tool_is_named_with_the_test_that_needs_it() {
+        let why = on_path("kthw-no-such-tool", "some_test").unwrap_err();
+        assert!(why.contains("some_test needs kthw-no-such-tool"), "{why}");
+        assert_eq!(needs(Ok::<u8, String>(7)), Some(7));
+    }
 
     #[test]
     fn the_workspace_holds_this_crate_and_the_workflows() {

@@ -387,9 +387,10 @@ async fn no_kube_proxy(w: &World<'_>, r: &mut Report) -> Result<(), ScenarioErro
 mod tests {
     use super::*;
 
-    /// `iptables-save -t nat` of a kubeadm cluster whose kube-proxy runs in iptables mode (a public study
-    /// note's transcript, cut); the names are kube-proxy's own (KUBE-SVC-NPX46M4PTMTKRN6Y is
-    /// default/kubernetes:https in every cluster: the hash of that service port's name).
+    /// Written by hand to exercise the chain finder: `iptables-save -t nat` as a node whose kube-proxy runs in
+    /// iptables mode prints it, with kube-proxy's own names (kubernetes/kubernetes@v1.32.4:pkg/proxy/iptables/
+    /// proxier.go: `KUBE-SERVICES`, `KUBE-SVC-` and `KUBE-SEP-` plus a hash of the service port's name;
+    /// KUBE-SVC-NPX46M4PTMTKRN6Y is default/kubernetes:https in every cluster, as that name never changes).
     const KUBE_PROXY_IPTABLES: &str = "*nat
 :PREROUTING ACCEPT [0:0]
 :KUBE-KUBELET-CANARY - [0:0]
@@ -403,7 +404,8 @@ mod tests {
 COMMIT
 ";
 
-    /// What a Cilium node has instead: Cilium's own chains and the kubelet's canary, none of kube-proxy's.
+    /// Written by hand to exercise the negative: what a Cilium node has instead, Cilium's own chains and the
+    /// kubelet's canary, none of kube-proxy's.
     const CILIUM_NODE_IPTABLES: &str = "*nat
 :PREROUTING ACCEPT [0:0]
 :CILIUM_POST_nat - [0:0]
@@ -412,8 +414,8 @@ COMMIT
 COMMIT
 ";
 
-    /// `nft list ruleset` with kube-proxy in nftables mode: its table is `kube-proxy`
-    /// (pkg/proxy/nftables/proxier.go).
+    /// Written by hand to exercise the nft case: `nft list ruleset` with kube-proxy in nftables mode, whose
+    /// table is `kube-proxy` (kubernetes/kubernetes@v1.32.4:pkg/proxy/nftables/proxier.go).
     const KUBE_PROXY_NFT: &str = "table ip kube-proxy {
 \tchain services {
 \t}
@@ -443,7 +445,10 @@ COMMIT
 
     #[test]
     fn cilium_dbg_service_list_gives_each_frontend_its_backends() {
-        // kubeproxy-free.rst's `cilium-dbg service list` (same commit), cut.
+        // Written by hand to exercise the table reader: kubeproxy-free.rst's `cilium-dbg service list` (same
+        // commit) plus a NodePort row and a frontend with no backend, which the doc lacks, in the columns
+        // cilium/cilium@v1.17.4:cilium-dbg/cmd/service_list.go prints (a frontend per ID, further backends on
+        // indented `N => ADDR` lines).
         let text = "ID   Frontend               Service Type   Backend
 4    10.104.239.135:80/TCP      ClusterIP      1 => 10.217.0.107:80/TCP
                                                2 => 10.217.0.149:80/TCP

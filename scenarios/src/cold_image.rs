@@ -16,7 +16,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use kthw::bootstrap::cilium_install::{install_argv, status_argv, CILIUM_CLI, CLUSTER_NIC};
 use kthw::bootstrap::configs::REGISTRY_HOSTS_DIR;
 use kthw::bootstrap::{cilium_workloads, rollout, CILIUM_IMAGES};
@@ -104,19 +104,56 @@ pub struct Mirror {
     pub bytes: u64,
 }
 
-/// Whether `findings` say "still pulling, not failed": the cause is cold images (nothing ranked above it, a
-/// failed pull included), and every image finding is a pull in flight, a `Pulling` event without its
-/// `Pulled`. A mirror without the digest, or containerd falling back to a registry it cannot reach, shows
-/// `ErrImagePull`/`ImagePullBackOff` and must fail this check.
+/// Whether `findings` say "still pulling, not failed": the cause is cold images, naming at least one image
+/// (nothing ranked above it, a failed pull included), and every image finding is a pull in flight, a
+/// `Pulling` event without its `Pulled`, that names both its image and its node. A mirror without the digest,
+/// or containerd falling back to a registry it cannot reach, shows `ErrImagePull`/`ImagePullBackOff` and must
+/// fail this check; so must a verdict that cannot say what is pulling where.
 pub fn still_pulling(findings: &[diagnosis::Finding]) -> bool {
     use diagnosis::Finding;
     let images: Vec<&Finding> = findings
         .iter()
         .filter(|f| matches!(f, Finding::ImageNotPulled { .. } | Finding::ImagePullFailed { .. }))
         .collect();
-    matches!(diagnosis::wait_timeout_cause(findings), WaitTimeoutCause::ColdImages(_))
+    matches!(diagnosis::wait_timeout_cause(findings), WaitTimeoutCause::ColdImages(named) if !named.is_empty())
         && !images.is_empty()
-        && images.iter().all(|f| f.pull_in_flight())
+        && images
+            .iter()
+            .all(|f| f.pull_in_flight() && matches!(f, Finding::ImageNotPulled { image: Some(_), node: Some(_), .. }))
+}
+
+/// The nodes `findings` name as pulling, each once: where `ctr content active` must show the pull.
+pub fn pulling_nodes(findings: &[diagnosis::Finding]) -> Vec<String> {
+    let mut nodes: Vec<String> = Vec::new();
+    for f in findings.iter().filter(|f| f.pull_in_flight()) {
+        if let diagnosis::Finding::ImageNotPulled { node: Some(n), .. } = f {
+            if !nodes.contains(n) {
+                nodes.push(n.clone());
+            }
+        }
+    }
+    nodes
+}
+
+/// Of `pods` (name, the images its containers and init containers run): each (pod, image) for which `events`
+/// hold no kubelet `Pulled` "Container image \"IMAGE\" already present on machine". Empty when every image of
+/// every pod started from the node's cache.
+pub fn not_shown_present(events: &[Event], pods: &[(String, Vec<String>)]) -> Vec<String> {
+    let mut missing = Vec::new();
+    for (pod, images) in pods {
+        for image in images {
+            let quoted = format!("Container image \"{image}\" already present on machine");
+            let shown = events.iter().any(|e| {
+                e.involved_object.name.as_deref() == Some(pod.as_str())
+                    && e.reason.as_deref() == Some("Pulled")
+                    && e.message.as_deref() == Some(quoted.as_str())
+            });
+            if !shown {
+                missing.push(format!("{pod}: {image}"));
+            }
+        }
+    }
+    missing
 }
 
 /// Starts the node image's registry (on a node) and waits up to 30 s for `GET /v2/` to succeed: 200 only
@@ -238,12 +275,23 @@ pub(crate) async fn run(w: &World<'_>, r: &mut Report) -> Result<(), ScenarioErr
         still_pulling(&findings),
         diagnosis::explain(&findings),
     );
+    // The verdict's evidence on the nodes themselves: every node it names as pulling has an ingest open.
+    let named = pulling_nodes(&findings);
+    r.check("the verdict names at least one node whose pull is in flight", !named.is_empty(), format!("{named:?}"));
     for worker in w.workers() {
         let active = w
             .exec(&worker, &format!("{} -n k8s.io content active", w.layout().ctr()), w.scaled(Duration::from_secs(30)))
             .await?;
         let pulls = active_pulls(&active.stdout_lossy());
-        r.fact(format!("pulls in flight on {worker}"), format!("{pulls:?}"));
+        if named.contains(&worker) {
+            r.check(
+                format!("`ctr content active` shows a pull in flight on {worker}"),
+                !pulls.is_empty(),
+                format!("{pulls:?}"),
+            );
+        } else {
+            r.fact(format!("pulls in flight on {worker}"), format!("{pulls:?}"));
+        }
     }
 
     // The harness's own wait, sized for the bytes, succeeds; so does the seed's command after it.
@@ -277,7 +325,9 @@ pub(crate) async fn run(w: &World<'_>, r: &mut Report) -> Result<(), ScenarioErr
     let gone = w.run_argv(&uninstall, w.scaled(Duration::from_secs(300)), "uninstall.txt").await?;
     r.check("`cilium uninstall` succeeds", gone.success(), gone.describe_status());
     let warm_start = Instant::now();
-    w.run_argv(&install_argv(w.spec(), &root), w.scaled(Duration::from_secs(120)), "install-warm.txt").await?;
+    let installed =
+        w.run_argv(&install_argv(w.spec(), &root), w.scaled(Duration::from_secs(120)), "install-warm.txt").await?;
+    r.check("`cilium install` on warm nodes returns", installed.success(), installed.describe_status());
     let rolled =
         rollout::wait(&w.client(), &cilium_workloads(), w.spec().cilium.status_wait, Phase::Cilium, w.events).await;
     let warm = warm_start.elapsed();
@@ -286,24 +336,35 @@ pub(crate) async fn run(w: &World<'_>, r: &mut Report) -> Result<(), ScenarioErr
         rolled.is_ok(),
         rolled.err().map(|e| e.to_string()).unwrap_or_default(),
     );
-    let pods: Vec<String> = w
-        .kubectl("-n kube-system get pods -o name")
-        .await?
-        .stdout_lossy()
-        .lines()
-        .map(|l| l.trim_start_matches("pod/").to_string())
+    // Only the warm install's own pods (the uninstall waited for the old ones to go), each image of each.
+    let listed = Api::<Pod>::namespaced(w.client(), "kube-system")
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| ScenarioError::Kube { scenario: w.name(), what: "list pods".into(), source: Box::new(e) })?;
+    let pods: Vec<(String, Vec<String>)> = listed
+        .items
+        .iter()
+        .filter_map(|p| {
+            let name = p.metadata.name.clone().filter(|n| n.starts_with("cilium"))?;
+            let spec = p.spec.as_ref()?;
+            let images =
+                spec.init_containers.iter().flatten().chain(&spec.containers).filter_map(|c| c.image.clone()).collect();
+            Some((name, images))
+        })
         .collect();
+    let names: Vec<String> = pods.iter().map(|(n, _)| n.clone()).collect();
     let events: Api<Event> = Api::namespaced(w.client(), "kube-system");
     let listed = events.list(&ListParams::default()).await.map_err(|e| ScenarioError::Kube {
         scenario: w.name(),
         what: "list events".into(),
         source: Box::new(e),
     })?;
-    let (pulled, present) = pulls(&listed.items, &pods);
+    let (pulled, _) = pulls(&listed.items, &names);
+    let missing = not_shown_present(&listed.items, &pods);
     r.check(
-        "the warm install pulls nothing: every image is already present",
-        pulled.is_empty() && !present.is_empty(),
-        format!("pulling: {pulled:?}; present: {}", present.len()),
+        "the warm install pulls nothing: every image of every Cilium pod is already present",
+        !pods.is_empty() && pulled.is_empty() && missing.is_empty(),
+        format!("{} pods; pulling: {pulled:?}; not shown present: {missing:?}", pods.len()),
     );
     r.fact(
         "cold over warm",
@@ -351,7 +412,8 @@ mod tests {
 
     #[test]
     fn pulls_in_flight_are_read_from_ctr_content_active() {
-        // The columns ctr v1.7.27 prints (REF, SIZE as units.HumanSize, AGE as units.HumanDuration).
+        // Written by hand to exercise the reader, in the columns ctr prints (REF, SIZE as units.HumanSize, AGE
+        // as units.HumanDuration: containerd/containerd@v1.7.27:cmd/ctr/commands/content/content.go).
         let text = "REF                                                                             SIZE    AGE\n\
 layer-sha256:1b1b2fb5e3b44e0de6b2e7f5b3bfb8d1e6a2a8f0e0c5cbd3fae7d2b28c1e2f3a   37.2MB  14 seconds\n";
         assert_eq!(
@@ -392,7 +454,45 @@ layer-sha256:1b1b2fb5e3b44e0de6b2e7f5b3bfb8d1e6a2a8f0e0c5cbd3fae7d2b28c1e2f3a   
         assert!(!still_pulling(&[failed]));
         assert!(!still_pulling(&[creating]), "ContainerCreating alone is no evidence of a pull");
         let no_id = Finding::ImageNotPulled { image: None, node: None, since: None, state: "no image ID".into() };
-        assert!(!still_pulling(&[pulling, no_id]), "an image with no ID is not a pull seen in flight");
+        assert!(!still_pulling(&[pulling.clone(), no_id]), "an image with no ID is not a pull seen in flight");
+        let nameless = Finding::ImageNotPulled {
+            image: None,
+            node: None,
+            since: Some("20 s".into()),
+            state: kthw::diagnosis::PULLING.into(),
+        };
+        assert!(
+            !still_pulling(std::slice::from_ref(&nameless)),
+            "a pull that names no image and no node is no verdict"
+        );
+        let no_node = Finding::ImageNotPulled {
+            image: Some("quay.io/cilium/cilium-envoy:v1.32.6".into()),
+            node: None,
+            since: None,
+            state: kthw::diagnosis::PULLING.into(),
+        };
+        assert!(!still_pulling(&[pulling.clone(), no_node]), "every pull names where it runs");
+        assert_eq!(pulling_nodes(&[pulling.clone(), pulling, nameless]), ["worker-node-1"]);
+    }
+
+    #[test]
+    fn a_warm_start_needs_every_image_of_every_pod_shown_present() {
+        let image = "quay.io/cilium/cilium:v1.17.4@sha256:24a7";
+        let present = format!("Container image \"{image}\" already present on machine");
+        let pods = vec![
+            ("cilium-abcde".to_string(), vec![image.to_string()]),
+            ("cilium-fghij".to_string(), vec![image.to_string()]),
+        ];
+        let one = [event("cilium-abcde", "Pulled", &present)];
+        assert_eq!(not_shown_present(&one, &pods), [format!("cilium-fghij: {image}")], "one event is not every pod");
+        let both = [event("cilium-abcde", "Pulled", &present), event("cilium-fghij", "Pulled", &present)];
+        assert!(not_shown_present(&both, &pods).is_empty());
+        let other = [event(
+            "cilium-abcde",
+            "Pulled",
+            "Container image \"quay.io/cilium/operator:v1\" already present on machine",
+        )];
+        assert_eq!(not_shown_present(&other, &pods[..1]).len(), 1, "another image's event says nothing of this one");
     }
 
     fn event(pod: &str, reason: &str, message: &str) -> Event {

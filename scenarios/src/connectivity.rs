@@ -140,6 +140,7 @@ mod tests {
         let (pass, why) = junit_verdict(None, "connectivity-test.txt");
         assert!(!pass);
         assert!(why.contains(REMOTE_JUNIT) && why.contains("connectivity-test.txt"), "{why}");
+        // Written by hand to exercise the verdict when totals are present.
         let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
 <testsuites tests="42" disabled="0" errors="0" failures="0" time="301.2"></testsuites>"#;
         assert!(junit_verdict(Some(xml), "x").0);
@@ -163,7 +164,8 @@ mod tests {
 
     #[test]
     fn junit_totals_are_read_from_testsuites() {
-        // The attributes connectivity/internal/junit.TestSuites marshals, after xml.Header.
+        // Written by hand to exercise the reader: the attributes connectivity/internal/junit.TestSuites
+        // marshals, after xml.Header.
         let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites tests=\"42\" disabled=\"3\" errors=\"0\" \
 failures=\"1\" time=\"300.5\">\n  <testsuite name=\"connectivity test\" tests=\"42\"></testsuite>\n</testsuites>\n";
         assert_eq!(junit_totals(xml), Some((42, 1, 0)));

@@ -215,7 +215,8 @@ mod tests {
 
     /// A CiliumNode as `kubectl get ciliumnode -o json` prints it in cluster-pool mode, cut to the fields read
     /// here: the shape of cilium/cilium Documentation/network/concepts/ipam/cluster-pool.rst's example
-    /// (`spec.ipam.podCIDRs: ["10.0.0.0/24"]`) with this cluster's values.
+    /// (`spec.ipam.podCIDRs: ["10.0.0.0/24"]`) with this cluster's values: written by hand to exercise the
+    /// reader.
     const CILIUM_NODE: &str = r#"{"apiVersion":"cilium.io/v2","kind":"CiliumNode",
         "metadata":{"name":"worker-node-2"},
         "spec":{"addresses":[{"ip":"10.0.0.6","type":"InternalIP"}],

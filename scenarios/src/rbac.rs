@@ -187,7 +187,7 @@ mod tests {
     /// Cilium: %s" (cli/install.go) around Helm's wrapped errors (pkg/action/install.go "Unable to continue with
     /// install", pkg/action/validate.go "could not get information about the resource %s" with
     /// resourceString's `Kind "name" in namespace "ns"`) around the apiserver's Forbidden message, which is the
-    /// seed's own text. Assembled from those sources; no transcript of this exact failure was found. The
+    /// seed's own text. Assembled from those sources; no transcript of this exact failure was found: written by hand to exercise the classifier. The
     /// diagnosis reads only the apiserver's part (`User "..." cannot ...`), not Helm's wrapper, whose case
     /// changed: [`HELM_V4_WRAPPER`].
     const INSTALL_REFUSED: &str = "Error: Unable to install Cilium: Unable to continue with install: could not get \
@@ -227,6 +227,7 @@ information about the resource ClusterRole \"cilium\" in namespace \"\": cluster
 
     #[test]
     fn a_core_refusal_is_matched_as_the_core_group() {
+        // Written by hand to exercise a core-group refusal, assembled as INSTALL_REFUSED is.
         let text = "Error: Unable to install Cilium: Unable to continue with install: could not get information about \
 the resource ConfigMap \"cilium-config\" in namespace \"kube-system\": configmaps \"cilium-config\" is forbidden: User \
 \"system:kube-controller-manager\" cannot get resource \"configmaps\" in API group \"\" in the namespace \"kube-system\"";

@@ -21,22 +21,11 @@ pub fn test_paths() -> Paths {
     Paths::under(kthw::testing::workspace_dir().join("target/kthw-test-home"))
 }
 
-/// Under CI every host prerequisite must be present: a skip there would hide a broken setup script.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
 /// Skips the calling test (returns `None`) with a reason on stderr, or fails it under CI, when a host
-/// prerequisite is missing. `what` names the tier's need, `missing` what was not found.
+/// prerequisite is missing. `what` names the tier's need, `missing` what was not found. A wording of
+/// [`kthw::testing::needs`], the one helper every skip goes through.
 pub fn host_prerequisite(what: &str, missing: Option<String>) -> Option<()> {
-    match missing {
-        None => Some(()),
-        Some(why) if in_ci() => panic!("CI=true and the {what} tier cannot run: {why}"),
-        Some(why) => {
-            eprintln!("SKIPPED: the {what} tier cannot run here: {why}");
-            None
-        }
-    }
+    kthw::testing::needs(missing.map_or(Ok(()), |why| Err(format!("the {what} tier cannot run here: {why}"))))
 }
 
 /// The host prerequisites of the vm tier, as `kthw doctor` reports them; `None` when all are present.

@@ -2,6 +2,7 @@ use super::*;
 
 // The seed's own words (shared/seed/cilium-bootstrap.md).
 const SEED_DNS: &str = "dial tcp: lookup worker-node-2 on 127.0.0.53:53: server misbehaving";
+// The seed's own words too (shared/seed/cilium-bootstrap.md), wrapped as the seed shows them.
 const SEED_RBAC: &str = "User \"system:kube-controller-manager\" cannot get resource \"clusterroles\"\n\
     in API group \"rbac.authorization.k8s.io\" at the cluster scope";
 
@@ -213,7 +214,8 @@ fn a_pull_still_running_names_image_node_and_how_long_and_finished_pulls_are_not
 
 /// `kubectl get pods` rows while pulls fail: the STATUS column carries the kubelet's waiting reason
 /// (`ErrImagePull`, then `ImagePullBackOff`: kubernetes/kubernetes v1.32.4 pkg/kubelet/images/types.go;
-/// `Init:` for an init container, kubectl's printer), here as the reviewer's mirror-without-the-digest case.
+/// `Init:` for an init container, kubectl's printer), here as the reviewer's mirror-without-the-digest case:
+/// written by hand to exercise the failing-pull classifier in those columns.
 const GET_PODS_PULL_FAILING: &str = "cilium-4xk2p                       0/1     Init:ErrImagePull       0          41s
 cilium-operator-5d8b8c6f4-qh2lw    0/1     ImagePullBackOff        0          41s
 cilium-envoy-7hx9d                 0/1     ContainerCreating       0          41s";

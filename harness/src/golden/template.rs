@@ -135,6 +135,7 @@ mod tests {
     use super::*;
     use crate::virt::Owner;
 
+    /// Written by hand to exercise the template, in the shape of the domain XML libvirt saves with a snapshot.
     const SAVED: &str = "<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
   <name>kthw-0a1b2c3d-worker-node-1</name>
   <uuid>11ad2d17-0075-4f2e-adbe-196f794d4df6</uuid>

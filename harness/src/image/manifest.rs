@@ -106,6 +106,7 @@ pub fn rfc3339(unix: u64) -> String {
 mod tests {
     use super::*;
 
+    /// Written by hand to exercise the dpkg status reader, in /var/lib/dpkg/status's stanza format.
     const STATUS: &str = "\
 Package: systemd
 Status: install ok installed

@@ -3,18 +3,9 @@
 use std::path::Path;
 use std::process::Command;
 
-/// True when `tool` is on PATH. Otherwise prints `SKIPPED: <why>` and returns false; under `CI=true` a missing
-/// verifier fails the test instead, since a skip there would hide a broken setup.
+/// True when `tool` is on PATH; otherwise a skip through [`crate::testing::needs`] (a failure under `CI=true`).
 pub fn verifier_present(tool: &str, test: &str) -> bool {
-    let found = std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
-    if found {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("CI=true and {test} needs {tool}, which is not on PATH");
-    }
-    eprintln!("SKIPPED: {test} needs {tool} as its verifier, and it is not on PATH");
-    false
+    crate::testing::needs(crate::testing::on_path(tool, test)).is_some()
 }
 
 /// Runs `tool args...`, returning (success, stdout, stderr).

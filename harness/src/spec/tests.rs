@@ -103,6 +103,7 @@ fn violations_from_a_file_carry_line_and_column() {
 
 #[test]
 fn a_value_equal_to_the_derived_one_is_accepted() {
+    // Written by hand to exercise a value that agrees with the derived one.
     let text = "[cilium.values]\n\"ipam.operator.clusterPoolIPv4PodCIDRList\" = [\"10.200.0.0/16\"]\nkubeProxyReplacement = true\n\"hubble.enabled\" = false\n\
                 [components.kube-controller-manager]\n\"cluster-cidr\" = \"10.200.0.0/16\"\nv = \"2\"\n";
     let s = ClusterSpec::from_toml_validated(text, "t").unwrap();
@@ -334,6 +335,7 @@ fn an_unknown_version_set_is_refused_naming_the_known_ones_and_where() {
 /// set whose pins it names, so `kthw repro` still takes an old bundle; another table is refused, naming the sets.
 #[test]
 fn an_old_versions_table_reads_as_the_set_it_pins_and_any_other_table_is_refused() {
+    // Written by hand to exercise the old table, in the form `kthw spec show` wrote.
     let old = "[versions]\nkubernetes = \"1.32.4\"\netcd = \"3.5.21\"\ncilium = \"1.17.4\"\ncilium_cli = \"0.18.4\"\n\
                coredns = \"1.12.1\"\n";
     assert_eq!(ClusterSpec::from_toml_validated(old, "bundle/spec.toml").unwrap().versions, VersionSet::Seed);

@@ -4,8 +4,9 @@
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{Node, Service};
-use kthw::bootstrap::{CILIUM_STATUS_OUTPUT, READY_NODES_OUTPUT};
+use kthw::bootstrap::{Layout, CILIUM_STATUS_OUTPUT, READY_NODES_OUTPUT};
 use kthw::phase::Phase;
+use kthw_scenarios::clusterip::kube_proxy_replacement;
 use kthw_tests::{artifacts_dir, host_prerequisite, unique_name, up, up_or_panic, vm_host_missing};
 use kube::api::{Api, ListParams};
 
@@ -48,8 +49,29 @@ async fn the_seeds_cluster_ends_with_cilium_coredns_and_every_node_ready() {
     let dns = Api::<Service>::namespaced(api.client.clone(), "kube-system").get("kube-dns").await.unwrap();
     assert_eq!(dns.spec.and_then(|s| s.cluster_ip), Some(spec.network.cluster_dns.to_string()));
 
-    let status = std::fs::read_to_string(cluster.run_dir().phase_output(Phase::Cilium, CILIUM_STATUS_OUTPUT)).unwrap();
-    assert!(status.contains("KubeProxyReplacement") && status.contains("True"), "{status}");
+    // The CLI's `cilium status` summary has no kube-proxy replacement line; each agent's `cilium-dbg status`
+    // does, so ask both agents and read the verdict with the parser the clusterip scenario uses.
+    let cli_status =
+        std::fs::read_to_string(cluster.run_dir().phase_output(Phase::Cilium, CILIUM_STATUS_OUTPUT)).unwrap();
+    assert!(!cli_status.trim().is_empty(), "the cilium phase kept the CLI's `cilium status --wait` output");
+    let cp = cluster.session("control-plane-1").await.unwrap();
+    let kubectl = Layout::default().kubectl();
+    let agents = cp
+        .succeed(&format!("{kubectl} -n kube-system get pods -l k8s-app=cilium -o name"))
+        .await
+        .unwrap_or_else(|e| panic!("{}", kthw::chain(&e)))
+        .stdout_lossy();
+    let agents: Vec<&str> = agents.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    assert_eq!(agents.len(), 2, "one Cilium agent per worker: {agents:?}");
+    for agent in agents {
+        let out = cp
+            .succeed(&format!("{kubectl} -n kube-system exec {agent} -c cilium-agent -- cilium-dbg status"))
+            .await
+            .unwrap_or_else(|e| panic!("{}", kthw::chain(&e)))
+            .stdout_lossy();
+        let kpr = kube_proxy_replacement(&out);
+        assert_eq!(kpr.as_ref().map(|(v, _)| v.as_str()), Some("True"), "{agent}: {kpr:?} in\n{out}");
+    }
     let listed = std::fs::read_to_string(cluster.run_dir().phase_output(Phase::Ready, READY_NODES_OUTPUT)).unwrap();
     assert!(listed.contains("worker-node-1") && listed.contains("worker-node-2"), "{listed}");
 }

@@ -1,11 +1,17 @@
 //! Connecting: pinned host keys, authorized client keys, and retries while a node is not up yet.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kthw::ssh::{KeyPair, Session, SshError, Target};
 
 use crate::sshd::{self, Sshd};
+
+/// How long one refused connect may take, far below the 60 s deadline those tests give it: one handshake on
+/// loopback took 17-150 ms here (2 cores, VMs beside it), so 1 s leaves room for a loaded host and none for
+/// retrying until the deadline.
+const FINAL: Duration = Duration::from_millis(BOUND_MS);
+const BOUND_MS: u64 = 1000;
 
 #[tokio::test]
 async fn a_wrong_pinned_host_key_is_refused_naming_both_fingerprints() {
@@ -13,8 +19,13 @@ async fn a_wrong_pinned_host_key_is_refused_naming_both_fingerprints() {
     let impostor = KeyPair::generate("not the node's key");
     let target = Target { host_key: impostor.public_openssh(), ..sshd.target() };
 
-    // A long deadline: a mismatch must be final, not retried until the deadline.
+    // A long deadline: a mismatch must be final, not retried until the deadline: a retry would meet the same
+    // key again and again until then.
+    let started = Instant::now();
     let e = Session::connect(&target, Duration::from_secs(60)).await.unwrap_err();
+    let took = started.elapsed();
+    eprintln!("a host key mismatch ended connect after {took:?}");
+    assert!(took < FINAL, "a mismatch was retried: connect took {took:?}");
     match &e {
         SshError::HostKeyMismatch { node, expected, got } => {
             assert_eq!(node, &target.node);
@@ -32,7 +43,11 @@ async fn a_client_key_the_node_does_not_authorize_is_rejected() {
     let Some(sshd) = Sshd::start() else { return };
     let stranger = Arc::new(KeyPair::generate("stranger"));
     let target = Target { client_key: stranger.clone(), ..sshd.target() };
+    let started = Instant::now();
     let e = Session::connect(&target, Duration::from_secs(60)).await.unwrap_err();
+    let took = started.elapsed();
+    eprintln!("a rejected client key ended connect after {took:?}");
+    assert!(took < FINAL, "a rejected key was retried: connect took {took:?}");
     assert!(matches!(&e, SshError::AuthRejected { fingerprint, .. } if fingerprint == &stranger.fingerprint()), "{e}");
 }
 

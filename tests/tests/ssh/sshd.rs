@@ -48,12 +48,17 @@ impl Sshd {
         keys::write_private(&dir.path().join("host_key"), &host_key).unwrap();
         std::fs::write(dir.path().join("authorized_keys"), format!("{}\n", client_key.public_openssh())).unwrap();
         let config = dir.path().join("sshd_config");
+        // Sessions get an empty HOME of their own (SetEnv overrides sshd's default environment, sshd_config(5)):
+        // bash sources ~/.bashrc even for `ssh host cmd`, and a developer's or runner's root may run `pyenv init`
+        // there, whose rehash lock serialises concurrent shells and, left stale by a killed shell, stalls each one
+        // 60 s. Tests of the SSH client must not measure the host user's dotfiles. Nodes have Debian's own.
+        std::fs::create_dir(dir.path().join("home")).unwrap();
         std::fs::write(
             &config,
             format!(
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {dir}/host_key\nAuthorizedKeysFile {dir}/authorized_keys\n\
                  PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                 StrictModes no\nUsePAM no\nPidFile none\nSubsystem sftp internal-sftp\n",
+                 StrictModes no\nUsePAM no\nPidFile none\nSubsystem sftp internal-sftp\nSetEnv HOME={dir}/home\n",
                 dir = dir.path().display()
             ),
         )

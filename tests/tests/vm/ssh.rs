@@ -73,7 +73,13 @@ async fn a_wrong_pinned_host_key_is_refused(cluster: &Cluster) {
     let impostor = KeyPair::generate("not worker-node-1's key");
     let pinned_wrong = Target { host_key: impostor.public_openssh(), ..real.clone() };
     // A long deadline: a mismatch must be final at once, not retried like a node that is still booting.
+    let started = std::time::Instant::now();
     let e = Session::connect(&pinned_wrong, Duration::from_secs(120)).await.unwrap_err();
+    // One handshake: 17-150 ms against a loopback sshd (the ssh tier); a guest's sshd under TCG answers slower,
+    // so the same 1 s bound scaled for the accelerator, still far below the 120 s a retry would run into.
+    let took = started.elapsed();
+    eprintln!("a host key mismatch ended connect after {took:?}");
+    assert!(took < cluster.accel().scale(Duration::from_secs(1)), "a mismatch was retried: {took:?}");
     let presented = keys::fingerprint_of(&real.host_key).unwrap();
     match &e {
         SshError::HostKeyMismatch { node, expected, got } => {
