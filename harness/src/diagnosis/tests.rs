@@ -392,6 +392,7 @@ fn service_name_lookups_are_not_node_names_and_calm_text_says_nothing() {
 const V0_19_7_ECHO_DEFAULT: &str =
     r#""ConnectivityTestEchoImage": "gcr.io/k8s-staging-gateway-api/echo-advanced:v20251204-v1.4.1","#;
 const V0_19_7_ECHO_FLAG: &str = r#"cmd.Flags().StringVar(&params.EchoImage, "echo-image", defaults.ConnectivityCheckOptionalImagesTest["ConnectivityTestEchoImage"], "Image path to use for echo server")"#;
+/// cilium/cilium-cli@v0.19.7:vendor/github.com/cilium/cilium/cilium-cli/connectivity/check/deployment.go, in `deploy`.
 const V0_19_7_L7LB: &str = "\t\tl7lbDeployment := newDeploymentWithDNSTestServer(deploymentParameters{\n\t\t\t\
                             Name:  loadbalancerL7DeploymentName,\n\t\t\tKind:  kindL7LBName,\n\t\t\t\
                             Image: ct.params.EchoImage,";

@@ -131,8 +131,8 @@ impl ImageError {
 mod tests {
     use super::recipe::Recipe;
 
-    /// kelseyhightower/kubernetes-the-hard-way docs/09-bootstrapping-kubernetes-workers.md, why it loads the
-    /// module; the node image keeps it for that and for the bridge sysctls, not for Cilium.
+    /// kelseyhightower/kubernetes-the-hard-way@master:docs/09-bootstrapping-kubernetes-workers.md, why it loads
+    /// the module; the node image keeps it for that and for the bridge sysctls, not for Cilium.
     const KTHW_BR_NETFILTER: &str = "To ensure network traffic crossing the CNI `bridge` network is processed by \
                                      `iptables`, load and configure the `br-netfilter` kernel module";
 

@@ -20,20 +20,15 @@ use kthw::phase::Phase;
 use kthw::spec::{ClusterSpec, VersionSet};
 use kthw::ssh::Session;
 use kthw_tests::oci_layout::OciLayout;
-use kthw_tests::{host_prerequisite, in_ci, small_spec, succeed, test_paths, unique_name, up_until, vm_host_missing};
+use kthw_tests::{host_prerequisite, small_spec, succeed, test_paths, unique_name, up_until, vm_host_missing};
 
 /// The .debs of `packages` from Debian `suite`, or None (skipped, saying why) where the package registry cannot
 /// be reached; a failure under `CI=true`.
 fn debs(suite: &str, packages: &[&str]) -> Option<Vec<PathBuf>> {
-    let cache = test_paths().cache;
-    match kthw_tests::debs::fetch(suite, packages, &cache) {
-        Ok(d) => Some(d),
-        Err(why) if in_ci() => panic!("CI=true and Debian {suite}'s {packages:?} cannot be fetched: {why}"),
-        Err(why) => {
-            eprintln!("SKIPPED: Debian {suite}'s {packages:?} on a node: {why}");
-            None
-        }
-    }
+    kthw::testing::needs(
+        kthw_tests::debs::fetch(suite, packages, &test_paths().cache)
+            .map_err(|why| format!("Debian {suite}'s {packages:?} on a node: {why}")),
+    )
 }
 
 /// Installs `debs` on the node without starting what they ship (policy-rc.d, Debian's invoke-rc.d rule), keeping
