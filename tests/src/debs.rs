@@ -6,6 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use kthw::ssh::Session;
+
+use crate::succeed;
+
 /// The image recipe's Debian mirror, or `KTHW_DEBIAN_MIRROR`.
 fn mirror() -> String {
     std::env::var("KTHW_DEBIAN_MIRROR").unwrap_or_else(|_| "http://deb.debian.org/debian".to_string())
@@ -68,4 +72,34 @@ pub fn fetch(suite: &str, packages: &[&str], cache: &Path) -> Result<Vec<PathBuf
             found(p).ok_or_else(|| format!("apt-get download {p} ({suite}) left no {p}_*.deb in {}", root.display()))
         })
         .collect()
+}
+
+/// [`fetch`] into the test cache, or None (the test skips, saying why) where Debian's package registry cannot
+/// be reached; a failure under `CI=true`.
+pub fn fetch_or_skip(suite: &str, packages: &[&str]) -> Option<Vec<PathBuf>> {
+    kthw::testing::needs(
+        fetch(suite, packages, &crate::test_paths().cache)
+            .map_err(|why| format!("Debian {suite}'s {packages:?} on a node: {why}")),
+    )
+}
+
+/// Installs `debs` on the node without starting what they ship (policy-rc.d, Debian's invoke-rc.d rule; the test
+/// starts what it needs under the files it renders), keeping the configuration files already there.
+pub async fn install(node: &Session, debs: &[PathBuf]) {
+    succeed(node, "mkdir -p /var/lib/kthw/debs").await;
+    let mut remote = Vec::new();
+    for deb in debs {
+        let at = format!("/var/lib/kthw/debs/{}", deb.file_name().unwrap().to_str().unwrap());
+        node.upload(deb, &at, 0o644).await.unwrap();
+        remote.push(at);
+    }
+    succeed(
+        node,
+        &format!(
+            "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && \
+             DEBIAN_FRONTEND=noninteractive dpkg --force-confold -i {} >/dev/null; rc=$?; rm -f /usr/sbin/policy-rc.d; exit $rc",
+            remote.join(" ")
+        ),
+    )
+    .await;
 }

@@ -169,3 +169,13 @@ pub fn multi_arch_archive(dir: &Path, name: &str) -> (PathBuf, String) {
     layout.archive(index, name, &archive);
     (archive, digest)
 }
+
+/// An OCI image archive as `skopeo copy ... oci-archive:FILE:REFERENCE` writes one: an index naming the image
+/// `reference`, one linux/amd64 manifest, its config and one empty layer.
+pub fn stand_in_archive(dir: &Path, reference: &str) -> PathBuf {
+    let layout = OciLayout::new(dir.join("layout"));
+    let image = layout.image("amd64", &[0u8; 1024]); // an empty tar: two zero blocks
+    let archive = dir.join("stand-in.oci.tar");
+    layout.archive(image, reference, &archive);
+    archive
+}

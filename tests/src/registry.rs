@@ -5,13 +5,12 @@
 //! as built, in every media type a registry serves, which no push tool here does (skopeo converts or refuses).
 
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::host_prerequisite;
 use crate::oci_layout::OciLayout;
 
 /// Debian's docker-registry serving on a free 127.0.0.1 port, storing under a directory; stopped when dropped.
@@ -24,11 +23,7 @@ impl Registry {
     /// Starts one storing under `dir`; `None` (the test skips, saying why) where docker-registry is not
     /// installed, a failure under `CI=true`.
     pub fn start(dir: &Path) -> Option<Registry> {
-        let bin = which("docker-registry");
-        host_prerequisite(
-            "a registry on loopback",
-            bin.is_none().then(|| "docker-registry is not installed (scripts/setup-host installs it)".to_string()),
-        )?;
+        kthw::testing::needs(kthw::testing::on_path("docker-registry", "a registry on loopback"))?;
         let port = kthw::virt::free_port().unwrap();
         let config = dir.join("registry.yml");
         let storage = dir.join("registry");
@@ -40,7 +35,7 @@ impl Registry {
             ),
         )
         .unwrap();
-        let child = Command::new(bin.unwrap())
+        let child = Command::new("docker-registry")
             .arg("serve")
             .arg(&config)
             .stdout(Stdio::null())
@@ -114,8 +109,4 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn which(bin: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(bin)).find(|c| c.is_file()))
 }

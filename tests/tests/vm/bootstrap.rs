@@ -19,7 +19,7 @@ use kthw::pki::ClusterPki;
 use kthw::rundir::Outcome;
 use kthw::spec::{ClusterSpec, Origin};
 use kthw::ssh::Session;
-use kthw_tests::oci_layout::OciLayout;
+use kthw_tests::oci_layout::stand_in_archive;
 use kthw_tests::{
     host_prerequisite, kthw_bin, small_spec, succeed, test_paths, unique_name, up, up_or_panic, vm_host_missing,
     wait_for_exit,
@@ -238,7 +238,7 @@ async fn containerd_runs_the_rendered_config_and_imports_an_image_archive(
     assert!(dump.contains(&format!("sandbox_image = \"{pause}\"")), "{dump}");
 
     let dir = tempfile::tempdir().unwrap();
-    let archive = stand_in_oci_archive(dir.path(), &pause);
+    let archive = stand_in_archive(dir.path(), &pause);
     let remote = Path::new("/var/lib/kthw/images/stand-in.oci.tar");
     run(worker, "mkdir -p /var/lib/kthw/images").await;
     worker.upload(&archive, &remote.display().to_string(), 0o644).await.unwrap();
@@ -250,16 +250,6 @@ async fn containerd_runs_the_rendered_config_and_imports_an_image_archive(
     let images = run(worker, "ctr -n k8s.io images ls -q").await;
     assert_eq!(images.lines().filter(|l| *l == pause).count(), 1, "{images}");
     assert_eq!(images.lines().filter(|l| *l == image.digested()).count(), 1, "and by its digest: {images}");
-}
-
-/// An OCI image archive as `skopeo copy ... oci-archive:FILE:REFERENCE` writes one: an index naming the image
-/// `reference`, one linux/amd64 manifest, its config and one empty layer.
-fn stand_in_oci_archive(dir: &Path, reference: &str) -> PathBuf {
-    let layout = OciLayout::new(dir.join("layout"));
-    let image = layout.image("amd64", &[0u8; 1024]); // an empty tar: two zero blocks
-    let archive = dir.join("stand-in.oci.tar");
-    layout.archive(image, reference, &archive);
-    archive
 }
 
 /// `kthw kubeconfig` prints a kubeconfig whose server is a host loopback port forwarded to

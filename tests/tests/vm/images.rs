@@ -273,15 +273,9 @@ async fn containerd_2_imports_every_kind_with_its_digest_name(
     kinds: &[Pushed],
     home: &Path,
 ) {
-    let debs = kthw_tests::debs::fetch("sid", &["containerd"], &home.join("cache"))
-        .map_err(|why| format!("containerd 2.x on a node: Debian sid's containerd cannot be fetched: {why}"));
-    let Some(debs) = kthw::testing::needs(debs) else { return };
-    for deb in &debs {
-        let remote = format!("/var/lib/kthw/{}", deb.file_name().unwrap().to_str().unwrap());
-        worker.upload(deb, &remote, 0o644).await.unwrap();
-        // The node keeps its own runc (containerd Depends: runc (>= 0.1.0~)); the rendered config stays.
-        succeed(worker, &format!("DEBIAN_FRONTEND=noninteractive dpkg --force-confold -i {remote} >/dev/null")).await;
-    }
+    let Some(debs) = kthw_tests::debs::fetch_or_skip("sid", &["containerd"]) else { return };
+    // The node keeps its own runc (containerd Depends: runc (>= 0.1.0~)).
+    kthw_tests::debs::install(worker, &debs).await;
     succeed(worker, "systemctl restart containerd").await;
     let ctr = Layout::default().ctr();
     let version = worker.wait_until_succeeds(&format!("{ctr} version"), Duration::from_secs(120)).await.unwrap();

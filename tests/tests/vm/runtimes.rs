@@ -19,45 +19,17 @@ use kthw::oci;
 use kthw::phase::Phase;
 use kthw::spec::{ClusterSpec, VersionSet};
 use kthw::ssh::Session;
-use kthw_tests::oci_layout::OciLayout;
-use kthw_tests::{host_prerequisite, small_spec, succeed, test_paths, unique_name, up_until, vm_host_missing};
-
-/// The .debs of `packages` from Debian `suite`, or None (skipped, saying why) where the package registry cannot
-/// be reached; a failure under `CI=true`.
-fn debs(suite: &str, packages: &[&str]) -> Option<Vec<PathBuf>> {
-    kthw::testing::needs(
-        kthw_tests::debs::fetch(suite, packages, &test_paths().cache)
-            .map_err(|why| format!("Debian {suite}'s {packages:?} on a node: {why}")),
-    )
-}
-
-/// Installs `debs` on the node without starting what they ship (policy-rc.d, Debian's invoke-rc.d rule), keeping
-/// the configuration files already there.
-async fn install(node: &Session, debs: &[PathBuf]) {
-    let mut remote = Vec::new();
-    for deb in debs {
-        let at = format!("/var/lib/kthw/debs/{}", deb.file_name().unwrap().to_str().unwrap());
-        node.upload(deb, &at, 0o644).await.unwrap();
-        remote.push(at);
-    }
-    succeed(
-        node,
-        &format!(
-            "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && \
-             DEBIAN_FRONTEND=noninteractive dpkg --force-confold -i {} >/dev/null; rc=$?; rm -f /usr/sbin/policy-rc.d; exit $rc",
-            remote.join(" ")
-        ),
-    )
-    .await;
-}
+use kthw_tests::debs::{fetch_or_skip, install};
+use kthw_tests::oci_layout::stand_in_archive;
+use kthw_tests::{host_prerequisite, small_spec, succeed, unique_name, up_until, vm_host_missing};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_3_5_and_containerd_1_7_and_2_run_the_files_the_phases_render() {
     let Some(()) = host_prerequisite("vm", vm_host_missing()) else { return };
     let (Some(etcd), Some(containerd_1_7), Some(containerd_2)) = (
-        debs("trixie", &["etcd-server", "etcd-client"]),
-        debs("trixie", &["containerd"]),
-        debs("sid", &["containerd"]),
+        fetch_or_skip("trixie", &["etcd-server", "etcd-client"]),
+        fetch_or_skip("trixie", &["containerd"]),
+        fetch_or_skip("sid", &["containerd"]),
     ) else {
         return;
     };
@@ -66,8 +38,7 @@ async fn etcd_3_5_and_containerd_1_7_and_2_run_the_files_the_phases_render() {
     let cluster = running.cluster;
     let cp = cluster.session("control-plane-1").await.unwrap();
     let worker = cluster.session("worker-node-1").await.unwrap();
-    succeed(&cp, "mkdir -p /var/lib/kthw/debs").await;
-    succeed(&worker, "mkdir -p /var/lib/kthw/debs /var/lib/kthw/images").await;
+    succeed(&worker, "mkdir -p /var/lib/kthw/images").await;
 
     etcd_runs_the_upstream_unit(&cp, &spec, cluster.accel(), &etcd).await;
     for (set, debs, major) in [(VersionSet::Seed, &containerd_1_7, "1.7."), (VersionSet::Current, &containerd_2, "2.")]
@@ -150,10 +121,7 @@ async fn containerd_runs_its_sets_files(
     assert!(dump.contains("SystemdCgroup = true"), "{set:?}:\n{dump}");
     // The sandbox image, imported as the workers phase does, under both of its names.
     let dir = tempfile::tempdir().unwrap();
-    let layout_dir = OciLayout::new(dir.path().join("layout"));
-    let image = layout_dir.image("amd64", &[0u8; 1024]);
-    let archive = dir.path().join("pause-stand-in.oci.tar");
-    layout_dir.archive(image, &pause, &archive);
+    let archive = stand_in_archive(dir.path(), &pause);
     let remote = format!("/var/lib/kthw/images/pause-stand-in-{}.oci.tar", set.name());
     worker.upload(&archive, &remote, 0o644).await.unwrap();
     let images = oci::read_archive(&archive).unwrap();
