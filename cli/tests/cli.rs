@@ -132,6 +132,18 @@ fn ci_runs_exactly_the_readme_test_command() {
     );
 }
 
+/// `kthw doctor`'s output as (verdict line, the indented lines under it), one per check.
+fn doctor_entries(out: &str) -> Vec<(String, Vec<String>)> {
+    let mut entries: Vec<(String, Vec<String>)> = Vec::new();
+    for line in out.lines().take_while(|l| !l.is_empty()) {
+        match entries.last_mut() {
+            Some((_, under)) if line.starts_with(' ') => under.push(line.trim().to_string()),
+            _ => entries.push((line.to_string(), Vec::new())),
+        }
+    }
+    entries
+}
+
 #[test]
 fn doctor_lists_every_prerequisite_with_a_verdict() {
     let out = kthw(&["doctor"]);
@@ -146,9 +158,28 @@ fn doctor_lists_every_prerequisite_with_a_verdict() {
     // The exit code tells the truth about required checks.
     let missing = s.lines().any(|l| l.starts_with("MISSING"));
     assert_eq!(out.status.success(), !missing, "{s}");
-    if missing {
-        assert!(s.contains("fix:"), "every missing check says how to fix it:\n{s}");
+}
+
+#[test]
+fn doctor_gives_each_missing_prerequisite_a_fix_line_of_its_own() {
+    // With nothing on PATH every tool doctor runs or looks up by name is missing, on any host.
+    let empty = tempfile::tempdir().unwrap();
+    let out =
+        Command::new(kthw_bin()).arg("doctor").env("RUST_LOG", "warn").env("PATH", empty.path()).output().unwrap();
+    let s = text(&out.stdout);
+    let entries = doctor_entries(&s);
+    let missing: Vec<_> = entries.iter().filter(|(l, _)| l.starts_with("MISSING") || l.starts_with("absent")).collect();
+    for tool in ["QEMU", "qemu-img", "mmdebstrap", "mkfs.ext4", "cpio", "xz", "kubectl"] {
+        assert!(missing.iter().any(|(l, _)| l.contains(tool)), "{tool} is not reported missing:\n{s}");
     }
+    for (line, under) in &entries {
+        let fixes: Vec<&String> = under.iter().filter(|u| u.starts_with("fix: ") && u.len() > "fix: ".len()).collect();
+        let wanted = usize::from(missing.iter().any(|(l, _)| l == line));
+        assert_eq!(fixes.len(), wanted, "{line:?} has {} fix lines, not {wanted}:\n{s}", fixes.len());
+    }
+    let required = entries.iter().filter(|(l, _)| l.starts_with("MISSING")).count();
+    assert!(!out.status.success(), "{s}");
+    assert!(s.contains(&format!("\n{required} required prerequisite(s) missing")), "the count is of its lines:\n{s}");
 }
 
 #[test]

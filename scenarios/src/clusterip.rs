@@ -157,6 +157,15 @@ fn echo_service() -> Service {
     }
 }
 
+/// The echo server's worker and the client's, never the same one: a ClusterIP that only answers on the
+/// server's own node would pass otherwise. None with fewer than two workers.
+pub fn server_and_client(workers: &[String]) -> Option<(String, String)> {
+    match workers {
+        [server, .., client] => Some((server.clone(), client.clone())),
+        _ => None,
+    }
+}
+
 /// curl from the client pod: the exit status (None when kubectl itself failed to exec).
 async fn curl(w: &World<'_>, ns: &str, url: &str) -> Result<Option<u32>, ScenarioError> {
     let out = w.exec_in(ns, "client", &format!("curl -sS -o /dev/null --max-time 5 {url}")).await?;
@@ -175,8 +184,10 @@ pub(crate) async fn run(w: &World<'_>, r: &mut Report) -> Result<(), ScenarioErr
     };
     no_kube_proxy(w, r).await?;
 
-    let workers = w.workers();
-    let (server_node, client_node) = (workers[0].clone(), workers[workers.len() - 1].clone());
+    let (server_node, client_node) = server_and_client(&w.workers()).ok_or_else(|| ScenarioError::Unfit {
+        scenario: w.name(),
+        why: format!("its client runs on another worker than its server, and the workers are {:?}", w.workers()),
+    })?;
     w.preload(kthw::phase::Phase::Ready, IMAGES).await?;
     let ns = w.namespace().await?;
     let deployments: Api<Deployment> = Api::namespaced(w.client(), &ns);
@@ -466,6 +477,15 @@ COMMIT
         // Releases that print no protocol and a backend state parse the same.
         let old = "1    10.96.0.1:443      ClusterIP      1 => 10.0.0.4:6443 (active)\n";
         assert_eq!(service_list(old)[0].backends, ["10.0.0.4:6443"]);
+    }
+
+    #[test]
+    fn the_client_runs_on_another_worker_than_the_server_or_the_scenario_refuses() {
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (server, client) = server_and_client(&names(&["worker-node-1", "worker-node-2"])).unwrap();
+        assert_ne!(server, client);
+        assert_eq!(server_and_client(&names(&["worker-node-1"])), None, "one worker cannot hold the claim");
+        assert_eq!(server_and_client(&[]), None);
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub enum ScenarioError {
          {scenario}` brings up a cluster of its own"
     )]
     Unsuitable { scenario: &'static str, cluster: String, why: String },
+    #[error("scenario {scenario} cannot run on this spec: {why}; no VM was booted")]
+    Unfit { scenario: &'static str, why: String },
     #[error("scenario {scenario}: no API client")]
     Access {
         scenario: &'static str,

@@ -101,7 +101,8 @@ impl Scenario {
     pub fn needs(self) -> Needs {
         match self {
             Scenario::PodCidr => Needs::at(Phase::Ready),
-            Scenario::ClusterIpNoKubeProxy => Needs::at(Phase::Ready).images(clusterip::IMAGES),
+            // Its client runs on another worker than its server: what crosses nodes is what Cilium routes.
+            Scenario::ClusterIpNoKubeProxy => Needs::at(Phase::Ready).images(clusterip::IMAGES).workers(2),
             Scenario::RbacFailure => Needs::at(Phase::Workers).running(Phase::Cilium),
             Scenario::ColdImageWait => Needs::at(Phase::Workers).running(Phase::Cilium).with(Override::Preload(false)),
             Scenario::DnsNodeNames => {
@@ -171,11 +172,13 @@ pub struct Needs {
     pub overrides: Vec<Override>,
     /// Pinned image artifacts it deploys beyond the phases' own (`scenarios` in harness/artifacts.toml).
     pub images: &'static [&'static str],
+    /// The fewest workers its checks mean anything on.
+    pub workers: usize,
 }
 
 impl Needs {
     fn at(from: Phase) -> Needs {
-        Needs { from, through: from, overrides: Vec::new(), images: &[] }
+        Needs { from, through: from, overrides: Vec::new(), images: &[], workers: 1 }
     }
     fn running(mut self, through: Phase) -> Needs {
         self.through = through;
@@ -188,6 +191,16 @@ impl Needs {
     fn images(mut self, images: &'static [&'static str]) -> Needs {
         self.images = images;
         self
+    }
+    fn workers(mut self, workers: usize) -> Needs {
+        self.workers = workers;
+        self
+    }
+
+    /// Why `spec` cannot hold this scenario's checks, if it cannot: too few workers.
+    pub fn unfit(&self, spec: &ClusterSpec) -> Option<String> {
+        let has = spec.workers().count();
+        (has < self.workers).then(|| format!("it needs {} workers and the spec has {has}", self.workers))
     }
 
     /// `spec` with this scenario's changes.
@@ -209,6 +222,9 @@ impl Needs {
         }
         for i in self.images {
             s.push_str(&format!(", image {i}"));
+        }
+        if self.workers > 1 {
+            s.push_str(&format!(", {} workers", self.workers));
         }
         s
     }
@@ -241,6 +257,22 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_scenario_that_needs_two_workers_refuses_a_one_worker_spec_before_booting() {
+        let mut one = ClusterSpec::default();
+        one.nodes.retain(|n| n.name != "worker-node-2");
+        let needs = Scenario::ClusterIpNoKubeProxy.needs();
+        assert_eq!(needs.unfit(&ClusterSpec::default()), None, "the seed's two workers fit");
+        assert_eq!(needs.unfit(&one).as_deref(), Some("it needs 2 workers and the spec has 1"));
+        assert_eq!(Scenario::PodCidr.needs().unfit(&one), None, "one worker holds pod-cidr's checks");
+        // Through the entry point every caller uses: refused before the artifacts are looked at or a VM boots.
+        let on = On::Fresh { spec: Box::new(one), name: "kthw-unfit".into() };
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let err = rt.block_on(run(Scenario::ClusterIpNoKubeProxy, on, Options::default())).unwrap_err();
+        assert!(matches!(err, ScenarioError::Unfit { .. }), "{}", kthw::chain(&err));
+        assert!(err.to_string().contains("needs 2 workers and the spec has 1; no VM was booted"), "{err}");
     }
 
     #[test]

@@ -279,16 +279,31 @@ mod tests {
         assert_eq!(flag_value(&argv, "cluster"), None, "a prefix is not the flag");
     }
 
+    /// cilium/cilium-cli@v0.18.4:vendor/github.com/cilium/charts/cilium-1.17.4.tgz, cilium/templates/
+    /// cilium-configmap.yaml lines 1064-1065 (the same two lines stand at 1192-1193 of cilium-1.19.5.tgz in
+    /// cilium-cli v0.19.7): the keys the chart writes the pool under, and the values it writes there.
+    const CHART_POOL_LINES: &str =
+        "  cluster-pool-ipv4-cidr: {{ .Values.ipam.operator.clusterPoolIPv4PodCIDRList | join \" \" | quote }}
+  cluster-pool-ipv4-mask-size: {{ .Values.ipam.operator.clusterPoolIPv4MaskSize | quote }}
+";
+
     #[test]
-    fn the_chart_renders_the_pool_into_cilium_config() {
-        // templates/cilium-configmap.yaml of cilium-1.17.4.tgz:
-        //   cluster-pool-ipv4-cidr: {{ .Values.ipam.operator.clusterPoolIPv4PodCIDRList | join " " | quote }}
-        //   cluster-pool-ipv4-mask-size: {{ .Values.ipam.operator.clusterPoolIPv4MaskSize | quote }}
-        let data = BTreeMap::from([
-            ("cluster-pool-ipv4-cidr".to_string(), "10.200.0.0/16".to_string()),
-            ("cluster-pool-ipv4-mask-size".to_string(), "24".to_string()),
-            ("ipam".to_string(), "cluster-pool".to_string()),
-        ]);
-        assert_eq!(config_pool(&data), (Some("10.200.0.0/16".into()), Some("24".into())));
+    fn the_pool_is_read_from_the_keys_the_chart_renders_it_under() {
+        // The chart's two lines rendered with the spec's Helm values, as `helm template` would: each key
+        // with the value its template names (a list joined by spaces; a quoted scalar).
+        let spec = kthw::spec::ClusterSpec::default();
+        let values = spec.derived().cilium_values;
+        let data: BTreeMap<String, String> = CHART_POOL_LINES
+            .lines()
+            .map(|l| {
+                let (key, template) = l.trim().split_once(": ").unwrap();
+                let value = template.split_whitespace().find_map(|w| w.strip_prefix(".Values.")).unwrap();
+                (key.to_string(), values[value].to_string())
+            })
+            .collect();
+        assert_eq!(data.len(), 2, "{data:?}");
+        let (pool, mask) = config_pool(&data);
+        assert_eq!(pool, Some(spec.network.pods.to_string()), "{data:?}");
+        assert_eq!(mask, Some(spec.network.pod_mask_size.to_string()), "{data:?}");
     }
 }

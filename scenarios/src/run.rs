@@ -82,6 +82,9 @@ pub async fn run(scenario: Scenario, on: On, opts: Options) -> Result<Report, Sc
     match on {
         On::Fresh { spec, name: cluster } => {
             let spec = needs.spec(*spec);
+            if let Some(why) = needs.unfit(&spec) {
+                return Err(ScenarioError::Unfit { scenario: name, why });
+            }
             let bootstrap = Bootstrap::new(&opts.paths, opts.artifacts_dir.clone(), spec.versions);
             let lacks = preflight(scenario, &spec, &bootstrap);
             if !lacks.is_empty() {
@@ -136,6 +139,9 @@ fn suitable(scenario: Scenario, cluster: &Cluster) -> Result<(), ScenarioError> 
         needs.overrides.iter().filter(|o| !o.holds(cluster.spec())).map(|o| o.to_string()).collect();
     if !wrong.is_empty() {
         return Err(unsuitable(format!("it needs a spec with {}", wrong.join(", "))));
+    }
+    if let Some(why) = needs.unfit(cluster.spec()) {
+        return Err(unsuitable(why));
     }
     let run_dir = cluster.run_dir();
     if let Some(missing) = needs.from.through().find(|p| *p != Phase::Nodes && !run_dir.phase_done(*p)) {

@@ -93,7 +93,11 @@ pub(super) fn run_on(
         let _ = renderer.await;
         match result {
             None => Ok(ExitCode::from(INTERRUPTED)),
-            Some(Err(e @ ScenarioError::MissingArtifacts { .. })) | Some(Err(e @ ScenarioError::Unsuitable { .. })) => {
+            Some(Err(
+                e @ (ScenarioError::MissingArtifacts { .. }
+                | ScenarioError::Unsuitable { .. }
+                | ScenarioError::Unfit { .. }),
+            )) => {
                 eprintln!("error: {e}");
                 Ok(ExitCode::FAILURE)
             }

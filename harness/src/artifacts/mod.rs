@@ -237,4 +237,6 @@ impl Artifact {
 }
 
 #[cfg(test)]
+mod published_tests;
+#[cfg(test)]
 mod tests;

@@ -408,17 +408,62 @@ readOnlyRootFilesystem: true\n";
         assert!(c.config_map.data.as_ref().unwrap().contains_key("Corefile"));
     }
 
+    /// coredns/deployment@000c366e86407ad55a502d31e9134a616aad6d3f:kubernetes/coredns.yaml.sed, the ClusterRole's
+    /// rules (lines 13-30): what the kubernetes plugin lists and watches, in every namespace.
+    const UPSTREAM_RULES: &str = "rules:
+  - apiGroups:
+    - \"\"
+    resources:
+    - endpoints
+    - services
+    - pods
+    - namespaces
+    verbs:
+    - list
+    - watch
+  - apiGroups:
+    - discovery.k8s.io
+    resources:
+    - endpointslices
+    verbs:
+    - list
+    - watch
+";
+
+    /// `rules`, written as the upstream manifest writes them.
+    fn rules_yaml(rules: &[PolicyRule]) -> String {
+        let list = |v: &[String]| -> String {
+            v.iter().map(|i| format!("    - {}\n", if i.is_empty() { "\"\"" } else { i })).collect()
+        };
+        let mut out = String::from("rules:\n");
+        for r in rules {
+            out.push_str(&format!("  - apiGroups:\n{}", list(r.api_groups.as_deref().unwrap_or_default())));
+            out.push_str(&format!("    resources:\n{}", list(r.resources.as_deref().unwrap_or_default())));
+            out.push_str(&format!("    verbs:\n{}", list(&r.verbs)));
+            assert!(r.resource_names.is_none() && r.non_resource_urls.is_none(), "{r:?}");
+        }
+        out
+    }
+
     #[test]
-    fn rbac_lets_the_service_account_watch_what_the_kubernetes_plugin_reads() {
+    fn rbac_lets_the_service_account_list_and_watch_what_upstream_grants_in_every_namespace() {
         let c = coredns(&ClusterSpec::default(), &pinned_image());
+        assert_eq!(rules_yaml(c.cluster_role.rules.as_deref().unwrap()), UPSTREAM_RULES);
+        // A ClusterRole bound by a ClusterRoleBinding holds in every namespace (a RoleBinding would confine it
+        // to one): services and endpoint slices are read wherever they are.
         let b = &c.cluster_role_binding;
+        assert_eq!(
+            (b.role_ref.kind.as_str(), b.role_ref.api_group.as_str()),
+            ("ClusterRole", "rbac.authorization.k8s.io")
+        );
         assert_eq!(b.role_ref.name, c.cluster_role.metadata.name.clone().unwrap());
+        assert_eq!(b.metadata.name, c.cluster_role.metadata.name);
         let subject = &b.subjects.as_ref().unwrap()[0];
         assert_eq!((subject.kind.as_str(), subject.name.as_str()), ("ServiceAccount", "coredns"));
         assert_eq!(subject.namespace, c.service_account.metadata.namespace);
-        let resources: Vec<&String> =
-            c.cluster_role.rules.as_ref().unwrap().iter().flat_map(|r| r.resources.as_ref().unwrap()).collect();
-        assert!(resources.iter().any(|r| *r == "endpointslices") && resources.iter().any(|r| *r == "services"));
+        assert_eq!(Some(subject.name.clone()), c.service_account.metadata.name);
+        let pod = c.deployment.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.service_account_name, c.service_account.metadata.name, "the pods run as the bound account");
     }
 
     #[test]
