@@ -1,5 +1,6 @@
-//! Fault injection on real nodes, one boot for all of it: three small nodes through the etcd phase (Debian's
-//! etcd), then each fault, its effect and its recovery, measured from the host and printed.
+//! Fault injection on real nodes, one cluster for all of it: three small nodes through the etcd phase (Debian's
+//! etcd; a copy of the shared snapshot the golden tests start from), then each fault, its effect and its
+//! recovery, measured from the host and printed.
 
 use std::time::{Duration, Instant};
 
@@ -8,10 +9,10 @@ use kthw::bundle::prune::{self, Listed};
 use kthw::cluster::{Cluster, ClusterError, Fault, FaultError};
 use kthw::identity::{Mac, Nic};
 use kthw::phase::Phase;
-use kthw::spec::{ClusterSpec, Origin};
+use kthw::spec::ClusterSpec;
 use kthw::ssh::{Session, Target};
 use kthw::up::Keep;
-use kthw_tests::{host_prerequisite, small_spec, succeed, test_paths, unique_name, up, up_or_panic, vm_host_missing};
+use kthw_tests::{etcd_spec, host_prerequisite, succeed, test_paths, unique_name, up, up_or_panic, vm_host_missing};
 
 /// worker-node-2's address, which worker-node-1 pings across the cluster network.
 const WORKER_2: &str = "10.0.0.6";
@@ -22,10 +23,12 @@ const PING: &str = "ping -n -c 1 -W 1 10.0.0.6";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_fault_shows_its_effect_and_the_node_recovers() {
     let Some(()) = host_prerequisite("vm", vm_host_missing()) else { return };
-    let spec = ClusterSpec { etcd_from: Origin::Debian, ..small_spec(3) };
+    let spec = etcd_spec();
     let name = unique_name("vm-faults");
     let no_downloads = tempfile::tempdir().unwrap();
-    let up = up(&spec, &name).await.until(Phase::Etcd).artifacts_dir(Some(no_downloads.path().to_path_buf()));
+    // From the shared snapshot at etcd that the golden tests also start from: one boot for both.
+    let up = up(&spec, &name).await.until(Phase::Etcd).save_golden(true);
+    let up = up.artifacts_dir(Some(no_downloads.path().to_path_buf()));
     let cluster = up_or_panic(up).await.cluster;
     let w1 = cluster.session("worker-node-1").await.unwrap();
     assert_eq!(succeed(&w1, PING).await.lines().nth(1).map(|l| l.contains(WORKER_2)), Some(true));

@@ -1,4 +1,4 @@
-//! Golden snapshots on real nodes: a cluster booted to `etcd` is saved once with a lease, a transient systemd
+//! Golden snapshots on real nodes: a cluster at `etcd` (a copy of the shared snapshot) is saved once with a lease, a transient systemd
 //! timer and a certificate in flight; two private copies restored from it run at once and are independent,
 //! keep their time-dependent state, and keep their pinned host keys; a snapshot whose image is gone is refused.
 //! Restore time against the boot it replaces is printed (the ratio goal is `just bench`'s, not a timed
@@ -13,8 +13,8 @@ use kthw::golden::{self, store, GoldenError};
 use kthw::phase::Phase;
 use kthw::up::Running;
 use kthw_tests::{
-    etcd_spec as spec, golden_cluster, host_prerequisite, kthw_bin, node_image, private_golden_inputs, succeed,
-    test_paths, unique_name, up, vm_host_missing,
+    etcd_spec as spec, golden_cluster, golden_up_until, host_prerequisite, kthw_bin, node_image, private_golden_inputs,
+    succeed, test_paths, unique_name, vm_host_missing,
 };
 use rstest::rstest;
 
@@ -32,11 +32,15 @@ async fn copies_of_one_golden_snapshot_run_at_once_independent_and_on_time() {
     let layout = Layout::default();
     let etcdctl = layout.etcdctl(&spec);
 
-    let boot_start = Instant::now();
-    let running =
-        kthw_tests::up_or_panic(up(&spec, &unique_name("vm-golden-src")).await.until(Phase::Etcd).fresh(true)).await;
-    let boot = boot_start.elapsed();
-    let source = running.cluster;
+    // The source is a copy of the shared snapshot at etcd (the faults test starts from it too): one boot for
+    // both. The boot a restore replaces is the one that snapshot recorded.
+    let source = golden_up_until(&spec, &unique_name("vm-golden-src"), Phase::Etcd).await.cluster;
+    let shared = std::fs::read_to_string(source.run_dir().golden_origin()).expect("a copy names its snapshot");
+    let boot = store::open(&paths, shared.trim())
+        .unwrap()
+        .and_then(|m| m.build_ms)
+        .map(Duration::from_millis)
+        .expect("the shared snapshot records its boot to etcd");
     let cp = source.session("control-plane-1").await.unwrap();
     let lease = succeed(&cp, &format!("{etcdctl} lease grant {LEASE_TTL} | awk '{{print $2}}'")).await;
     let granted = host_now();

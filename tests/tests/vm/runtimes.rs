@@ -15,17 +15,21 @@ use kthw::artifacts::Manifest;
 use kthw::bootstrap::node_files::{etcd_files, worker_files};
 use kthw::bootstrap::units::containerd_unit;
 use kthw::bootstrap::Layout;
+use kthw::events::Events;
 use kthw::oci;
 use kthw::phase::Phase;
 use kthw::spec::{ClusterSpec, VersionSet};
 use kthw::ssh::Session;
+use kthw::up::Running;
 use kthw_tests::debs::{fetch_or_skip, install};
 use kthw_tests::oci_layout::stand_in_archive;
-use kthw_tests::{host_prerequisite, small_spec, succeed, unique_name, up_until, vm_host_missing};
+use kthw_tests::{golden_cluster, small_spec, succeed};
+use rstest::rstest;
 
+#[rstest]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn etcd_3_5_and_containerd_1_7_and_2_run_the_files_the_phases_render() {
-    let Some(()) = host_prerequisite("vm", vm_host_missing()) else { return };
+async fn etcd_3_5_and_containerd_1_7_and_2_run_the_files_the_phases_render(#[future] golden_cluster: Option<Running>) {
+    let Some(running) = golden_cluster.await else { return };
     let (Some(etcd), Some(containerd_1_7), Some(containerd_2)) = (
         fetch_or_skip("trixie", &["etcd-server", "etcd-client"]),
         fetch_or_skip("trixie", &["containerd"]),
@@ -33,9 +37,11 @@ async fn etcd_3_5_and_containerd_1_7_and_2_run_the_files_the_phases_render() {
     ) else {
         return;
     };
-    let spec = small_spec(2);
-    let running = up_until(&spec, &unique_name("vm-runtimes"), Phase::Kubeconfigs).await;
+    // The shared two nodes just booted, then the pki phase: etcd's certificates, as the etcd phase finds them.
     let cluster = running.cluster;
+    let spec = cluster.spec().clone();
+    let pki = running.bootstrap.run(&cluster, Phase::Pki, &Events::default()).await;
+    pki.unwrap_or_else(|e| panic!("{}", kthw::chain(&e)));
     let cp = cluster.session("control-plane-1").await.unwrap();
     let worker = cluster.session("worker-node-1").await.unwrap();
     succeed(&worker, "mkdir -p /var/lib/kthw/images").await;
