@@ -54,7 +54,8 @@ impl std::fmt::Display for BuildTimes {
 /// then the image again (the cache hit). Both cold runs download every package: apt keeps no cache between
 /// them. Holds /tmp/kthw-vm.lock throughout, like everything that builds images on this host.
 pub async fn build_cold_and_warm(paths: &Paths) -> anyhow::Result<BuildTimes> {
-    let _lock = kthw_tests::vm_lock().context("locking /tmp/kthw-vm.lock")?;
+    // Waited for off the runtime's threads: a ^C while other runs hold the lock must still be heard.
+    let _lock = tokio::task::spawn_blocking(kthw_tests::vm_lock).await?.context("locking /tmp/kthw-vm.lock")?;
     let mmdebstrap = plain_mmdebstrap().await?;
     let start = Instant::now();
     let built = image::build(paths, &BuildOptions { force: true, ..BuildOptions::default() }).await?;
