@@ -67,16 +67,8 @@ pub fn run(paths: &Paths) -> Vec<Check> {
     ]
 }
 
-fn which(tool: &str) -> Option<std::path::PathBuf> {
-    if tool.contains('/') {
-        return Path::new(tool).exists().then(|| tool.into());
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(tool)).find(|p| p.is_file())
-}
-
 fn tool_present(name: &'static str, required: bool, tool: &str, fix: &str) -> Check {
-    let status = match which(tool) {
+    let status = match crate::files::which(tool) {
         Some(p) => Status::Ok(p.display().to_string()),
         None => Status::Missing { detail: format!("{tool} not found"), fix: fix.to_string() },
     };

@@ -4,7 +4,7 @@
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Replaces `path` with `contents` and `mode` (subject to the umask), atomically.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
@@ -36,6 +36,15 @@ pub fn flock(file: &fs::File, op: libc::c_int) -> io::Result<bool> {
         return if err.kind() == io::ErrorKind::WouldBlock { Ok(false) } else { Err(err) };
     }
     Ok(true)
+}
+
+/// Where `tool` is: a path as given when it names one, else the first file of that name on PATH.
+pub fn which(tool: &str) -> Option<PathBuf> {
+    if tool.contains('/') {
+        return Path::new(tool).exists().then(|| tool.into());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(tool)).find(|p| p.is_file())
 }
 
 #[cfg(test)]

@@ -53,8 +53,7 @@ pub fn needs<T>(found: Result<T, String>) -> Option<T> {
 
 /// `Ok` when `tool` is an executable file on PATH; otherwise why the test that needs it (`test`) cannot run.
 pub fn on_path(tool: &str, test: &str) -> Result<(), String> {
-    let found = std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
-    if found {
+    if crate::files::which(tool).is_some() {
         Ok(())
     } else {
         Err(format!("{test} needs {tool}, which is not on PATH (scripts/setup-host installs it)"))

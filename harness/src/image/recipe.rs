@@ -131,6 +131,9 @@ impl Recipe {
 
     /// The cache key: the recipe hash and the mirrors its packages come from (a snapshot mirror is a
     /// different package set). Short enough for a directory name, long enough never to collide in a cache.
+    /// How the build runs (dpkg without fsync, Debian's initramfs built once: `build.rs`) is not part of it:
+    /// those change how long a build takes, not a file of what it builds, and a key change would make every
+    /// cache rebuild an image it already holds. A build change that alters the image goes in the recipe.
     pub fn key(&self) -> String {
         let mut h = Sha256::new();
         h.update(format!("{}\0{}\0{}\0", self.hash(), self.mirror, self.security_mirror).as_bytes());
