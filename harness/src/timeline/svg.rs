@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use super::{Bar, Chart, End, Group, Kind, Row};
+use crate::virt::xml::escape;
 
 /// The picture's width; the names and durations column; where the time axis begins and how wide it is.
 pub const WIDTH: f64 = 1100.0;
@@ -232,24 +233,4 @@ fn shorten(text: &str, max: usize) -> String {
     }
     let kept: String = text.chars().take(max.saturating_sub(1)).collect();
     format!("{kept}…")
-}
-
-/// `text` as XML character data or an attribute value: markup characters escaped, and the characters XML 1.0
-/// cannot hold at all (control characters but tab and newline, U+FFFE, U+FFFF) replaced, so any string gives
-/// a document that parses.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' => out.push(' '),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
 }
