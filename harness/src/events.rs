@@ -180,8 +180,7 @@ impl Stamped {
     }
 
     pub fn at(at: SystemTime, event: Event) -> Stamped {
-        let ms = at.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-        Stamped { ms, event }
+        Stamped { ms: unix_ms(at), event }
     }
 
     /// Whether the picture has something new to show once this is recorded: a bar ended.
@@ -195,6 +194,11 @@ impl Stamped {
                 | Event::PhaseFailed { .. }
         )
     }
+}
+
+/// Milliseconds since the Unix epoch, as the typed timeline stamps events.
+pub fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Appends `stamped` to `dir`'s typed timeline (not the person's: an event recorded after the fact, such as

@@ -83,8 +83,10 @@ pub struct Chart {
     pub rows: Vec<Row>,
 }
 
-/// Lays `records` out (in any order) as a chart titled `title`.
-pub fn chart(title: &str, records: &[Stamped]) -> Chart {
+/// Lays `records` out (in any order) as a chart titled `title`, drawn at `now_ms` when it is a live picture:
+/// what is still unfinished then runs to that moment (a boot that failed records no event of its own at its
+/// deadline; its bundle's picture, drawn after it, shows how long the nodes were waited for).
+pub fn chart(title: &str, records: &[Stamped], now_ms: Option<u64>) -> Chart {
     let mut records: Vec<&Stamped> = records.iter().collect();
     records.sort_by_key(|r| r.ms);
     let began = |r: &Stamped, took: &Duration| r.ms.saturating_sub(took.as_millis() as u64);
@@ -102,7 +104,7 @@ pub fn chart(title: &str, records: &[Stamped]) -> Chart {
         })
         .min()
         .unwrap_or(0);
-    let end_ms = records.iter().map(|r| r.ms).max().unwrap_or(start_ms);
+    let end_ms = records.iter().map(|r| r.ms).chain(now_ms).max().unwrap_or(start_ms);
     let at = |ms: u64| ms.saturating_sub(start_ms) as f64 / 1000.0;
     let span = at(end_ms);
 
@@ -255,7 +257,8 @@ pub fn write_svg(dir: &RunDir) -> Option<std::path::PathBuf> {
         return None;
     }
     let name = dir.root().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let text = svg::render(&chart(&format!("kthw: where the time of cluster {name} went"), &records));
+    let now = crate::events::unix_ms(std::time::SystemTime::now());
+    let text = svg::render(&chart(&format!("kthw: where the time of cluster {name} went"), &records, Some(now)));
     let path = dir.timeline_svg();
     match crate::files::write_atomic(&path, text.as_bytes(), 0o644) {
         Ok(()) => Some(path),

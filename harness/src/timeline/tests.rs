@@ -77,7 +77,7 @@ fn attr(n: &roxmltree::Node, name: &str) -> f64 {
 
 #[test]
 fn the_chart_has_a_row_per_node_and_per_phase_run_with_waits_beneath_their_phase() {
-    let chart = chart("t", &full_run());
+    let chart = chart("t", &full_run(), None);
     let names: Vec<String> =
         chart.rows.iter().map(|r| format!("{}{}", if r.nested { "  " } else { "" }, r.name)).collect();
     assert_eq!(
@@ -124,7 +124,7 @@ fn the_chart_has_a_row_per_node_and_per_phase_run_with_waits_beneath_their_phase
 #[test]
 fn every_bar_is_placed_and_sized_by_its_seconds_on_one_scale() {
     let records = full_run();
-    let chart = chart("t", &records);
+    let chart = chart("t", &records, None);
     let text = svg::render(&chart);
     let doc = doc(&text);
     let k = svg::scale(chart.span);
@@ -169,16 +169,19 @@ fn any_string_in_a_name_or_a_wait_gives_valid_xml_that_reads_back() {
             Event::Waited { phase: Phase::Etcd, node: nasty.into(), what: nasty.into(), took: secs(3.0), ok: true },
         ),
     ];
-    let text = svg::render(&chart(nasty, &records));
+    let text = svg::render(&chart(nasty, &records, None));
     let doc = doc(&text);
     let all: String = doc.descendants().filter_map(|n| n.text()).collect();
     assert!(all.contains("n<1>&\"'\u{FFFD}\u{FFFD}\u{FFFD}]]>\t\nü"), "{all}");
     // A node that never answered and a phase that never ended run to the end, drawn as unfinished.
-    let c = chart("t", &records);
+    let c = chart("t", &records, None);
     let open: Vec<&Bar> = c.rows.iter().flat_map(|r| &r.bars).filter(|b| b.end == End::Open).collect();
     assert_eq!(open.len(), 2, "{c:?}");
     assert!(open.iter().all(|b| b.to == 9.0), "{open:?}");
     assert!(all.contains("9.0 s+, unfinished"), "{all}");
+    // Drawn later (a bundle of a boot that failed at its deadline), they run to that moment.
+    let later = chart("t", &records, Some(T0 + 21_000));
+    assert!(later.rows.iter().flat_map(|r| &r.bars).filter(|b| b.end == End::Open).all(|b| b.to == 21.0));
 }
 
 /// "Still waiting" is drawn while its phase runs; once the phase ended, only the waits' own ends are.
@@ -193,7 +196,7 @@ fn a_wait_seen_only_in_progress_stands_until_its_phase_ends() {
     };
     let mut records =
         vec![at(0.0, Event::PhaseBegins { phase: Phase::Cilium }), at(10.0, waiting(9.0)), at(20.0, waiting(19.0))];
-    let live = chart("t", &records);
+    let live = chart("t", &records, None);
     assert_eq!(
         live.rows[1].bars,
         [Bar {
@@ -215,7 +218,7 @@ fn a_wait_seen_only_in_progress_stands_until_its_phase_ends() {
         },
     ));
     records.push(at(25.5, Event::PhaseEnds { phase: Phase::Cilium, took: secs(25.5), changed: 1 }));
-    let done = chart("t", &records);
+    let done = chart("t", &records, None);
     let names: Vec<&str> = done.rows.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["cilium", "all to roll out (the API)"]);
 }
@@ -233,7 +236,7 @@ fn nothing_recorded_draws_nothing_and_a_flood_of_rows_is_cut() {
             ]
         })
         .collect();
-    let text = svg::render(&chart("t", &many));
+    let text = svg::render(&chart("t", &many, None));
     let doc = doc(&text);
     assert_eq!(doc.descendants().filter(|n| n.attribute("class") == Some("bar phase")).count(), svg::MAX_ROWS);
     assert!(text.contains("100 more rows not drawn"));
