@@ -42,7 +42,9 @@ if missing:
     lines += [f"Shards without a report (the job failed before its tests ended): {missing}", ""]
 lines += [
     "Failure bundles are the run's `bundles-<set>-<shard>` artifacts; each scenario's report and outputs",
-    "(the Cilium connectivity test's JUnit among them) are `scenarios-<set>-<shard>`.",
+    "(the Cilium connectivity test's JUnit among them) are `scenarios-<set>-<shard>`. Each bundle's",
+    "`run/timeline.svg` draws where that run's time went, per node and per phase; they are also the",
+    "`timelines-<set>-<shard>` artifacts, linked from each shard's own summary.",
     "",
 ]
 summary = os.environ.get("GITHUB_STEP_SUMMARY")

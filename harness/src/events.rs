@@ -1,17 +1,26 @@
 //! What bringing a cluster up is doing, as a stream of events: the image, each node's boot, each phase, and
 //! every wait that takes a while (on what, for how long, what it last saw). The CLI renders them live, tests
-//! log them, and the run directory keeps them as the run's timeline.
+//! log them, and the run directory keeps them as the run's timeline: a line each for a person
+//! (`timeline.log`), a JSON record each with its time in milliseconds for programs and the picture
+//! (`timeline.jsonl`, [`Stamped`]), and the picture itself (`timeline.svg`, [`crate::timeline`]), drawn anew
+//! whenever something ends.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use crate::phase::Phase;
 use crate::rundir::RunDir;
 
-/// One thing `Up` did or is waiting on.
-#[derive(Debug, Clone, PartialEq)]
+/// A wait shorter than this is not worth a bar of its own in the picture (nor a line in the timeline).
+pub const WAIT_WORTH_DRAWING: Duration = Duration::from_secs(1);
+
+/// One thing `Up` did or is waiting on. Durations are measured with a monotonic clock where they began, so a
+/// reader places an event that ended at `ms` as having begun at `ms - took`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Event {
     /// No node image for this recipe yet: building it.
     ImageBuilding,
@@ -32,10 +41,17 @@ pub enum Event {
     NodeBooting {
         node: String,
     },
-    /// A node answers SSH.
+    /// A node answers SSH; `took` is from its domain's start.
     NodeUp {
         node: String,
         took: Duration,
+    },
+    /// A node of a golden snapshot's copy runs again, answers SSH and has its clock set; `took` is from the
+    /// restore's start, `clock_lag` how far its clock was behind.
+    NodeRestored {
+        node: String,
+        took: Duration,
+        clock_lag: Duration,
     },
     PhaseBegins {
         phase: Phase,
@@ -57,6 +73,15 @@ pub enum Event {
         waited: Duration,
         last: String,
     },
+    /// A wait of at least [`WAIT_WORTH_DRAWING`] ended: what for, on which node, how long, and whether what it
+    /// waited for came (`false`: it gave up).
+    Waited {
+        phase: Phase,
+        node: String,
+        what: String,
+        took: Duration,
+        ok: bool,
+    },
     /// Anything else a person watching should know (a skipped phase, a kept cluster).
     Note(String),
 }
@@ -71,6 +96,12 @@ impl fmt::Display for Event {
             Event::AccelFallback { reason } => write!(f, "accel: KVM failed ({reason}); retrying under TCG"),
             Event::NodeBooting { node } => write!(f, "node {node}: booting"),
             Event::NodeUp { node, took } => write!(f, "node {node}: answers SSH after {}", s(took)),
+            Event::NodeRestored { node, took, clock_lag } => write!(
+                f,
+                "node {node}: restored, answers SSH after {}; clock was {} behind, set",
+                s(took),
+                s(clock_lag)
+            ),
             Event::PhaseBegins { phase } => write!(f, "phase {phase}: begins ({})", phase.describe()),
             Event::PhaseEnds { phase, took, changed } => {
                 write!(f, "phase {phase}: done after {}, {changed} files installed", s(took))
@@ -83,6 +114,12 @@ impl fmt::Display for Event {
                     write!(f, "; last: {last}")?;
                 }
                 Ok(())
+            }
+            Event::Waited { phase, node, what, took, ok: true } => {
+                write!(f, "phase {phase}: on {node}, waited {} for {what}", s(took))
+            }
+            Event::Waited { phase, node, what, took, ok: false } => {
+                write!(f, "phase {phase}: on {node}, gave up waiting for {what} after {}", s(took))
             }
             Event::Note(n) => f.write_str(n),
         }
@@ -110,15 +147,78 @@ impl Events {
     }
 
     pub fn emit(&self, event: Event) {
+        self.emit_at(event, SystemTime::now())
+    }
+
+    /// [`Events::emit`] of an event that happened `at`, told later (when its end was measured elsewhere).
+    pub fn emit_at(&self, event: Event, at: SystemTime) {
         tracing::debug!("{event}");
         if let Some(dir) = &self.timeline {
-            dir.log_timeline(&format!("{} {event}", crate::virt::metadata::unix_now()));
+            let stamped = Stamped::at(at, event.clone());
+            dir.log_timeline(&format!("{} {event}", stamped.ms / 1000));
+            record(dir, &stamped);
         }
         if let Some(tx) = &self.listener {
             // A listener that went away (the CLI ended its renderer) is no reason to stop bringing a cluster up.
             let _ = tx.send(event);
         }
     }
+}
+
+/// An event as the run's typed timeline keeps it: when it happened, in milliseconds since the Unix epoch
+/// (the wall clock, so that records written by several processes, `kthw up` then a test's later phases,
+/// line up), and what.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stamped {
+    pub ms: u64,
+    pub event: Event,
+}
+
+impl Stamped {
+    pub fn now(event: Event) -> Stamped {
+        Stamped::at(SystemTime::now(), event)
+    }
+
+    pub fn at(at: SystemTime, event: Event) -> Stamped {
+        Stamped { ms: unix_ms(at), event }
+    }
+
+    /// Whether the picture has something new to show once this is recorded: a bar ended.
+    fn ends_something(&self) -> bool {
+        matches!(
+            self.event,
+            Event::ImageReady { .. }
+                | Event::NodeUp { .. }
+                | Event::NodeRestored { .. }
+                | Event::PhaseEnds { .. }
+                | Event::PhaseFailed { .. }
+        )
+    }
+}
+
+/// Milliseconds since the Unix epoch, as the typed timeline stamps events.
+pub fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Appends `stamped` to `dir`'s typed timeline (not the person's: an event recorded after the fact, such as
+/// the image built before the run directory existed, would read out of order there), and draws the picture
+/// again when a bar ended. Neither is a reason to stop bringing a cluster up: a failure is logged.
+pub fn record(dir: &RunDir, stamped: &Stamped) {
+    let line = serde_json::to_string(stamped).expect("an event serializes");
+    if let Err(e) = dir.append_timeline_record(&line) {
+        tracing::warn!(path = %dir.timeline_records().display(), error = %e, "cannot append to the run's typed timeline");
+    }
+    if stamped.ends_something() {
+        crate::timeline::write_svg(dir);
+    }
+}
+
+/// Every record of `dir`'s typed timeline, oldest first; lines that do not parse (a newer kthw's events,
+/// a line cut by a crash) are skipped.
+pub fn read(dir: &RunDir) -> Vec<Stamped> {
+    let text = std::fs::read_to_string(dir.timeline_records()).unwrap_or_default();
+    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
 #[cfg(test)]
@@ -152,5 +252,33 @@ mod tests {
         );
         drop(rx);
         events.emit(Event::Note("nobody listens".into()));
+        let typed = read(&dir);
+        assert_eq!(
+            typed.iter().map(|s| &s.event).collect::<Vec<_>>()[..2],
+            [&Event::PhaseBegins { phase: Phase::Etcd }, &waiting]
+        );
+        assert!(typed.windows(2).all(|w| w[0].ms <= w[1].ms) && typed[0].ms > 1_700_000_000_000, "{typed:?}");
+        assert!(!dir.timeline_svg().exists(), "nothing ended yet: no picture");
+        events.emit(Event::PhaseEnds { phase: Phase::Etcd, took: Duration::from_millis(1500), changed: 2 });
+        let svg = std::fs::read_to_string(dir.timeline_svg()).unwrap();
+        assert!(svg.starts_with("<?xml") && svg.contains(">etcd<"), "{svg}");
+    }
+
+    #[test]
+    fn a_typed_record_reads_back_and_skips_what_it_cannot_parse() {
+        let home = tempfile::tempdir().unwrap();
+        let dir = RunDir::at(home.path());
+        let up = Stamped {
+            ms: 1_733_000_000_123,
+            event: Event::NodeUp { node: "cp".into(), took: Duration::from_millis(31_250) },
+        };
+        record(&dir, &up);
+        dir.append_timeline_record("{\"ms\":1,\"event\":{\"from-a-newer-kthw\":{}}}").unwrap();
+        record(&dir, &Stamped { ms: 1_733_000_000_200, event: Event::Note("a <note> & \"quotes\"".into()) });
+        let back = read(&dir);
+        assert_eq!(back.len(), 2, "{back:?}");
+        assert_eq!(back[0], up);
+        let line = std::fs::read_to_string(dir.timeline_records()).unwrap();
+        assert!(line.starts_with("{\"ms\":1733000000123,\"event\":{\"node-up\":{\"node\":\"cp\",\"took\":"), "{line}");
     }
 }

@@ -29,6 +29,7 @@ pub mod spec;
 pub mod ssh;
 pub mod tasks;
 pub mod testing;
+pub mod timeline;
 pub mod up;
 pub mod virt;
 

@@ -19,6 +19,10 @@ const STATE_FILE: &str = "state.json";
 const CLIENT_KEY: &str = "client_key";
 const PHASE_RECORDS: &str = "phases.jsonl";
 const TIMELINE: &str = "timeline.log";
+/// The same events typed, for programs (`events::Stamped`, a JSON object a line).
+pub const TIMELINE_RECORDS: &str = "timeline.jsonl";
+/// The timeline as a picture (`timeline::write_svg`).
+pub const TIMELINE_SVG: &str = "timeline.svg";
 const HELPERS: &str = "pids";
 const STAGING_PREFIX: &str = ".staging-";
 
@@ -136,6 +140,16 @@ impl RunDir {
         self.0.join(TIMELINE)
     }
 
+    /// The run's timeline typed: a JSON record per event, with its time in milliseconds.
+    pub fn timeline_records(&self) -> PathBuf {
+        self.0.join(TIMELINE_RECORDS)
+    }
+
+    /// The run's timeline as a picture: per node and per phase, where the time went.
+    pub fn timeline_svg(&self) -> PathBuf {
+        self.0.join(TIMELINE_SVG)
+    }
+
     /// A phase's own output kept for a person (e.g. `cilium status`), `<phase>/<file>`.
     pub fn phase_output(&self, phase: Phase, file: &str) -> PathBuf {
         self.0.join("phases").join(phase.name()).join(file)
@@ -175,6 +189,11 @@ impl RunDir {
         if let Err(e) = append(&self.timeline(), &format!("{line}\n")) {
             tracing::warn!(path = %self.timeline().display(), error = %e, "cannot append to the run's timeline");
         }
+    }
+
+    /// Appends one JSON record (one line, no newline in it) to the typed timeline.
+    pub fn append_timeline_record(&self, json: &str) -> io::Result<()> {
+        append(&self.timeline_records(), &format!("{json}\n"))
     }
 
     /// Sends SIGTERM to every recorded helper that still runs (the same process: pid and start time).

@@ -60,6 +60,30 @@ pub fn on_path(tool: &str, test: &str) -> Result<(), String> {
     }
 }
 
+/// Renders the SVG picture `svg` as `png` with librsvg's `rsvg-convert` (Debian's librsvg2-bin; skip through
+/// [`needs`] with [`on_path`] when it is missing) and returns the PNG's width and height, once it is checked
+/// to be a PNG with something drawn in it: the proof that a real renderer reads the picture.
+pub fn render_png(svg: &std::path::Path, png: &std::path::Path) -> (u32, u32) {
+    let out = std::process::Command::new("rsvg-convert").arg("-o").arg(png).arg(svg).output();
+    let out = out.unwrap_or_else(|e| panic!("cannot run rsvg-convert: {e}"));
+    assert!(
+        out.status.success(),
+        "rsvg-convert cannot draw {}: {}",
+        svg.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
+    assert!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.get(12..16) == Some(b"IHDR"),
+        "{} is no PNG",
+        png.display()
+    );
+    // Bars, a grid and a few lines of text compress to tens of KiB; a blank page to a few hundred bytes.
+    assert!(bytes.len() > 8_000, "{} holds next to nothing: {} bytes", png.display(), bytes.len());
+    let be = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    (be(16), be(20))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

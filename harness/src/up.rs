@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 
 use crate::bootstrap::{debian_etcd_hint, render_lacks, Bootstrap, BootstrapError, Lack, PhaseReport};
 use crate::cluster::{BootFailure, Cluster, ClusterError, UpOptions};
-use crate::events::{Event, Events};
+use crate::events::{Event, Events, Stamped};
 use crate::golden::{self, GoldenError, KeyInputs, KeyLock};
 use crate::image::{self, BuildOptions, ImageError, NodeImage};
 use crate::paths::Paths;
 use crate::phase::Phase;
-use crate::rundir::RunDir;
+use crate::rundir::{RunDir, TIMELINE_SVG};
 use crate::spec::ClusterSpec;
 
 /// Whether the cluster outlives the process that brought it up.
@@ -69,7 +69,8 @@ pub enum UpError {
     #[error("no node image, and building one failed")]
     Image(#[source] ImageError),
     #[error("cluster {name} did not come up{}", bundle.as_ref().map(|b| format!(
-        "; it was torn down\nfailure bundle: {} (and {}.tar.gz): the nodes' consoles are in its run/nodes/*/console.log",
+        "; it was torn down\nfailure bundle: {} (and {}.tar.gz): the nodes' consoles are in its run/nodes/*/console.log, \
+         where the time went in its run/{TIMELINE_SVG}",
         b.display(), b.display()
     )).unwrap_or_default())]
     Boot {
@@ -84,7 +85,10 @@ pub enum UpError {
                  `kthw down {name}` removes it, `kthw gc` once its time to live ends", run_dir.root().display())
     } else {
         "it was torn down".to_string()
-    }, bundle.as_ref().map(|b| format!("\nfailure bundle: {} (and {}.tar.gz)", b.display(), b.display())).unwrap_or_default())]
+    }, bundle.as_ref().map(|b| format!(
+        "\nfailure bundle: {} (and {}.tar.gz); where the time went: {}",
+        b.display(), b.display(), crate::bundle::timeline_svg(b).display()
+    )).unwrap_or_default())]
     Phase {
         name: String,
         run_dir: RunDir,
@@ -289,8 +293,9 @@ impl Up {
         let name = self.cluster_name().to_string();
         let plan = self.plan()?;
         tokio::pin!(cancel);
-        let image = match self.image.clone() {
-            Some(i) => i,
+        // The image is built before any run directory exists: its bar joins the timeline once one does.
+        let (image, mut image_built) = match self.image.clone() {
+            Some(i) => (i, None),
             None => tokio::select! {
                 image = self.cached_or_built() => image?,
                 signal = &mut cancel => return Err(UpError::Interrupted { signal, name }),
@@ -309,6 +314,7 @@ impl Up {
             };
             if let Some(mut cluster) = restored? {
                 self.keep_if_asked(&mut cluster)?;
+                record_earlier(cluster.run_dir(), image_built.take());
                 return Ok(self.running(cluster, plan, Vec::new(), self.bootstrap()));
             }
             if self.save_golden {
@@ -318,6 +324,7 @@ impl Up {
                     drop(lock);
                     if let Some(mut cluster) = self.restore_golden(&key, &name).await? {
                         self.keep_if_asked(&mut cluster)?;
+                        record_earlier(cluster.run_dir(), image_built.take());
                         return Ok(self.running(cluster, plan, Vec::new(), self.bootstrap()));
                     }
                 } else {
@@ -336,11 +343,17 @@ impl Up {
         let mut cluster = tokio::select! {
             up = Cluster::boot(&self.spec, &name, &self.paths, options) => match up {
                 Ok(cluster) => cluster,
-                Err(failed) => return Err(self.boot_failed(&name, failed).await),
+                Err(failed) => {
+                    if let Some(cluster) = &failed.cluster {
+                        record_earlier(cluster.run_dir(), image_built.take());
+                    }
+                    return Err(self.boot_failed(&name, failed).await);
+                }
             },
             // Dropping the `up` future drops its teardown guard: what was created is removed.
             signal = &mut cancel => return Err(UpError::Interrupted { signal, name }),
         };
+        record_earlier(cluster.run_dir(), image_built.take());
         let events = self.events.with_timeline(cluster.run_dir());
         if self.keep == Keep::Always {
             cluster.keep_for(self.keep_ttl).map_err(|e| UpError::Keep { name: name.clone(), source: Box::new(e) })?;
@@ -363,6 +376,9 @@ impl Up {
                     events.emit(Event::Note(format!("golden: saving snapshot {key} of phase {}", plan.last)));
                     // As the overlays name it (`Cluster::up` made the image's paths absolute).
                     let base = std::fs::canonicalize(&base_image).unwrap_or(base_image);
+                    // The copy's timeline starts at its restore; this run's boot and phases belong in its
+                    // picture too (the snapshot keeps no timeline: a later copy did not live through them).
+                    let lived = crate::events::read(cluster.run_dir());
                     golden::save(cluster, inputs, &self.paths, base, Some(boot_started.elapsed()))
                         .await
                         .map_err(|e| self.golden_error(e))?;
@@ -373,6 +389,9 @@ impl Up {
                         .await?
                         .ok_or_else(|| self.golden_error(GoldenError::NotFound { key: key.clone() }))?;
                     self.keep_if_asked(&mut copy)?;
+                    for r in lived {
+                        record_earlier(copy.run_dir(), Some(r));
+                    }
                     Ok(self.running(copy, plan, reports, bootstrap))
                 }
                 _ => Ok(self.running(cluster, plan, reports, bootstrap)),
@@ -391,6 +410,8 @@ impl Up {
 
     /// The handle to return, armed for a panic when asked.
     fn running(&self, mut cluster: Cluster, plan: Plan, reports: Vec<PhaseReport>, bootstrap: Bootstrap) -> Running {
+        // Drawn once more at the end whatever was drawn before, so the picture holds every last event.
+        crate::timeline::write_svg(cluster.run_dir());
         if self.bundle_on_panic {
             bundle_on_panic(&mut cluster, self.paths.clone(), bootstrap.clone(), self.keep, self.keep_ttl);
         }
@@ -497,15 +518,24 @@ impl Up {
         UpError::Golden { name: self.cluster_name().to_string(), source: Box::new(e) }
     }
 
-    async fn cached_or_built(&self) -> Result<NodeImage, UpError> {
+    /// The cached image, or one built now with its [`Event::ImageReady`] as the timeline will keep it.
+    async fn cached_or_built(&self) -> Result<(NodeImage, Option<Stamped>), UpError> {
         if let Some(i) = image::cached(&self.paths).map_err(UpError::Image)? {
-            return Ok(i);
+            return Ok((i, None));
         }
         self.events.emit(Event::ImageBuilding);
         let start = Instant::now();
         let built = image::build(&self.paths, &BuildOptions::default()).await.map_err(UpError::Image)?;
-        self.events.emit(Event::ImageReady { key: built.key.clone(), took: start.elapsed() });
-        Ok(built)
+        let ready = Event::ImageReady { key: built.key.clone(), took: start.elapsed() };
+        self.events.emit(ready.clone());
+        Ok((built, Some(Stamped::now(ready))))
+    }
+}
+
+/// Adds to `run_dir`'s typed timeline what this run did before that directory existed.
+fn record_earlier(run_dir: &RunDir, stamped: Option<Stamped>) {
+    if let Some(s) = stamped {
+        crate::events::record(run_dir, &s);
     }
 }
 
@@ -653,7 +683,8 @@ mod tests {
             "`kthw ssh lab NODE`",
             "`kthw kubeconfig lab`",
             "`kthw down lab` removes it, `kthw gc` once its time to live ends",
-            "failure bundle: /state/bundles/lab-20261129T120000Z (and /state/bundles/lab-20261129T120000Z.tar.gz)",
+            "failure bundle: /state/bundles/lab-20261129T120000Z (and /state/bundles/lab-20261129T120000Z.tar.gz); \
+             where the time went: /state/bundles/lab-20261129T120000Z/run/timeline.svg",
         ] {
             assert!(text.contains(part), "{part:?} in {text}");
         }
@@ -667,7 +698,8 @@ mod tests {
         assert_eq!(
             text,
             "cluster lab did not come up; it was torn down\nfailure bundle: /state/bundles/lab-20261129T120000Z \
-             (and /state/bundles/lab-20261129T120000Z.tar.gz): the nodes' consoles are in its run/nodes/*/console.log"
+             (and /state/bundles/lab-20261129T120000Z.tar.gz): the nodes' consoles are in its run/nodes/*/console.log, \
+             where the time went in its run/timeline.svg"
         );
         let text = UpError::Boot { name: "lab".into(), bundle: None, source: Box::new(ClusterError::NoImage) };
         assert_eq!(text.to_string(), "cluster lab did not come up");

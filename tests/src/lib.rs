@@ -273,3 +273,23 @@ pub async fn bundle(cluster: &kthw::cluster::Cluster, why: &str) -> PathBuf {
         Err(e) => panic!("no failure bundle of {}: {}", cluster.name(), kthw::chain(&e)),
     }
 }
+
+/// The bars of the run's timeline picture at `svg` (harness/src/timeline), as `(class, fill, dashed)`, once it
+/// parses as XML and librsvg's rsvg-convert draws it as a PNG of its declared size (that part skipped through
+/// the one helper where rsvg-convert is missing; `test` names who needs it).
+pub fn timeline_bars(svg: &std::path::Path, test: &str) -> Vec<(String, String, bool)> {
+    let text = std::fs::read_to_string(svg).unwrap_or_else(|e| panic!("{}: {e}", svg.display()));
+    let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{} is not XML: {e}", svg.display()));
+    if kthw::testing::needs(kthw::testing::on_path("rsvg-convert", test)).is_some() {
+        let out = tempfile::tempdir().unwrap();
+        let (width, height) = kthw::testing::render_png(svg, &out.path().join("timeline.png"));
+        let declared = |a: &str| doc.root_element().attribute(a).and_then(|v| v.parse::<f64>().ok());
+        assert_eq!((Some(width as f64), Some(height as f64)), (declared("width"), declared("height")));
+    }
+    doc.descendants()
+        .filter_map(|n| {
+            let class = n.attribute("class")?.strip_prefix("bar ")?;
+            Some((class.to_string(), n.attribute("fill")?.to_string(), n.attribute("stroke-dasharray").is_some()))
+        })
+        .collect()
+}

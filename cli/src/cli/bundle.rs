@@ -51,6 +51,10 @@ pub fn bundle(args: BundleArgs) -> anyhow::Result<ExitCode> {
         made.archive.display(),
         made.archive_bytes as f64 / (1024.0 * 1024.0)
     );
+    let svg = kthw::bundle::timeline_svg(&made.dir);
+    if svg.exists() {
+        println!("where the time went: {}", svg.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -183,6 +183,10 @@ fn report(running: &Running, spec: &ClusterSpec) {
         }
     }
     println!("\ncluster {name} is up ({:?}); run directory {}", cluster.accel(), cluster.run_dir().root().display());
+    let svg = cluster.run_dir().timeline_svg();
+    if svg.exists() {
+        println!("  where the time went: {} (open it in a browser)", svg.display());
+    }
     println!("  kthw ssh {name} {}        a shell on a node", cluster.nodes()[0].name);
     if running.plan.last >= Phase::ControlPlane {
         println!("  kthw kubeconfig {name}              a kubeconfig for kubectl on this host");

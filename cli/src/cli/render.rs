@@ -44,12 +44,17 @@ async fn live(mut rx: UnboundedReceiver<Event>) {
             Event::NodeUp { node, took } => {
                 bar(format!("node {node}"), format!("answers SSH after {:.1} s", took.as_secs_f64())).finish()
             }
+            Event::NodeRestored { node, took, .. } => {
+                bar(format!("node {node}"), format!("restored, answers SSH after {:.1} s", took.as_secs_f64())).finish()
+            }
             Event::PhaseBegins { phase } => drop(bar(format!("phase {phase}"), phase.describe().into())),
             Event::PhaseEnds { phase, changed, .. } => {
                 bar(format!("phase {phase}"), format!("done, {changed} files installed")).finish()
             }
             Event::PhaseFailed { phase, .. } => bar(format!("phase {phase}"), "FAILED".into()).abandon(),
-            Event::Waiting { phase, .. } => drop(bar(format!("phase {phase}"), e.to_string())),
+            Event::Waiting { phase, .. } | Event::Waited { phase, .. } => {
+                drop(bar(format!("phase {phase}"), e.to_string()))
+            }
             Event::Accel { .. } | Event::AccelFallback { .. } | Event::Note(_) => {
                 multi.println(e.to_string()).unwrap_or(())
             }

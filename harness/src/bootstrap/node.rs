@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use super::error::WaitFailed;
 use super::{BootstrapError, NodeFile};
 use crate::artifacts::{Algorithm, Checksum};
-use crate::events::{Event, Events};
+use crate::events::{Event, Events, WAIT_WORTH_DRAWING};
 use crate::phase::Phase;
 use crate::ssh::{shell_quote, Output, Session, SshError};
 
@@ -187,7 +187,10 @@ pub async fn wait_on(
             break None;
         }
         match session.exec(&w.check, left).await {
-            Ok(out) if out.success() => return Ok(out),
+            Ok(out) if out.success() => {
+                waited(events, phase, session, w, start.elapsed(), true);
+                return Ok(out);
+            }
             Ok(out) => last = Some(out.summary()),
             Err(SshError::Timeout { last_output, .. }) => {
                 last.get_or_insert(format!("(still running at the deadline) {last_output}"));
@@ -214,6 +217,7 @@ pub async fn wait_on(
         tokio::time::sleep(pause.min(w.deadline.saturating_sub(start.elapsed()))).await;
         pause = (pause * 2).min(Duration::from_secs(2));
     };
+    waited(events, phase, session, w, start.elapsed(), false);
     let mut diagnostics = gave_up.map(|g| g + "\n").unwrap_or_default();
     if let Some(u) = &w.unit {
         diagnostics.push_str(&format!("on {}: {}", unit_node.node(), journal(unit_node, u).await));
@@ -227,6 +231,13 @@ pub async fn wait_on(
         last_output: last.unwrap_or_else(|| "(no attempt finished)".to_string()),
         diagnostics,
     })))
+}
+
+/// Tells a wait's end when it took long enough to be seen in the run's picture.
+fn waited(events: &Events, phase: Phase, session: &Session, w: &Wait, took: Duration, ok: bool) {
+    if took >= WAIT_WORTH_DRAWING {
+        events.emit(Event::Waited { phase, node: session.node().to_string(), what: w.what.clone(), took, ok });
+    }
 }
 
 async fn restarts(phase: Phase, session: &Session, unit: &str) -> Result<u32, BootstrapError> {

@@ -251,7 +251,10 @@ pub async fn wait(
                 break;
             }
         }
-        let Some((w, pods)) = stalled else { return Ok(()) };
+        let Some((w, pods)) = stalled else {
+            waited(events, phase, workloads, start.elapsed(), true);
+            return Ok(());
+        };
         if told.elapsed() >= TELL_EVERY {
             told = Instant::now();
             let busy: Vec<String> = pods.iter().filter(|p| p.state != PodState::Ready).map(|p| p.to_string()).collect();
@@ -271,9 +274,20 @@ pub async fn wait(
                 }
             }
             pods.retain(|p| p.state != PodState::Ready);
+            waited(events, phase, workloads, start.elapsed(), false);
             return Err(RolloutStalled { workload: w.to_string(), waited: start.elapsed(), pods });
         }
         tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Tells the rollout wait's end, naming every workload it waited for, when it took long enough to be seen in
+/// the run's picture.
+fn waited(events: &Events, phase: Phase, workloads: &[Workload], took: Duration, ok: bool) {
+    if took >= crate::events::WAIT_WORTH_DRAWING {
+        let names: Vec<String> = workloads.iter().map(|w| w.to_string()).collect();
+        let what = format!("{} to roll out", names.join(", "));
+        events.emit(Event::Waited { phase, node: "the API".into(), what, took, ok });
     }
 }
 

@@ -34,8 +34,11 @@ impl Bootstrap {
         Ok(reports)
     }
 
-    /// Runs one phase. Phases are idempotent: running one again changes nothing and succeeds.
+    /// Runs one phase. Phases are idempotent: running one again changes nothing and succeeds. Its events
+    /// reach the cluster's timeline whoever calls (a test running phases by hand too), so that the run's
+    /// picture holds every phase run on the cluster.
     pub async fn run(&self, cluster: &Cluster, phase: Phase, events: &Events) -> Result<PhaseReport, BootstrapError> {
+        let events = &events.with_timeline(cluster.run_dir());
         let start = Instant::now();
         mark(cluster, &format!("phase {phase} begins"));
         events.emit(Event::PhaseBegins { phase });

@@ -237,6 +237,8 @@ fn local(w: &mut Writer, cluster: &Cluster, paths: &Paths, bootstrap: &Bootstrap
     let log = super::harness_log::snapshot();
     let none = log.is_none().then(|| "this process keeps no log for bundles (see the caller's own output)".into());
     w.step("harness log", "harness.log", log, none, Duration::ZERO);
+    // Drawn now, so a bundle made on demand (`kthw bundle`) shows every event up to this moment.
+    crate::timeline::write_svg(cluster.run_dir());
     run_dir(w, cluster.run_dir().root());
 }
 
@@ -339,10 +341,14 @@ fn readme(m: &Manifest) -> String {
          Every file is capped at {} bytes (the end of a log is kept), the whole bundle at {} bytes (a Cilium\n\
          sysdump up to {SYSDUMP_CAP}). Private keys are never included: key files, kubeconfigs and the nodes'\n\
          fw_cfg identities are left out, and key blocks in logs are replaced by a marker.\n\
-         To stand the same cluster up again: kthw repro <this directory or its .tar.gz>\n\n\
-         steps (MANIFEST.json has the same, for programs):\n",
+         To stand the same cluster up again: kthw repro <this directory or its .tar.gz>\n\n",
         m.format, m.cluster, m.cluster_id, m.harness_version, m.reason, m.file_cap, m.total_cap
     );
+    let svg = format!("run/{}", crate::rundir::TIMELINE_SVG);
+    if m.steps.iter().any(|s| s.file.as_deref() == Some(svg.as_str())) {
+        text.push_str(&format!("Where the time went, per node and per phase (open it in a browser): {svg}\n\n"));
+    }
+    text.push_str("steps (MANIFEST.json has the same, for programs):\n");
     for s in &m.steps {
         let outcome = match (&s.error, s.truncated_from) {
             (Some(e), _) => format!("FAILED: {}", e.lines().next().unwrap_or_default()),

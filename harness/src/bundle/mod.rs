@@ -128,6 +128,12 @@ impl Made {
     }
 }
 
+/// The run's timeline picture inside bundle `dir`: the run directory's, drawn when the bundle was made and
+/// copied with the rest of it.
+pub fn timeline_svg(dir: &Path) -> PathBuf {
+    dir.join("run").join(crate::rundir::TIMELINE_SVG)
+}
+
 /// Where bundles live: beside the run directories, so `kthw down` (which removes the run directory) leaves them.
 pub fn bundles_dir(paths: &crate::paths::Paths) -> PathBuf {
     paths.state.join("bundles")

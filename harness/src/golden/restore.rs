@@ -92,6 +92,8 @@ pub async fn restore(
             return Err(e);
         }
     };
+    // From here on the copy has a timeline of its own: each node's restore is a bar in its picture.
+    let events = &events.with_timeline(&run_dir);
     let mut stages = vec![("prepare", start.elapsed())];
     let mut cluster = Cluster::adopt(state.clone(), run_dir.clone(), client_key);
     let gate = cluster.gate();
@@ -119,7 +121,8 @@ pub async fn restore(
         tasks.spawn(async move {
             let session = Session::connect(&target, deadline).await.map_err(ClusterError::from)?;
             let lag = set_clock(&session).await?;
-            Ok::<_, GoldenError>((target.node, session, lag))
+            // Measured here: the results are read only once every domain runs, maybe long after.
+            Ok::<_, GoldenError>((target.node, session, lag, start.elapsed(), SystemTime::now()))
         });
     }
     provisioning.await.map_err(|e| GoldenError::Virt(VirtError::Join(e.to_string())))??;
@@ -131,8 +134,8 @@ pub async fn restore(
 
     let mut clock_lag = Vec::new();
     while let Some(done) = tasks.join_next().await {
-        let (node, session, lag) = done.map_err(|e| GoldenError::Virt(VirtError::Join(e.to_string())))??;
-        events.emit(Event::Note(format!("node {node}: restored, clock was {:.1} s behind, set", lag.as_secs_f64())));
+        let (node, session, lag, took, at) = done.map_err(|e| GoldenError::Virt(VirtError::Join(e.to_string())))??;
+        events.emit_at(Event::NodeRestored { node: node.clone(), took, clock_lag: lag }, at);
         cluster.add_session(&node, session);
         clock_lag.push((node, lag));
     }

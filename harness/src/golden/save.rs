@@ -17,7 +17,14 @@ use crate::paths::Paths;
 use crate::virt::{self, libvirt_error, VirtError};
 
 /// Run-directory entries that belong to one run, not to the state a copy starts from.
-const NOT_COPIED: [&str; 4] = ["state.json", "timeline.log", "pids", "golden-origin"];
+const NOT_COPIED: [&str; 6] = [
+    "state.json",
+    "timeline.log",
+    crate::rundir::TIMELINE_RECORDS,
+    crate::rundir::TIMELINE_SVG,
+    "pids",
+    "golden-origin",
+];
 const NODE_NOT_COPIED: [&str; 3] = ["disk.qcow2", "console.log", "ssh.log"];
 
 /// Saves `cluster` as the snapshot `inputs.key()`. The caller holds the key's exclusive lock. `build` is how

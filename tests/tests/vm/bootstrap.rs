@@ -81,6 +81,16 @@ async fn pki_kubeconfigs_and_etcd_with_tls_on_real_nodes_idempotently() {
     for line in ["node control-plane-1: answers SSH after", "phase pki: begins", "phase etcd: done after"] {
         assert!(timeline.contains(line), "the run's timeline has {line:?}:\n{timeline}");
     }
+    // The same run drawn: each node's boot (or restore), and every phase run on the cluster, the ones this
+    // test ran by hand and the etcd it broke (drawn red) among them.
+    let bars = kthw_tests::timeline_bars(
+        &cluster.run_dir().timeline_svg(),
+        "pki_kubeconfigs_and_etcd_with_tls_on_real_nodes_idempotently",
+    );
+    let count = |class: &str| bars.iter().filter(|(c, ..)| c == class).count();
+    assert_eq!(count("boot") + count("restore"), spec.nodes.len(), "{bars:?}");
+    assert_eq!(count("phase"), records.len(), "a bar per phase record: {bars:?}");
+    assert_eq!(bars.iter().filter(|(c, fill, _)| c == "phase" && fill == "#d62728").count(), 1, "{bars:?}");
 
     cluster.down().await.unwrap();
     if let Some(pid) = forwarder {
