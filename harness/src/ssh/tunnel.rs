@@ -106,7 +106,12 @@ async fn carry(session: Session, mut tcp: TcpStream, peer: SocketAddr, far: Far)
     let channel = match &far {
         Far::Tcp(host, port) => {
             handle
-                .channel_open_direct_tcpip(host.as_str(), u32::from(*port), peer.ip().to_string(), u32::from(peer.port()))
+                .channel_open_direct_tcpip(
+                    host.as_str(),
+                    u32::from(*port),
+                    peer.ip().to_string(),
+                    u32::from(peer.port()),
+                )
                 .await
         }
         Far::Unix(path) => handle.channel_open_direct_streamlocal(path.as_str()).await,
