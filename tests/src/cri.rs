@@ -159,7 +159,8 @@ mod tests {
 
     #[test]
     fn only_the_go_generators_lines_leave_the_proto() {
-        // The head of k8s.io/cri-api v0.32.3 pkg/apis/runtime/v1/api.proto, as Debian trixie ships it.
+        // The head of kubernetes/cri-api@v0.32.3:pkg/apis/runtime/v1/api.proto (Debian trixie's
+        // golang-github-kubernetes-cri-api-dev 0.32.3-1), its licence header and three of its gogoproto options cut.
         let head = "syntax = \"proto3\";\n\npackage runtime.v1;\noption go_package = \"k8s.io/cri-api/pkg/apis/runtime/v1\";\n\n\
                     import \"github.com/gogo/protobuf/gogoproto/gogo.proto\";\n\noption (gogoproto.goproto_stringer_all) = false;\n\
                     option (gogoproto.unmarshaler_all) = true;\n\nservice RuntimeService {\n";

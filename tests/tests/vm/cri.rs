@@ -63,8 +63,9 @@ pub async fn preload(worker: &Session, ctr: &str, archive: &Path) -> ImageRef {
 /// as archives under `dir`: an OCI index with an attestation manifest, a Docker v2 manifest list, a single Docker
 /// v2 manifest. The fourth kind, a single OCI manifest, is the sandbox image.
 fn busybox_archives(dir: &Path) -> Vec<PathBuf> {
+    type Build<'a> = &'a dyn Fn(&OciLayout) -> Value;
     let busybox = layer(dir, &[("bin/busybox", Path::new("/bin/busybox"))]);
-    let kinds: [(&str, &dyn Fn(&OciLayout) -> Value); 3] = [
+    let kinds: [(&str, Build); 3] = [
         ("kthw.test/busybox-oci-index:1", &|l| {
             let amd64 = l.image_as(Format::Oci, "amd64", &busybox);
             let attestation = l.attestation(&amd64);
