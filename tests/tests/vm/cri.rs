@@ -41,7 +41,12 @@ pub async fn cni_config(worker: &Session) {
     });
     succeed(
         worker,
-        &format!("mkdir -p /opt/cni/bin /etc/cni/net.d && cp {DEBIAN_CNI}/bridge {DEBIAN_CNI}/host-local {DEBIAN_CNI}/loopback /opt/cni/bin/"),
+        // The node image links Debian's plugins into /opt/cni/bin already (images/debian/customize.sh); this
+        // asserts they are there, resolving to Debian's.
+        &format!(
+            "for p in bridge host-local loopback; do test \"$(readlink -f /opt/cni/bin/$p)\" = {DEBIAN_CNI}/$p || \
+             {{ echo \"/opt/cni/bin/$p is not Debian's\" >&2; exit 1; }}; done; mkdir -p /etc/cni/net.d"
+        ),
     )
     .await;
     worker.upload_bytes(conflist.to_string().as_bytes(), "/etc/cni/net.d/10-kthw-cri.conflist", 0o644).await.unwrap();
