@@ -195,11 +195,19 @@ async fn run_pod(
     // The cgroup parent is a systemd slice, as the rendered config's SystemdCgroup = true wants (containerd
     // getCgroupsPath: a parent ending in .slice makes "slice:cri-containerd:id").
     let network = if host_network { "NODE" } else { "POD" };
-    let sandbox_config = json!({
+    let mut sandbox_config = json!({
         "metadata": { "name": name, "uid": format!("{name}-uid"), "namespace": "default", "attempt": 0 },
-        "hostname": name, "log_directory": logs,
+        "log_directory": logs,
         "linux": { "cgroup_parent": "kthw.slice", "security_context": { "namespace_options": { "network": network } } },
     });
+    // The kubelet names a pod's host only when it has a network of its own (kubernetes v1.32
+    // pkg/kubelet/kuberuntime/kuberuntime_sandbox.go generatePodSandboxConfig: `if !IsHostNetworkPod(pod)`):
+    // containerd sets whatever hostname it is given (sandbox_run_linux.go oci.WithHostname) and, on the node's
+    // network, shares the node's UTS namespace, where runc refuses to set one ("unable to set hostname without
+    // a private UTS namespace", the first run's failure).
+    if !host_network {
+        sandbox_config["hostname"] = json!(name);
+    }
     let sandbox = cri.ok("RunPodSandbox", json!({ "config": sandbox_config }), call).await["pod_sandbox_id"]
         .as_str()
         .unwrap()
