@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+pub mod cri;
 pub mod debs;
 pub mod oci_layout;
 pub mod registry;

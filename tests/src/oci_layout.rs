@@ -61,6 +61,12 @@ impl OciLayout {
 
     /// A linux/`arch` image of one layer (the tar `layer`) in `format`; its manifest's descriptor.
     pub fn image_as(&self, format: Format, arch: &str, layer: &[u8]) -> Value {
+        self.image_running(format, arch, layer, &[])
+    }
+
+    /// Like [`OciLayout::image_as`], with `entrypoint` as the config's `Entrypoint` (image-spec config.md), what a
+    /// runtime runs when nobody names a command: how containerd starts a pod's sandbox from the pause image.
+    pub fn image_running(&self, format: Format, arch: &str, layer: &[u8], entrypoint: &[&str]) -> Value {
         let [_, manifest_type, config_type, layer_type] = format.types();
         let diff_id = format!("sha256:{}", hex::encode(Sha256::digest(layer)));
         let layer = match format {
@@ -73,7 +79,8 @@ impl OciLayout {
             }
         };
         let config = json!({
-            "architecture": arch, "os": "linux", "config": {},
+            "architecture": arch, "os": "linux",
+            "config": if entrypoint.is_empty() { json!({}) } else { json!({ "Entrypoint": entrypoint }) },
             "rootfs": { "type": "layers", "diff_ids": [diff_id] },
         });
         let config = self.blob(config.to_string().as_bytes(), config_type);
@@ -176,6 +183,18 @@ pub fn stand_in_archive(dir: &Path, reference: &str) -> PathBuf {
     let layout = OciLayout::new(dir.join("layout"));
     let image = layout.image("amd64", &[0u8; 1024]); // an empty tar: two zero blocks
     let archive = dir.join("stand-in.oci.tar");
+    layout.archive(image, reference, &archive);
+    archive
+}
+
+/// A stand-in for the pause image that runs, as [`stand_in_archive`] writes one: its one layer the host's static
+/// busybox, its entrypoint a sleep that outlives any test (the real pause blocks in pause(2) until a signal). For
+/// running pod sandboxes, where the real pause image cannot be fetched.
+pub fn running_stand_in_archive(dir: &Path, reference: &str) -> PathBuf {
+    let layout = OciLayout::new(dir.join("layout-running"));
+    let busybox = layer(dir, &[("bin/busybox", Path::new("/bin/busybox"))]);
+    let image = layout.image_running(Format::Oci, "amd64", &busybox, &["/bin/busybox", "sleep", "2147483647"]);
+    let archive = dir.join("running-stand-in.oci.tar");
     layout.archive(image, reference, &archive);
     archive
 }

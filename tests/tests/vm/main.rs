@@ -1,6 +1,7 @@
 //! The vm tier: see tests/README.md.
 
 mod bootstrap;
+mod cri;
 mod faults;
 mod golden;
 mod images;

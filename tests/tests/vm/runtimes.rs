@@ -5,7 +5,8 @@
 //! config and unit the workers phase renders for its set, unmodified, then importing the sandbox image as the
 //! phase does. Debian's binaries stand in for the release tarballs' at the paths the phases install those to.
 //! Each runs with the node's own runc 1.1.5: trixie's runc 1.1.15 and sid's 1.3.6 need glibc 2.38, and the
-//! nodes are Debian 12 (2.36).
+//! nodes are Debian 12 (2.36). On each containerd, right after it runs, the kubelet's half of a pod through CRI
+//! (cri.rs).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,13 +17,13 @@ use kthw::bootstrap::node_files::{etcd_files, worker_files};
 use kthw::bootstrap::units::containerd_unit;
 use kthw::bootstrap::Layout;
 use kthw::events::Events;
-use kthw::oci;
 use kthw::phase::Phase;
 use kthw::spec::{ClusterSpec, VersionSet};
 use kthw::ssh::Session;
 use kthw::up::Running;
+use kthw_tests::cri::{API_PACKAGE, API_SUITE};
 use kthw_tests::debs::{fetch_or_skip, install};
-use kthw_tests::oci_layout::stand_in_archive;
+use kthw_tests::oci_layout::running_stand_in_archive;
 use kthw_tests::{golden_cluster, small_spec, succeed};
 use rstest::rstest;
 
@@ -30,10 +31,11 @@ use rstest::rstest;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_3_5_and_containerd_1_7_and_2_run_the_files_the_phases_render(#[future] golden_cluster: Option<Running>) {
     let Some(running) = golden_cluster.await else { return };
-    let (Some(etcd), Some(containerd_1_7), Some(containerd_2)) = (
+    let (Some(etcd), Some(containerd_1_7), Some(containerd_2), Some(cri_api)) = (
         fetch_or_skip("trixie", &["etcd-server", "etcd-client"]),
         fetch_or_skip("trixie", &["containerd"]),
         fetch_or_skip("sid", &["containerd"]),
+        fetch_or_skip(API_SUITE, &[API_PACKAGE]),
     ) else {
         return;
     };
@@ -49,7 +51,7 @@ async fn etcd_3_5_and_containerd_1_7_and_2_run_the_files_the_phases_render(#[fut
     etcd_runs_the_upstream_unit(&cp, &spec, cluster.accel(), &etcd).await;
     for (set, debs, major) in [(VersionSet::Seed, &containerd_1_7, "1.7."), (VersionSet::Current, &containerd_2, "2.")]
     {
-        containerd_runs_its_sets_files(&worker, set, debs, major, cluster.accel()).await;
+        containerd_runs_its_sets_files(&worker, set, debs, major, &cri_api[0], cluster.accel()).await;
     }
     cluster.down().await.unwrap();
 }
@@ -83,6 +85,7 @@ async fn containerd_runs_its_sets_files(
     set: VersionSet,
     debs: &[PathBuf],
     major: &str,
+    cri_api: &Path,
     accel: Accel,
 ) {
     let layout = Layout::default();
@@ -105,6 +108,7 @@ async fn containerd_runs_its_sets_files(
     worker.upload_bytes(config.contents.as_bytes(), &config.path.display().to_string(), 0o644).await.unwrap();
     let unit = containerd_unit(&layout, accel, &pinned);
     worker.upload_bytes(unit.as_bytes(), &layout.unit("containerd").display().to_string(), 0o644).await.unwrap();
+    crate::cri::cni_config(worker).await;
     succeed(worker, "systemctl daemon-reload && systemctl restart containerd").await;
     let ctr = layout.ctr();
     let version = worker
@@ -125,18 +129,9 @@ async fn containerd_runs_its_sets_files(
     let dump = succeed(worker, "containerd config dump").await;
     assert!(dump.contains(&pause), "{set:?}: the sandbox image {pause} in:\n{dump}");
     assert!(dump.contains("SystemdCgroup = true"), "{set:?}:\n{dump}");
-    // The sandbox image, imported as the workers phase does, under both of its names.
+    // The sandbox image, imported as the workers phase does, under both of its names: a stand-in that runs.
     let dir = tempfile::tempdir().unwrap();
-    let archive = stand_in_archive(dir.path(), &pause);
-    let remote = format!("/var/lib/kthw/images/pause-stand-in-{}.oci.tar", set.name());
-    worker.upload(&archive, &remote, 0o644).await.unwrap();
-    let images = oci::read_archive(&archive).unwrap();
-    succeed(
-        worker,
-        &format!("{ctr} -n k8s.io images rm {} {} >/dev/null 2>&1 || true", images[0].reference, images[0].digested()),
-    )
-    .await;
-    oci::import(worker, &ctr, Path::new(&remote), &images)
-        .await
-        .unwrap_or_else(|e| panic!("{set:?} on containerd {major}x: {}", kthw::chain(&e)));
+    let archive = running_stand_in_archive(dir.path(), &pause);
+    let pause = crate::cri::preload(worker, &ctr, &archive).await;
+    crate::cri::kubelets_half_of_a_pod(worker, &ctr, &pause, cri_api, major, accel).await;
 }
