@@ -16,6 +16,18 @@ import api_pb2
 IMAGE_SERVICE = {"ListImages", "ImageStatus", "PullImage", "RemoveImage", "ImageFsInfo"}
 
 
+def to_dict(message):
+    """The message as JSON with fields at their default printed too: proto3's JSON mapping leaves them out, and
+    the CRI's zero values say something (PodSandboxState SANDBOX_READY and ContainerState CONTAINER_CREATED are
+    0, an exit code of 0 is a success). The argument was renamed in protobuf 26; Debian 12 ships 3.21."""
+    try:
+        return json_format.MessageToDict(
+            message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
+    except TypeError:
+        return json_format.MessageToDict(message, preserving_proto_field_name=True, including_default_value_fields=True)
+
+
 def main():
     # Straight to the loopback forward: an http_proxy in the environment must not take the connection elsewhere.
     channel = grpc.insecure_channel(sys.argv[1], options=[("grpc.enable_http_proxy", 0)])
@@ -33,7 +45,7 @@ def main():
         try:
             request = json_format.ParseDict(ask["request"], request_class())
             response = call(request, timeout=ask["timeout_s"])
-            answer = {"ok": json_format.MessageToDict(response, preserving_proto_field_name=True)}
+            answer = {"ok": to_dict(response)}
         except grpc.RpcError as e:
             answer = {"error": "%s: %s" % (e.code().name, e.details())}
         except json_format.ParseError as e:

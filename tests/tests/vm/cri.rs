@@ -155,7 +155,8 @@ pub async fn kubelets_half_of_a_pod(
     let sandboxes = cri.ok("ListPodSandbox", json!({}), call).await;
     let containers = cri.ok("ListContainers", json!({}), call).await;
     assert!(
-        sandboxes.get("items").is_none() && containers.get("containers").is_none(),
+        sandboxes["items"].as_array().is_some_and(Vec::is_empty)
+            && containers["containers"].as_array().is_some_and(Vec::is_empty),
         "left: {sandboxes} {containers}"
     );
     eprintln!(
@@ -232,8 +233,7 @@ async fn run_pod(
         assert!(Instant::now() < deadline, "{name}'s container did not exit within {call:?}: {status}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    // proto3 JSON leaves out a zero exit code.
-    let exit_code = status["status"]["exit_code"].as_i64().unwrap_or(0);
+    let exit_code = status["status"]["exit_code"].as_i64().unwrap_or_else(|| panic!("no exit code: {status}"));
     let log_path = status["status"]["log_path"].as_str().unwrap();
     let log = succeed(worker, &format!("cat {log_path}")).await;
     Pod { sandbox, container, ip, exit_code, log }
