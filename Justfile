@@ -50,6 +50,7 @@ unit:
 rehearse filter="all()":
     scripts/rehearse-nightly '{{filter}}'
 
-# Benchmarks: ratios against baselines run in the same command (see bench/README.md).
-bench:
-    cargo run --release -p kthw-bench --
+# Benchmarks: ratios against baselines run in the same command (see bench/README.md). The dev profile `kthw up`
+# runs in: what is measured is what users run, and nothing is compiled a second time for it.
+bench *args:
+    cargo run -p kthw-bench -- {{args}}
