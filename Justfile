@@ -50,7 +50,7 @@ unit:
 rehearse filter="all()":
     scripts/rehearse-nightly '{{filter}}'
 
-# Benchmarks: ratios against baselines run in the same command (see bench/README.md). The dev profile `kthw up`
-# runs in: what is measured is what users run, and nothing is compiled a second time for it.
+# In the dev profile `kthw up` runs in: what is measured is what users run, and nothing compiles twice.
+# Benchmarks: ratios against baselines run in the same command (see bench/README.md).
 bench *args:
     cargo run -p kthw-bench -- {{args}}
