@@ -57,10 +57,7 @@ fn host_has_client() -> Result<(), String> {
             "{PYTHON} cannot import grpc and google.protobuf (apt-get install python3-grpcio python3-protobuf)"
         ));
     }
-    if Command::new("protoc").arg("--version").output().is_err() {
-        return Err("no protoc (apt-get install protobuf-compiler)".to_string());
-    }
-    Ok(())
+    kthw::testing::on_path("protoc", "the CRI client's message classes (protobuf-compiler)")
 }
 
 impl Cri {
