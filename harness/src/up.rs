@@ -19,22 +19,11 @@ use crate::cluster::{BootFailure, Cluster, ClusterError, UpOptions};
 use crate::events::{Event, Events, Stamped};
 use crate::golden::{self, GoldenError, KeyInputs, KeyLock};
 use crate::image::{self, BuildOptions, ImageError, NodeImage};
+pub use crate::keep::Keep;
 use crate::paths::Paths;
 use crate::phase::Phase;
 use crate::rundir::{RunDir, TIMELINE_SVG};
 use crate::spec::ClusterSpec;
-
-/// Whether the cluster outlives the process that brought it up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Keep {
-    /// Torn down when the [`Running`] handle is dropped (tests).
-    #[default]
-    Never,
-    /// Kept when a phase fails, for a person to look at; torn down otherwise.
-    OnFailure,
-    /// Kept from the moment every node answers, until `kthw down` (`kthw up`).
-    Always,
-}
 
 /// How far a run goes, decided before anything boots.
 #[derive(Debug, Clone, PartialEq, Eq)]
