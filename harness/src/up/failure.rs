@@ -14,6 +14,7 @@ use crate::events::{Event, Events};
 use crate::paths::Paths;
 
 impl Up {
+    /// A boot that failed: a bundle of what the cluster left (consoles, SSH logs, domains, the timeline), then
     /// the teardown, then the error naming the bundle. A bundle that cannot be written is logged, never a
     /// reason to lose the boot's own error.
     pub(super) async fn boot_failed(&self, name: &str, failed: BootFailure) -> UpError {
