@@ -56,7 +56,7 @@ async fn failed(cluster: TestCluster, message: String) -> TestError {
     let reason = panics::reason(&test.name, &message);
     eprintln!("{reason}: making a failure bundle before the teardown");
     let started = Instant::now();
-    let extras = cluster.extras().clone();
+    let extras = cluster.extras();
     let made = crate::bundle::collect_for_test(
         cluster.cluster(),
         cluster.paths(),
