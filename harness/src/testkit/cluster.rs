@@ -276,7 +276,7 @@ impl Builder {
         let paths = self.paths.clone().unwrap_or_else(Paths::from_env);
         let (keep, ttl) = crate::keep::from_env().map_err(TestError::Env)?;
         if let Some(kept) = std::env::var(TEST_ON).ok().filter(|v| !v.trim().is_empty()) {
-            return self.on_kept(kept.trim(), paths, record, keep, ttl);
+            return self.on_kept(kept.trim(), paths, record, ttl);
         }
         let spec = self.spec.clone().unwrap_or_default();
         let up_err = |e: UpError| TestError::Up(Box::new(e));
@@ -307,22 +307,16 @@ impl Builder {
         Ok(cluster)
     }
 
-    /// The kept cluster `name`, as it is: no golden restore, no setup step, left running when dropped.
-    fn on_kept(
-        &self,
-        name: &str,
-        paths: Paths,
-        test: TestRecord,
-        keep: Keep,
-        ttl: Duration,
-    ) -> Result<TestCluster, TestError> {
+    /// The kept cluster `name`, as it is: no golden restore, no setup step, left running when dropped (and
+    /// after a failure: it is kept already).
+    fn on_kept(&self, name: &str, paths: Paths, test: TestRecord, ttl: Duration) -> Result<TestCluster, TestError> {
         let cluster = Cluster::open(name, &paths)
             .map_err(|e| TestError::Cluster { cluster: name.to_string(), source: Box::new(e) })?;
         eprintln!("test {}: on kept cluster {name} ({TEST_ON}), which it leaves running", test.name);
         let bootstrap = Bootstrap::new(&paths, self.artifacts_dir.clone(), cluster.spec().versions);
         let running =
             Running { cluster, plan: Plan { last: self.phase, blocked: None }, reports: Vec::new(), bootstrap };
-        Ok(TestCluster::new(running, paths, test, keep, ttl))
+        Ok(TestCluster::new(running, paths, test, Keep::Always, ttl))
     }
 }
 

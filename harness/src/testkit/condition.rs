@@ -12,7 +12,8 @@ use serde_json::Value;
 /// ```
 /// use kthw::testkit::Condition;
 /// use serde_json::json;
-/// let pod = json!({"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}});
+/// let pod = json!({"status": {"phase": "Running", "podIP": "10.200.1.7",
+///                            "conditions": [{"type": "Ready", "status": "True"}]}});
 /// assert!(Condition::Exists.judge(Some(&pod)).is_ok());
 /// assert!(Condition::status("Ready").judge(Some(&pod)).is_ok());
 /// assert!(Condition::PodRunning.judge(Some(&pod)).is_ok());

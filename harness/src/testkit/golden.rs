@@ -128,14 +128,27 @@ impl Golden {
                 ))
             })?;
             tracing::info!(key, "golden: saving the test's own state");
-            let disk = std::fs::canonicalize(&image.disk).unwrap_or_else(|_| image.disk.clone());
-            golden::save(source.cluster, inputs, paths, disk, None).await.map_err(golden_err)?;
+            let base = base_of(&source, image, paths);
+            golden::save(source.cluster, inputs, paths, base, None).await.map_err(golden_err)?;
         }
         drop(lock);
         up.restore_copy(&key)
             .await
             .map_err(up_err)?
             .ok_or_else(|| golden_err(golden::GoldenError::NotFound { key: key.clone() }))
+    }
+}
+
+/// What the state's disks stand on, for the snapshot's check that it is still there: the state is saved from
+/// a copy of the phase's snapshot, so its frozen disks are backed by that snapshot's (which are backed by the
+/// node image). When the phase's snapshot is pruned, the state's is refused as unusable and made again,
+/// instead of restoring disks with a missing backing file.
+fn base_of(source: &Running, image: &NodeImage, paths: &Paths) -> std::path::PathBuf {
+    let origin = std::fs::read_to_string(source.cluster.run_dir().golden_origin()).ok();
+    let first = source.cluster.nodes().first().map(|n| n.name.clone());
+    match (origin, first) {
+        (Some(key), Some(node)) => golden::store::dir(paths, key.trim()).join("nodes").join(node).join("disk.qcow2"),
+        _ => std::fs::canonicalize(&image.disk).unwrap_or_else(|_| image.disk.clone()),
     }
 }
 

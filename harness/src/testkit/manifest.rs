@@ -127,6 +127,8 @@ pub fn refusal(doc: &Doc, status: &kube::core::Status) -> TestError {
 mod tests {
     use super::*;
 
+    // Written by hand to exercise the splitting: a namespaced and a cluster-scoped object, a comment-only
+    // document, and a List whose items carry no namespace of their own.
     const SHOP: &str = "\
 apiVersion: v1
 kind: Namespace
@@ -175,6 +177,7 @@ items:
 
     #[test]
     fn a_document_without_what_apply_needs_is_named() {
+        // Written by hand to exercise a document server-side apply cannot take (generateName, no name).
         let no_name = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n---\napiVersion: v1\nkind: Pod\n\
                        metadata:\n  generateName: p-\n";
         let err = documents(no_name).unwrap_err().to_string();
