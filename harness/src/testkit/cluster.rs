@@ -95,14 +95,17 @@ impl TestCluster {
         &self.inner.running.bootstrap
     }
 
+    /// The cluster's spec, as it was brought up.
     pub fn spec(&self) -> &ClusterSpec {
         self.cluster().spec()
     }
 
+    /// The cluster's name (`kthw list`, `kthw ssh NAME NODE`).
     pub fn name(&self) -> &str {
         self.cluster().name()
     }
 
+    /// Where its images, snapshots, run directory and bundles live.
     pub fn paths(&self) -> &Paths {
         &self.inner.paths
     }

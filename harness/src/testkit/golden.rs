@@ -61,10 +61,12 @@ impl Golden {
         Golden { name: name.to_string(), version: version.to_string(), setup: Arc::new(setup) }
     }
 
+    /// The state's name.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The version its setup step is at.
     pub fn version(&self) -> &str {
         &self.version
     }

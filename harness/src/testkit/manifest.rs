@@ -19,14 +19,18 @@ use super::TestError;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectRef {
+    /// `v1`, `apps/v1`, `cilium.io/v2`...
     pub api_version: String,
+    /// `Pod`, `Deployment`, `CiliumNetworkPolicy`...
     pub kind: String,
     /// None for a cluster-scoped object (a Namespace, a ClusterRole, a CRD).
     pub namespace: Option<String>,
+    /// `metadata.name`.
     pub name: String,
 }
 
 impl ObjectRef {
+    /// Object `name` of `kind` in `api_version`, cluster-scoped until [`ObjectRef::within`] a namespace.
     pub fn new(api_version: &str, kind: &str, name: &str) -> ObjectRef {
         ObjectRef { api_version: api_version.into(), kind: kind.into(), namespace: None, name: name.into() }
     }
@@ -64,9 +68,11 @@ impl fmt::Display for ObjectRef {
 /// One object of the YAML given, numbered from 1 as it stands there (empty documents not counted).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Doc {
+    /// Its number in the YAML given, from 1.
     pub index: usize,
     /// As the document says: its namespace only when it names one.
     pub target: ObjectRef,
+    /// The object as sent.
     pub object: Value,
 }
 

@@ -41,6 +41,7 @@ impl Node {
         Node { cluster, name, command: COMMAND, wait: WAIT }
     }
 
+    /// The node's name, as the spec gives it.
     pub fn name(&self) -> &str {
         &self.name
     }
