@@ -45,7 +45,11 @@ where
     let message = match outcome {
         Ok(Ok(())) => return Ok(()),
         Ok(Err(e)) => crate::chain(&e),
-        Err(payload) => panics::message(&*payload),
+        Err(payload) => {
+            // Caught here, so no drop of the cluster will ask for the note of it.
+            let _ = panics::last();
+            panics::message(&*payload)
+        }
     };
     Err(failed(cluster, message).await)
 }
