@@ -309,6 +309,39 @@ mod tests {
         assert!(err.to_string().contains("needs 2 workers and the spec has 1; no VM was booted"), "{err}");
     }
 
+    /// A scenario of a user's own, as they would write it, written by hand to exercise the trait.
+    struct ThreeWorkers;
+
+    impl Scenario for ThreeWorkers {
+        fn name(&self) -> &'static str {
+            "three-workers"
+        }
+        fn shows(&self) -> &'static str {
+            "a user's scenario runs the way the built-ins do"
+        }
+        fn needs(&self) -> Needs {
+            Needs::at(Phase::Etcd).workers(3).with(Override::ResolveNodeNames(false))
+        }
+        fn run<'a>(&'a self, w: &'a World, r: &'a mut Report) -> ScenarioFuture<'a> {
+            Box::pin(async move {
+                r.check("it ran", true, w.name());
+                Ok(())
+            })
+        }
+    }
+
+    #[test]
+    fn a_users_scenario_goes_through_the_same_entry_point_and_refusals() {
+        let on = On::Fresh { spec: Box::default(), name: "kthw-users".into() };
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let err = rt.block_on(run(&ThreeWorkers, on, Options::default())).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "scenario three-workers cannot run on this spec: it needs 3 workers and the spec has 2; no VM was booted"
+        );
+        assert_eq!(ThreeWorkers.needs().describe(), "a cluster through etcd, resolve_node_names = false, 3 workers");
+    }
+
     #[test]
     fn overrides_change_the_spec_and_say_so() {
         let needs = BuiltIn::DnsNodeNames.needs();
