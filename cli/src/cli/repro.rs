@@ -115,12 +115,15 @@ fn read(path: &std::path::Path, paths: &Paths) -> Result<Source, String> {
         opened.manifest.harness_version,
         opened.manifest.reason.lines().next().unwrap_or_default()
     );
-    let scenario = match &opened.manifest.scenario {
-        Some(n) => {
-            Some(BuiltIn::from_name(n).map_err(|e| format!("{e} (the bundle names it; a newer kthw made it?)"))?)
+    // A scenario that is not kthw's own is a user's (or a newer kthw's): the cluster comes up all the same,
+    // and the scenario runs again from the program that ran it.
+    let scenario = opened.manifest.scenario.as_deref().and_then(|n| match BuiltIn::from_name(n) {
+        Ok(s) => Some(s),
+        Err(_) => {
+            println!("scenario {n} is not one of this kthw's: once the cluster is up, run it again from the program that ran it, on the kept cluster");
+            None
         }
-        None => None,
-    };
+    });
     Ok(Source {
         cluster: opened.manifest.cluster.clone(),
         until: opened.last_phase(),
