@@ -46,8 +46,8 @@ impl Node {
         &self.name
     }
 
-    /// This node with other deadlines, written for KVM (scaled under TCG like the defaults, [`COMMAND`] for
-    /// a command and [`WAIT`] for a wait).
+    /// This node with other deadlines, written for KVM and scaled under TCG like the defaults (60 s for a
+    /// command, 120 s for a wait).
     pub fn with_deadlines(mut self, command: Duration, wait: Duration) -> Node {
         (self.command, self.wait) = (command, wait);
         self
