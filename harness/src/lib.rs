@@ -31,6 +31,7 @@ pub mod spec;
 pub mod ssh;
 pub mod tasks;
 pub mod testing;
+pub mod testkit;
 pub mod timeline;
 pub mod up;
 pub mod virt;

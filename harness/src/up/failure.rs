@@ -14,6 +14,7 @@ use crate::events::{Event, Events};
 use crate::paths::Paths;
 
 impl Up {
+    /// A boot that failed: a bundle of what the cluster left (consoles, SSH logs, domains, the timeline), then
     /// the teardown, then the error naming the bundle. A bundle that cannot be written is logged, never a
     /// reason to lose the boot's own error.
     pub(super) async fn boot_failed(&self, name: &str, failed: BootFailure) -> UpError {
@@ -128,14 +129,19 @@ pub fn keep_after_failure(cluster: &mut Cluster, paths: &Paths, keep: Keep, ttl:
     }
 }
 
+/// The `KTHW_HOME` a person must set for `kthw` to find what lives under `paths`, when that is not where
+/// `kthw` looks by default (a test's home).
+pub fn home_to_name(paths: &Paths) -> Option<PathBuf> {
+    let home = paths.state.parent()?;
+    (Paths::from_env().state != paths.state && *paths == Paths::under(home.to_path_buf())).then(|| home.to_path_buf())
+}
+
 /// What a person runs to reach kept cluster `name`, with `KTHW_HOME` in front when `paths` is not where
 /// `kthw` looks by default (a test's home).
 pub fn how_to_get_in(name: &str, paths: &Paths, keep: Keep, ttl: Duration) -> String {
-    let kthw = match paths.state.parent() {
-        Some(home) if Paths::from_env().state != paths.state && *paths == Paths::under(home.to_path_buf()) => {
-            format!("KTHW_HOME={} kthw", home.display())
-        }
-        _ => "kthw".to_string(),
+    let kthw = match home_to_name(paths) {
+        Some(home) => format!("KTHW_HOME={} kthw", home.display()),
+        None => "kthw".to_string(),
     };
     let until = match keep {
         Keep::OnFailure => format!("for {} (KTHW_KEEP_TTL)", crate::keep::span(ttl.as_secs())),

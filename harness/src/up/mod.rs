@@ -30,7 +30,9 @@ use crate::phase::Phase;
 use crate::spec::ClusterSpec;
 
 pub use error::UpError;
-pub use failure::{bundle_in_a_drop, bundle_on_panic, how_to_get_in, keep_after_failure, tell_bundle, Collecting};
+pub use failure::{
+    bundle_in_a_drop, bundle_on_panic, home_to_name, how_to_get_in, keep_after_failure, tell_bundle, Collecting,
+};
 
 /// How far a run goes, decided before anything boots.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -154,8 +154,6 @@ impl Up {
         Running { cluster, plan, reports, bootstrap }
     }
 
-    /// A boot that failed: a bundle of what the cluster left (consoles, SSH logs, domains, the timeline), then
-
     pub(super) fn keep_if_asked(&self, cluster: &mut crate::cluster::Cluster) -> Result<(), UpError> {
         if self.keep == Keep::Always {
             let name = self.cluster_name().to_string();
