@@ -40,6 +40,15 @@ pub mod virt;
 
 pub use spec::ClusterSpec;
 
+// The crates whose types kthw's public API carries, so a user's test names the very types kthw takes and
+// returns (`kthw::kube::Client`, `kthw::k8s_openapi::api::core::v1::Pod`, the spec's networks and Cilium
+// values) whatever versions its own Cargo.toml would otherwise resolve.
+pub use ipnet;
+pub use k8s_openapi;
+pub use kube;
+pub use serde_json;
+pub use toml;
+
 /// What `kthw --version` prints: the crate version and the hash of the library's sources (harness/build.rs).
 /// The crate version stays put while the code changes; tests that run the `kthw` binary compare this to
 /// tell a binary built from other sources (kthw_tests::kthw_bin).
