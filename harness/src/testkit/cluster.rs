@@ -252,8 +252,8 @@ impl Builder {
         self
     }
 
-    /// Where images, artifacts, snapshots, run directories and bundles live; `KTHW_HOME` (else the user's
-    /// cache and state directories) by default.
+    /// Where images, artifacts, snapshots, run directories and bundles live; by default `KTHW_HOME`, else
+    /// `kthw-test-home` in the test binary's target directory ([`Paths::for_tests`]), never the user's home.
     pub fn paths(mut self, paths: Paths) -> Builder {
         self.paths = Some(paths);
         self
@@ -276,7 +276,10 @@ impl Builder {
     /// `KTHW_KEEP_TTL` say what becomes of it after a failure.
     pub async fn start(self, test: &str) -> Result<TestCluster, TestError> {
         let record = TestRecord::here(test);
-        let paths = self.paths.clone().unwrap_or_else(Paths::from_env);
+        let paths = match self.paths.clone() {
+            Some(p) => p,
+            None => Paths::for_tests().map_err(|why| TestError::Env(format!("no test home: {why}")))?,
+        };
         let (keep, ttl) = crate::keep::from_env().map_err(TestError::Env)?;
         if let Some(kept) = std::env::var(TEST_ON).ok().filter(|v| !v.trim().is_empty()) {
             return self.on_kept(kept.trim(), paths, record, ttl);
