@@ -76,7 +76,7 @@ pub enum TestError {
     /// A golden state's name or version cannot key a snapshot.
     #[error("golden state {name:?} (version {version:?}): {why}")]
     GoldenName { name: String, version: String, why: String },
-    /// A golden state's setup step failed; nothing was saved.
+    /// A golden state's setup step failed; nothing was saved. Its source names the bundle made of it.
     #[error("golden state {name} (version {version}): its setup step failed; nothing was saved")]
     Setup {
         name: String,

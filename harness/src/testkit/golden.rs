@@ -118,11 +118,16 @@ impl Golden {
             let source = up.clone().name(base).run().await.map_err(up_err)?;
             let (keep, ttl) = crate::keep::from_env().map_err(TestError::Env)?;
             let setting_up = TestCluster::new(source, paths.clone(), test.clone(), keep, ttl);
-            (self.setup)(&setting_up).await.map_err(|e| TestError::Setup {
-                name: self.name.clone(),
-                version: self.version.clone(),
-                source: Box::new(e),
-            })?;
+            if let Err(e) = (self.setup)(&setting_up).await {
+                // Explained like a test's failure: a bundle of the cluster the step left, kept as KTHW_KEEP says.
+                let message = format!("the setup step of golden state {}: {}", self.name, crate::chain(&e));
+                let failed = super::run::failed(setting_up, message).await;
+                return Err(TestError::Setup {
+                    name: self.name.clone(),
+                    version: self.version.clone(),
+                    source: Box::new(failed),
+                });
+            }
             let source = setting_up.into_running().map_err(|_| {
                 TestError::Check(format!(
                     "golden state {}: the setup step kept a handle of the cluster it set up; it must not",

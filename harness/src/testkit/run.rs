@@ -54,8 +54,9 @@ where
     Err(failed(cluster, message).await)
 }
 
-/// The bundle, the keeping and the error of test body that failed with `message`.
-async fn failed(cluster: TestCluster, message: String) -> TestError {
+/// The bundle, the keeping and the error of a test body (or a golden state's setup step) that failed on
+/// `cluster` with `message`.
+pub(super) async fn failed(cluster: TestCluster, message: String) -> TestError {
     let test = cluster.test().clone();
     let reason = panics::reason(&test.name, &message);
     eprintln!("{reason}: making a failure bundle before the teardown");

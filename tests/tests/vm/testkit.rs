@@ -146,4 +146,26 @@ async fn a_golden_state_of_the_tests_own_is_made_once_and_each_copy_sees_only_it
     b1.fail("test -e /etc/kthw-only-a").await.unwrap();
     let origin = std::fs::read_to_string(a.cluster().run_dir().golden_origin()).unwrap();
     assert!(origin.trim().starts_with("etcd-testkit-vm-files-"), "a copy of the state's own snapshot: {origin}");
+
+    // A setup step that fails saves nothing and explains itself like a test's failure.
+    let broken = Golden::new("testkit-vm-broken", "1", |c: &TestCluster| {
+        Box::pin(async move {
+            c.node("worker-node-1")?.succeed("exit 3").await?;
+            Ok(())
+        })
+    });
+    let err = at_etcd().await.golden(broken).start("testkit_golden_broken").await.unwrap_err();
+    let TestError::Setup { name, source, .. } = &err else { panic!("{}", kthw::chain(&err)) };
+    assert_eq!(name, "testkit-vm-broken");
+    let Some(TestError::Failed { message, bundle: Some(_), .. }) = source.downcast_ref::<TestError>() else {
+        panic!("the failed setup leaves a bundle: {}", kthw::chain(&err))
+    };
+    assert!(message.starts_with("the setup step of golden state testkit-vm-broken: "), "{message}");
+    let golden = kthw::golden::store::root(&test_paths());
+    let saved: Vec<String> = std::fs::read_dir(&golden)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.contains("testkit-vm-broken"))
+        .collect();
+    assert!(saved.is_empty(), "nothing saved of a failed setup: {saved:?}");
 }
