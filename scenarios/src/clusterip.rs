@@ -341,7 +341,7 @@ async fn service_table(w: &World, node: &str) -> Result<Vec<ServiceEntry>, Scena
 }
 
 /// The Cilium agent pod on `node`.
-pub(crate) async fn agent_on(w: &World, node: &str) -> Result<String, ScenarioError> {
+async fn agent_on(w: &World, node: &str) -> Result<String, ScenarioError> {
     let pods: Api<Pod> = Api::namespaced(w.client(), "kube-system");
     let lp = ListParams::default().labels("k8s-app=cilium").fields(&format!("spec.nodeName={node}"));
     let list = pods.list(&lp).await.map_err(|e| ScenarioError::Kube {
