@@ -19,6 +19,7 @@ pub mod identity;
 pub mod image;
 pub mod keep;
 pub mod kubeconfig;
+pub mod lock;
 pub mod oci;
 pub mod paths;
 pub mod phase;

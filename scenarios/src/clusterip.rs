@@ -192,7 +192,7 @@ pub(crate) async fn run(w: &World<'_>, r: &mut Report) -> Result<(), ScenarioErr
     let ns = w.namespace().await?;
     let deployments: Api<Deployment> = Api::namespaced(w.client(), &ns);
     deployments
-        .create(&PostParams::default(), &echo_deployment(w.spec().versions, &server_node, 1))
+        .create(&PostParams::default(), &echo_deployment(w.spec().versions.preset, &server_node, 1))
         .await
         .map_err(kube("create echo"))?;
     let services: Api<Service> = Api::namespaced(w.client(), &ns);
@@ -203,7 +203,7 @@ pub(crate) async fn run(w: &World<'_>, r: &mut Report) -> Result<(), ScenarioErr
     let client = pinned_pod(
         "client",
         &client_node,
-        &pinned_image(w.spec().versions, "connectivity-curl"),
+        &pinned_image(w.spec().versions.preset, "connectivity-curl"),
         Some(vec!["/usr/bin/pause".into()]),
         &[],
     );

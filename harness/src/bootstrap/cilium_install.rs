@@ -228,7 +228,7 @@ mod tests {
         // The current set installs its own Cilium with the same values: the chart the CLI embeds (1.19.5)
         // still has each of them (values.schema.json: kubeProxyReplacement, k8sServiceHost, k8sServicePort,
         // ipam, nodePort; templates/cilium-configmap.yaml reads .Values.devices and nodePort.directRoutingDevice).
-        let current = ClusterSpec { versions: crate::spec::VersionSet::Current, ..spec.clone() };
+        let current = ClusterSpec { versions: crate::spec::VersionSet::Current.into(), ..spec.clone() };
         let argv = install_argv(&current, &root());
         assert_eq!(argv[2..4], ["--version", "1.19.5"]);
         assert_eq!(sets(&argv), expected);
@@ -321,7 +321,7 @@ mod tests {
     #[test]
     fn every_value_the_harness_sets_is_a_key_of_each_pinned_chart() {
         for set in crate::spec::VersionSet::ALL {
-            let spec = ClusterSpec { versions: set, ..ClusterSpec::default() };
+            let spec = ClusterSpec { versions: set.into(), ..ClusterSpec::default() };
             let keys = chart_top_level_keys(&spec.versions.pins().cilium).expect("a key list per pinned chart");
             for key in install_values(&spec).keys() {
                 assert!(keys.contains(&top_level(key).as_str()), "{set}: {key}");
@@ -354,7 +354,7 @@ mod tests {
         let mut spec = ClusterSpec::default();
         spec.cilium.values.insert("enableCiliumEndpointSlice".into(), toml::Value::Boolean(true));
         assert_eq!(validate_values(&spec), Ok(()));
-        spec.versions = crate::spec::VersionSet::Current;
+        spec.versions = crate::spec::VersionSet::Current.into();
         let text = validate_values(&spec).unwrap_err().to_string();
         assert!(text.contains("\"enableCiliumEndpointSlice\"") && text.contains("Cilium 1.19.5"), "{text}");
         spec.cilium.values.clear();

@@ -22,7 +22,8 @@ const KUBERNETES_BUDGET: Duration = Duration::from_secs(240);
 
 /// Makes a bundle of `cluster` under `<state>/bundles/`, with the artifact cache `kthw` uses by default.
 pub async fn collect(cluster: &Cluster, paths: &Paths, reason: Option<&str>) -> Result<Made, BundleError> {
-    collect_with(cluster, paths, &Bootstrap::new(paths, None, cluster.spec().versions), reason).await
+    let manifest = crate::lock::Lock::preset(cluster.spec().versions.preset).manifest();
+    collect_with(cluster, paths, &Bootstrap::new(paths, None, manifest), reason).await
 }
 
 /// [`collect`], listing the artifacts `bootstrap` sees (an air-gapped run's directory, say).
