@@ -13,6 +13,7 @@ mod render;
 mod repro;
 mod scenario;
 mod spec;
+mod versions;
 
 use std::process::ExitCode;
 
@@ -81,6 +82,9 @@ enum Command {
     /// List and prune golden snapshots (saved clusters that `up` restores instead of booting).
     #[command(subcommand)]
     Golden(golden::GoldenCommand),
+    /// Lock a spec's versions from the publishers' own sums, show them, and show the supported ranges.
+    #[command(subcommand)]
+    Versions(versions::VersionsCommand),
 }
 
 impl Cli {
@@ -89,6 +93,7 @@ impl Cli {
     pub fn is_a_listing(&self) -> bool {
         match &self.command {
             Command::Spec(_) | Command::Doctor | Command::List | Command::Gc(_) | Command::Golden(_) => true,
+            Command::Versions(c) => !matches!(c, versions::VersionsCommand::Lock { .. }),
             Command::Artifacts(c) => matches!(c, artifacts::ArtifactsCommand::List { .. }),
             Command::Image(c) => matches!(c, image::ImageCommand::List | image::ImageCommand::Prune),
             Command::Scenario(c) => matches!(c, scenario::ScenarioCommand::List),
@@ -135,5 +140,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Fault(a) => fault::fault(a),
         Command::Bundle(a) => bundle::bundle(a),
         Command::Repro(a) => repro::repro(a),
+        Command::Versions(c) => versions::run(c),
     }
 }

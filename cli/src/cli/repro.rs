@@ -67,6 +67,10 @@ pub fn repro(args: ReproArgs) -> anyhow::Result<ExitCode> {
     if let Some(i) = source.image {
         up = up.image(i);
     }
+    // Versions that are no preset need their lock (beside a spec file); without one `plan` refuses, saying how.
+    if let Ok(lock) = kthw::lock::for_spec(&source.spec.versions, Some(&args.source)) {
+        up = up.manifest(lock.manifest());
+    }
     if let Err(e) = up.plan() {
         eprintln!("error: cannot reproduce {} here: {e}", args.source.display());
         return Ok(ExitCode::FAILURE);

@@ -78,11 +78,27 @@ fn top_level(key: &str) -> String {
     top
 }
 
-/// Checks every `cilium.values` key against the top-level keys of the chart the spec's version set pins,
-/// before anything reaches a node.
+/// Checks every `cilium.values` key against the top-level keys of the chart the spec's versions pin, before
+/// anything reaches a node: the presets' charts' keys are compiled in; another chart's are in its lock
+/// ([`validate_values_with`], `crate::lock::Lock::chart_keys`), read from the chart when it was locked.
 pub fn validate_values(spec: &ClusterSpec) -> Result<(), UnknownCiliumValue> {
     let chart = spec.versions.pins().cilium;
-    let keys = chart_top_level_keys(&chart).expect("every pinned chart has its key list (a test holds this)");
+    match chart_top_level_keys(&chart) {
+        Some(keys) => check_keys(spec, &keys, chart),
+        None => Ok(()),
+    }
+}
+
+/// [`validate_values`] against the keys a lock read from the chart (none: the lock is a preset's).
+pub fn validate_values_with(spec: &ClusterSpec, chart_keys: &[String]) -> Result<(), UnknownCiliumValue> {
+    if chart_keys.is_empty() {
+        return validate_values(spec);
+    }
+    let keys: Vec<&str> = chart_keys.iter().map(String::as_str).collect();
+    check_keys(spec, &keys, spec.versions.pins().cilium)
+}
+
+fn check_keys(spec: &ClusterSpec, keys: &[&str], chart: String) -> Result<(), UnknownCiliumValue> {
     for key in spec.cilium.values.keys() {
         let top = top_level(key);
         if !keys.contains(&top.as_str()) {

@@ -351,4 +351,6 @@ impl ComponentFlags {
 }
 
 #[cfg(test)]
+mod support_tests;
+#[cfg(test)]
 mod tests;

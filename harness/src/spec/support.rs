@@ -149,7 +149,8 @@ pub const CILIUM_CLI: &[CliRow] = &[
 pub const ETCD: &[(u32, u32)] = &[(3, 5), (3, 6)];
 pub const ETCD_SOURCE: Source = Source {
     table: "kubeadm's SupportedEtcdVersion",
-    at: "kubernetes/kubernetes cmd/kubeadm/app/constants/constants.go (v1.32: 30-33 \"3.5.x-0\"; v1.35: 34-36 \"3.6.x-0\")",
+    at: "kubernetes/kubernetes cmd/kubeadm/app/constants/constants.go, as etcd-io/etcd's guide \"Bump etcd Version in \
+         Kubernetes\" quotes it (30-33: 3.5.21-0; 34-36: 3.6.9-0)",
 };
 
 /// What kthw itself covers, and why each bound is where it is.
