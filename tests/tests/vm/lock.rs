@@ -16,8 +16,9 @@ use kthw_tests::kthw_bin;
 use kthw_tests::oci_layout::{layer, Format, OciLayout};
 use kthw_tests::registry::Registry;
 
-/// A stand-in chart's values.yaml, named as such: the image blocks of Cilium's chart (their keys as
-/// cilium/cilium's install/kubernetes/cilium/values.yaml writes them) with digests made up here.
+/// A stand-in chart's values.yaml, written by hand to exercise the resolver's reading of a chart: the image
+/// blocks of Cilium's chart (their keys as cilium/cilium@v1.18.3:install/kubernetes/cilium/values.yaml writes
+/// them) with digests made up here.
 const STAND_IN_VALUES: &str = "image:\n  repository: \"quay.io/cilium/cilium\"\n  tag: \"v1.18.3\"\n  \
 digest: \"sha256:1111111111111111111111111111111111111111111111111111111111111111\"\n  useDigest: true\n\
 operator:\n  image:\n    repository: \"quay.io/cilium/operator\"\n    tag: \"v1.18.3\"\n    \
