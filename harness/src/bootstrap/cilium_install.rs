@@ -151,14 +151,22 @@ fn user_value(key: &str, value: &toml::Value, rendered: &str) -> (&'static str, 
 /// `cilium install --version <pinned> --kubeconfig <admin-internal> --set key=value ...`, one `--set` per value
 /// the harness derives, and per `cilium.values` entry its own flag ([`user_value`]).
 pub fn install_argv(spec: &ClusterSpec, kubeconfig: &Path) -> Vec<String> {
-    let mut argv = vec![
-        CILIUM_CLI.to_string(),
-        "install".to_string(),
-        "--version".to_string(),
-        spec.versions.pins().cilium,
-        "--kubeconfig".to_string(),
-        kubeconfig.display().to_string(),
-    ];
+    install_argv_from(spec, kubeconfig, None)
+}
+
+/// [`install_argv`] with the chart from `chart_dir` (the locked chart archive unpacked on the node) instead of
+/// the one the CLI embeds for `--version`: without `--chart-directory` the CLI takes the embedded chart of that
+/// version or downloads it from helm.cilium.io, which a node without egress cannot; with it, the chart's own
+/// version is installed and `--version` is not consulted (cilium/cilium-cli vendor/.../internal/helm/helm.go
+/// `ResolveHelmChartVersion`, v0.19.7; the flag in cli/install.go at v0.18.4 and v0.19.7).
+pub fn install_argv_from(spec: &ClusterSpec, kubeconfig: &Path, chart_dir: Option<&Path>) -> Vec<String> {
+    let chart = match chart_dir {
+        Some(dir) => ["--chart-directory".to_string(), dir.display().to_string()],
+        None => ["--version".to_string(), spec.versions.pins().cilium],
+    };
+    let mut argv = vec![CILIUM_CLI.to_string(), "install".to_string()];
+    argv.extend(chart);
+    argv.extend(["--kubeconfig".to_string(), kubeconfig.display().to_string()]);
     let derived = crate::spec::cilium_derived_keys(spec);
     for (k, v) in install_values(spec) {
         let (flag, set) = match spec.cilium.values.get(&k) {
@@ -215,6 +223,28 @@ mod tests {
                 (k.to_string(), v.to_string())
             })
             .collect()
+    }
+
+    #[test]
+    fn a_locked_chart_is_installed_from_its_directory_and_its_keys_check_the_values() {
+        let mut spec = ClusterSpec::default();
+        spec.versions.named.insert(crate::spec::VersionKey::Cilium, "1.18.3".into());
+        let dir = Path::new("/var/lib/kthw/cilium-chart/cilium");
+        let argv = install_argv_from(&spec, &root(), Some(dir));
+        assert_eq!(
+            argv[..4],
+            ["/usr/local/bin/cilium", "install", "--chart-directory", "/var/lib/kthw/cilium-chart/cilium"]
+        );
+        assert!(!argv.iter().any(|a| a == "--version"), "the chart's own version is installed: {argv:?}");
+        assert_eq!(install_argv_from(&spec, &root(), None)[2..4], ["--version", "1.18.3"]);
+
+        // No key list is compiled in for 1.18.3: the lock's, read from that chart, decides.
+        spec.cilium.values.insert("hubble.enabled".into(), true.into());
+        assert_eq!(validate_values(&spec), Ok(()));
+        let keys = vec!["image".to_string(), "hubble".to_string()];
+        assert_eq!(validate_values_with(&spec, &keys), Ok(()));
+        let err = validate_values_with(&spec, &keys[..1]).unwrap_err();
+        assert_eq!((err.top.as_str(), err.chart.as_str()), ("hubble", "1.18.3"));
     }
 
     #[test]
