@@ -28,6 +28,7 @@ pub mod rundir;
 pub mod signals;
 pub mod spec;
 pub mod ssh;
+pub mod sysdump;
 pub mod tasks;
 pub mod testing;
 pub mod timeline;

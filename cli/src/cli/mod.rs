@@ -11,6 +11,7 @@ mod kubeconfig;
 mod load;
 mod render;
 mod repro;
+mod repro_sysdump;
 mod scenario;
 mod spec;
 mod versions;
@@ -68,7 +69,8 @@ enum Command {
     /// Collect everything that explains a cluster's state (spec, logs, journals, kubectl dumps) into one
     /// directory and .tar.gz under the state directory's bundles/; `kthw bundle --list` lists them.
     Bundle(bundle::BundleArgs),
-    /// Stand the cluster of a failure bundle (or a spec) up again through the phase it failed in, and keep it.
+    /// Stand the cluster of a failure bundle (or a spec, or a cilium sysdump) up again through the phase it
+    /// failed in, and keep it.
     Repro(repro::ReproArgs),
     /// Make a node misbehave: link-down, link-up, delay MS, loss PERCENT, pause, resume, reset, stop-unit UNIT,
     /// kill-unit UNIT.

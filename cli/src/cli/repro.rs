@@ -18,7 +18,8 @@ use kthw_scenarios::{On, Scenario};
 
 #[derive(Debug, Args)]
 pub struct ReproArgs {
-    /// A failure bundle (its directory or .tar.gz, as `kthw bundle` or a failed run made it) or a spec (.toml).
+    /// A failure bundle (its directory or .tar.gz, as `kthw bundle` or a failed run made it), a spec (.toml), or
+    /// a `cilium sysdump` archive (.zip, or its extracted directory).
     source: PathBuf,
     /// Name of the new cluster; `repro-<the bundle's cluster>` when absent.
     #[arg(long)]
@@ -45,6 +46,12 @@ struct Source {
 }
 
 pub fn repro(args: ReproArgs) -> anyhow::Result<ExitCode> {
+    if kthw::sysdump::looks_like(&args.source) {
+        return match super::repro_sysdump::spec_from(&args.source, args.name.as_deref())? {
+            Some(spec) => repro(ReproArgs { source: spec, ..args }),
+            None => Ok(ExitCode::FAILURE),
+        };
+    }
     let paths = Paths::from_env();
     let source = match read(&args.source, &paths) {
         Ok(s) => s,
