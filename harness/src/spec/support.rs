@@ -2,7 +2,7 @@
 //! the ranges kthw itself covers. A combination outside them is refused before anything boots, naming the
 //! table that says so. `support_tests` holds every row against the lines of its source, transcribed there.
 
-use super::{Origin, Release, VersionKey, Versions};
+use super::{ClusterSpec, Component, Origin, Release, VersionKey, Versions};
 
 /// Where a row or bound comes from: the table's name as a person knows it, and the file it was read in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +152,45 @@ pub const ETCD_SOURCE: Source = Source {
     at: "kubernetes/kubernetes cmd/kubeadm/app/constants/constants.go, as etcd-io/etcd's guide \"Bump etcd Version in \
          Kubernetes\" quotes it (30-33: 3.5.21-0; 34-36: 3.6.9-0)",
 };
+
+/// A command-line flag a Kubernetes release removed: given in `[components]` to that release or a newer one,
+/// the component would not start, so the spec is refused first. kthw renders none of these itself.
+pub struct RemovedFlag {
+    pub component: Component,
+    pub flag: &'static str,
+    pub removed_in: (u32, u32),
+    pub source: Source,
+}
+
+pub const REMOVED_FLAGS: &[RemovedFlag] = &[RemovedFlag {
+    component: Component::Kubelet,
+    flag: "pod-infra-container-image",
+    removed_in: (1, 35),
+    source: Source {
+        table: "Kubernetes 1.35's Urgent Upgrade Notes",
+        at: "kubernetes/kubernetes CHANGELOG/CHANGELOG-1.35.md, v1.35.0 (#133779)",
+    },
+}];
+
+/// Every `[components]` flag the spec's Kubernetes no longer has.
+pub fn removed_flags(spec: &ClusterSpec) -> Vec<Unsupported> {
+    let Some(k8s) = minor(&spec.versions.pins().kubernetes) else { return Vec::new() };
+    REMOVED_FLAGS
+        .iter()
+        .filter(|r| k8s >= r.removed_in && spec.components.for_component(r.component).contains_key(r.flag))
+        .map(|r| Unsupported {
+            field: format!("components.{}.{}", r.component.name(), r.flag),
+            message: format!(
+                "--{} was removed from {} in Kubernetes {}, and this spec runs {}: remove it",
+                r.flag,
+                r.component.name(),
+                show(r.removed_in),
+                spec.versions.pins().kubernetes
+            ),
+            source: r.source,
+        })
+        .collect()
+}
 
 /// What kthw itself covers, and why each bound is where it is.
 pub struct Range {

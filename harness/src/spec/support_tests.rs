@@ -205,3 +205,26 @@ fn a_version_that_is_no_release_is_refused_where_it_is_written() {
     assert!(shown.contains("[versions]\npreset = \"seed\"\nkubernetes = \"1.31.2\"\n"), "{shown}");
     assert_eq!(ClusterSpec::from_toml_validated(&shown, "shown.toml").unwrap().versions.pins().kubernetes, "1.31.2");
 }
+
+/// The line of kubernetes/kubernetes CHANGELOG/CHANGELOG-1.35.md (v1.35.0, Urgent Upgrade Notes) that removes
+/// the flag.
+const REMOVED_EXCERPT: &str =
+    "  Removed the `--pod-infra-container-image` flag from `kubelet` command line. For `non-kubeadm` clusters, \
+     users must manually remove this flag from their `kubelet` configuration to prevent startup failures before \
+     upgrading `kubelet`.";
+
+#[test]
+fn a_flag_a_kubernetes_release_removed_is_refused_from_that_release_on() {
+    let row = &REMOVED_FLAGS[0];
+    assert!(REMOVED_EXCERPT.contains(&format!("Removed the `--{}` flag from `{}`", row.flag, row.component.name())));
+    assert!(row.source.at.contains("CHANGELOG-1.35.md") && row.removed_in == (1, 35));
+    let flag = "[components.kubelet]\n\"pod-infra-container-image\" = \"registry.k8s.io/pause:3.10\"\n";
+    assert!(ClusterSpec::from_toml_validated(flag, "seed.toml").is_ok(), "Kubernetes 1.32 still has it");
+    let err = ClusterSpec::from_toml_validated(&format!("versions = \"current\"\n{flag}"), "lab.toml").unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("components.kubelet.pod-infra-container-image"), "{text}");
+    assert!(
+        text.contains("was removed from kubelet in Kubernetes 1.35") && text.contains("CHANGELOG-1.35.md"),
+        "{text}"
+    );
+}

@@ -95,7 +95,9 @@ pub(super) fn violations(spec: &ClusterSpec) -> Vec<Violation> {
     check_networks(spec, &mut out);
     check_cilium(spec, &mut out);
     check_components(spec, &mut out);
-    for u in super::support::check(&spec.versions.pins(), spec.etcd_from, spec.containerd_from) {
+    let mut unsupported = super::support::check(&spec.versions.pins(), spec.etcd_from, spec.containerd_from);
+    unsupported.extend(super::support::removed_flags(spec));
+    for u in unsupported {
         out.push(v(
             u.field,
             ViolationKind::UnsupportedVersions { message: u.message, table: u.source.table, at: u.source.at },
