@@ -43,6 +43,8 @@ struct Source {
     image: Option<image::NodeImage>,
     /// The failed scenario the bundle names: the cluster comes up to where it starts, then it runs again.
     scenario: Option<Scenario>,
+    /// The lock a bundle's run used (a spec's is beside it).
+    lock: Option<kthw::lock::Lock>,
 }
 
 pub fn repro(args: ReproArgs) -> anyhow::Result<ExitCode> {
@@ -75,7 +77,9 @@ pub fn repro(args: ReproArgs) -> anyhow::Result<ExitCode> {
         up = up.image(i);
     }
     // Versions that are no preset need their lock (beside a spec file); without one `plan` refuses, saying how.
-    if let Ok(lock) = kthw::lock::for_spec(&source.spec.versions, Some(&args.source)) {
+    if let Some(lock) =
+        source.lock.clone().or_else(|| kthw::lock::for_spec(&source.spec.versions, Some(&args.source)).ok())
+    {
         up = up.manifest(lock.manifest());
     }
     if let Err(e) = up.plan() {
@@ -97,7 +101,7 @@ pub fn repro(args: ReproArgs) -> anyhow::Result<ExitCode> {
 fn read(path: &std::path::Path, paths: &Paths) -> Result<Source, String> {
     if path.extension().is_some_and(|e| e == "toml") {
         let spec = ClusterSpec::load(path).map_err(|e| e.to_string())?;
-        return Ok(Source { cluster: spec.name.clone(), spec, until: None, image: None, scenario: None });
+        return Ok(Source { cluster: spec.name.clone(), spec, until: None, image: None, scenario: None, lock: None });
     }
     let opened = kthw::bundle::open(path).map_err(|e| kthw::chain(&e))?;
     let key = &opened.manifest.image_key;
@@ -133,5 +137,6 @@ fn read(path: &std::path::Path, paths: &Paths) -> Result<Source, String> {
         spec: opened.spec,
         image,
         scenario,
+        lock: opened.lock,
     })
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::secrets::exclusion;
 use super::writer::{guest, session, timed, write, Writer, COMMAND};
-use super::{bundles_dir, BundleError, Excluded, Made, Manifest, FILE_CAP, FORMAT, MANIFEST, SPEC};
+use super::{bundles_dir, BundleError, Excluded, Made, Manifest, FILE_CAP, FORMAT, LOCK, MANIFEST, SPEC};
 use super::{SYSDUMP_CAP, TOTAL_CAP};
 use crate::bootstrap::Bootstrap;
 use crate::cluster::Cluster;
@@ -196,6 +196,18 @@ impl Drop for Writing {
 fn local(w: &mut Writer, cluster: &Cluster, paths: &Paths, bootstrap: &Bootstrap) {
     let state = cluster.state();
     w.ok("spec", SPEC, state.spec.to_effective_toml().into_bytes());
+    // A run of versions that are no preset used a lock (its artifacts belong to no preset): it goes along.
+    let manifest = &bootstrap.manifest;
+    if !manifest.artifacts.is_empty() && manifest.artifacts.iter().all(|a| a.set.is_none()) {
+        let lock = crate::lock::Lock {
+            format: crate::lock::FORMAT,
+            resolved: format!("the lock cluster {} ran with", state.name),
+            versions: state.spec.versions.pins(),
+            chart_keys: Vec::new(),
+            artifacts: manifest.artifacts.clone(),
+        };
+        w.ok("lock", LOCK, lock.to_toml().into_bytes());
+    }
     let v = state.spec.versions.pins();
     let versions = format!(
         "kthw {}\nimage {}\naccel {:?}\nlibvirt {}\nversion set {}\nkubernetes {}\netcd {} (from {:?})\ncontainerd from {:?}\n\
