@@ -103,6 +103,8 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     // The artifacts the versions pin: a preset's shipped lock, else the lock beside the spec (refused when
     // missing or stale, before anything boots).
     let lock = kthw::lock::for_spec(&spec.versions, args.spec.as_deref())?;
+    // A chart kthw has no key list for is checked against the keys its lock read from it.
+    kthw::bootstrap::cilium_install::validate_values_with(&spec, &lock.chart_keys)?;
     let (events, rx) = Events::channel();
     let mut up = Up::new(spec.clone())
         .partial(args.partial)

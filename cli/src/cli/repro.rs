@@ -80,6 +80,10 @@ pub fn repro(args: ReproArgs) -> anyhow::Result<ExitCode> {
     if let Some(lock) =
         source.lock.clone().or_else(|| kthw::lock::for_spec(&source.spec.versions, Some(&args.source)).ok())
     {
+        if let Err(e) = kthw::bootstrap::cilium_install::validate_values_with(&source.spec, &lock.chart_keys) {
+            eprintln!("error: cannot reproduce {} here: {e}\nnothing was booted", args.source.display());
+            return Ok(ExitCode::FAILURE);
+        }
         up = up.manifest(lock.manifest());
     }
     if let Err(e) = up.plan() {
