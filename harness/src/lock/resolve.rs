@@ -218,7 +218,7 @@ impl Resolver {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         );
         let via = match &self.sources.files {
-            Some(m) => format!(" (served by {} in upstream's layout)", m.file_url("https://x/").trim_end_matches('/')),
+            Some(m) => format!(" (served by {} in upstream's layout)", m.url()),
             None => String::new(),
         };
         let shape = Lock::preset(preset);
