@@ -9,12 +9,15 @@ use kthw::spec::{ClusterSpec, VersionSet};
 
 #[derive(Debug, Subcommand)]
 pub enum ArtifactsCommand {
-    /// Show every pinned artifact of every version set: cached, unverified or missing, and the command that
-    /// provides what is missing.
+    /// Show every pinned artifact of every version set (or of a spec's versions): cached, unverified or
+    /// missing, and the command that provides what is missing.
     List {
         /// An artifact directory to look in instead of the cache.
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Only what this spec's versions pin: a preset's, or the lock beside the spec.
+        #[arg(long, value_name = "FILE")]
+        spec: Option<PathBuf>,
     },
     /// Download every pinned artifact (or the named ones), with progress, and verify each against its
     /// published checksum.
@@ -65,18 +68,33 @@ fn cache(dir: Option<PathBuf>) -> Cache {
 pub fn run(cmd: ArtifactsCommand) -> anyhow::Result<ExitCode> {
     let manifest = Manifest::pinned();
     match cmd {
-        ArtifactsCommand::List { dir } => {
+        ArtifactsCommand::List { dir, spec } => {
             let cache = cache(dir);
             println!("artifacts in {}:", cache.dir.display());
             let mut missing = 0;
-            for set in manifest.sets() {
-                let of_set = manifest.for_set(set);
-                let v = set.pins();
-                println!(
-                    "version set {set} (`versions = \"{set}\"`): kubernetes {}, etcd {}, cilium {}, cilium CLI {}, coredns {}",
-                    v.kubernetes, v.etcd, v.cilium, v.cilium_cli, v.coredns
-                );
-                for e in cache.status(&of_set) {
+            let groups: Vec<(String, Manifest)> = match &spec {
+                Some(path) => {
+                    let loaded = ClusterSpec::load(path)?;
+                    let lock = kthw::lock::for_spec(&loaded.versions, Some(path))?;
+                    vec![(format!("{} ({}): {}", path.display(), loaded.versions, lock.versions), lock.manifest())]
+                }
+                None => manifest
+                    .sets()
+                    .into_iter()
+                    .map(|set| {
+                        let v = set.pins();
+                        let title = format!(
+                            "version set {set} (`versions = \"{set}\"`): kubernetes {}, etcd {}, cilium {}, cilium CLI {}, coredns {}",
+                            v.kubernetes, v.etcd, v.cilium, v.cilium_cli, v.coredns
+                        );
+                        (title, manifest.for_set(set))
+                    })
+                    .collect(),
+            };
+            let total: usize = groups.iter().map(|(_, m)| m.artifacts.len()).sum();
+            for (title, of_set) in &groups {
+                println!("{title}");
+                for e in cache.status(of_set) {
                     let a = e.artifact;
                     let state = match e.state {
                         State::Cached => "cached",
@@ -90,7 +108,7 @@ pub fn run(cmd: ArtifactsCommand) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
-            println!("{missing} of {} not cached", manifest.artifacts.len());
+            println!("{missing} of {total} not cached");
             Ok(ExitCode::SUCCESS)
         }
         ArtifactsCommand::Fetch { dir, mirror, set, spec, names } => {

@@ -113,6 +113,9 @@ fn versions_lock_resolves_from_a_registry_and_a_file_server_serving_upstreams_la
     );
     let valid = kthw(&home, &["spec", "validate", spec]);
     assert!(valid.status.success(), "{}", text(&valid));
+    let listed = text(&kthw(&home, &["artifacts", "list", "--spec", spec]));
+    assert!(listed.lines().any(|l| l.contains("cilium-chart") && l.contains("cached")), "{listed}");
+    assert!(listed.contains("--spec SPEC") && listed.contains("of 15 not cached"), "{listed}");
 
     // A changed spec: its lock is stale, and every command that would use it says what changed.
     std::fs::write(&spec_path, SPEC.replace("1.33.5", "1.33.6")).unwrap();
