@@ -210,8 +210,8 @@ fn local(w: &mut Writer, cluster: &Cluster, paths: &Paths, bootstrap: &Bootstrap
     }
     let v = state.spec.versions.pins();
     let versions = format!(
-        "kthw {}\nimage {}\naccel {:?}\nlibvirt {}\nversion set {}\nkubernetes {}\netcd {} (from {:?})\ncontainerd from {:?}\n\
-         cilium {}\ncilium CLI {}\ncoredns {}\n",
+        "kthw {}\nimage {}\naccel {:?}\nlibvirt {}\nversions {}\nkubernetes {}\netcd {} (from {:?})\n\
+         containerd {} / runc {} / CNI plugins {} (from {:?})\ncilium {}\ncilium CLI {}\ncoredns {}\n",
         state.harness_version,
         state.image_key,
         state.accel,
@@ -220,6 +220,9 @@ fn local(w: &mut Writer, cluster: &Cluster, paths: &Paths, bootstrap: &Bootstrap
         v.kubernetes,
         v.etcd,
         state.spec.etcd_from,
+        v.containerd,
+        v.runc,
+        v.cni_plugins,
         state.spec.containerd_from,
         v.cilium,
         v.cilium_cli,
