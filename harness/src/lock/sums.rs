@@ -64,8 +64,9 @@ pub fn parse_sum_file(text: &str, form: SumForm, algorithm: Algorithm, file: &st
                         line.chars().take(100).collect::<String>()
                     ));
                 };
-                // `sha256sum` writes the name it was given; publishers run it inside the release directory.
-                if named.trim_start_matches("./") == file {
+                // `sha256sum` writes the name it was given: publishers run it inside their release directory, but
+                // a path before the name (`./`, `release/`) still names the same file.
+                if named.trim_end().rsplit('/').next() == Some(file) {
                     found.push(hex);
                 }
             }

@@ -335,6 +335,10 @@ impl<'de> Deserialize<'de> for VersionSpec {
                         return Err(A::Error::custom(format!("versions.{key} is given twice")));
                     }
                 }
+                // What the table names as the preset has it is the preset's: two tables that mean the same
+                // versions are the same spec (and the same golden snapshot key).
+                let base = spec.preset.pins();
+                spec.named.retain(|c, v| base.get(*c) != v.as_str());
                 Ok(spec)
             }
         }
