@@ -687,6 +687,16 @@ fn versions_show_the_ranges_and_lock_a_preset_without_asking_anyone() {
     let show = kthw_at(&home, &["versions", "show", "--spec", spec.to_str().unwrap()], &[]);
     assert!(text(&show.stdout).contains("versions: current") && text(&show.stdout).contains("shipped with kthw"));
 
+    // Versions that are no preset validate before they are locked; the note says what comes next.
+    let other = dir.path().join("other.toml");
+    std::fs::write(&other, "[versions]\nkubernetes = \"1.31.9\"\n").unwrap();
+    let out = kthw_at(&home, &["spec", "validate", other.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("note:") && text(&out.stderr).contains("kthw versions lock --spec"));
+    let out = kthw_at(&home, &["up", "--spec", other.to_str().unwrap()], &[]);
+    assert!(!out.status.success() && text(&out.stderr).contains("have no lock"), "{}", text(&out.stderr));
+    assert!(!home.join("state/runs").exists(), "nothing was booted");
+
     std::fs::write(&spec, "[versions]\nkubernetes = \"1.35.4\"\ncontainerd = \"2.2.7\"\n").unwrap();
     let out =
         kthw_at(&home, &["versions", "lock", "--spec", spec.to_str().unwrap(), "--mirror", "http://127.0.0.1:9"], &[]);
