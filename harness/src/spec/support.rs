@@ -238,7 +238,7 @@ pub const RANGES: &[Range] = &[
         key: VersionKey::Runc,
         oldest: (1, 2),
         newest: (1, 3),
-        why: "the runc minors the presets' containerd releases are built and tested with (containerd \
+        why: "the runc minors the presets pin (containerd 2.2.7 is built and tested with runc 1.3: its \
               script/setup/runc-version); no upstream table pairs runc with Kubernetes",
     },
     Range {
@@ -252,8 +252,8 @@ pub const RANGES: &[Range] = &[
         key: VersionKey::Coredns,
         oldest: (1, 11),
         newest: (1, 14),
-        why: "the CoreDNS minors the Kubernetes 1.30-1.35 installers and the cilium CLI deploy (kubeadm's \
-              CoreDNSVersion 1.11.x-1.12.x, cilium-cli v0.19.7's DNS test server 1.14.6)",
+        why: "around the presets' pins (1.12.1; 1.14.6, which cilium-cli v0.19.7 deploys as its DNS test \
+              server); CoreDNS has no Kubernetes support table, and the registry's tags decide what exists",
     },
 ];
 
