@@ -662,3 +662,82 @@ fn golden_prune_refuses_an_unknown_key_naming_it_and_prunes_nothing() {
     assert!(!text(&out.stdout).contains("freed"), "{}", text(&out.stdout));
     assert!(snap.exists(), "a refused prune removes nothing, not even the good key");
 }
+
+/// `kthw versions`: the ranges with their sources; a preset's lock written from the one kthw ships, asking no
+/// one; a combination upstream does not support refused before anything is asked, naming the table.
+#[test]
+fn versions_show_the_ranges_and_lock_a_preset_without_asking_anyone() {
+    let out = kthw(&["versions", "ranges"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(s.contains("kubernetes   1.30 to 1.35") && s.contains("cilium       1.16 to 1.19"), "{s}");
+    assert!(s.contains("cilium 1.19: kubernetes 1.32, 1.33, 1.34, 1.35  (cilium/cilium@v1.19.3"), "{s}");
+    assert!(s.contains("kubernetes 1.35: containerd 2.2.0+, 2.1.5+, 1.7.28+"), "{s}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("lab.toml");
+    std::fs::write(&spec, "[versions]\npreset = \"current\"\nkubernetes = \"1.35.4\"\n").unwrap();
+    let home = dir.path().join("home");
+    // No mirror and no network: a preset needs neither.
+    let out = kthw_at(&home, &["versions", "lock", "--spec", spec.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("the current preset; its lock ships with kthw"), "{}", text(&out.stdout));
+    let lock = kthw::lock::Lock::read(&dir.path().join("lab.lock")).unwrap();
+    assert_eq!(lock, kthw::lock::Lock::preset(kthw::spec::VersionSet::Current));
+    let show = kthw_at(&home, &["versions", "show", "--spec", spec.to_str().unwrap()], &[]);
+    assert!(text(&show.stdout).contains("versions: current") && text(&show.stdout).contains("shipped with kthw"));
+
+    // Versions that are no preset validate before they are locked; the note says what comes next.
+    let other = dir.path().join("other.toml");
+    std::fs::write(&other, "[versions]\nkubernetes = \"1.31.9\"\n").unwrap();
+    let out = kthw_at(&home, &["spec", "validate", other.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("note:") && text(&out.stderr).contains("kthw versions lock --spec"));
+    let out = kthw_at(&home, &["up", "--spec", other.to_str().unwrap()], &[]);
+    assert!(!out.status.success() && text(&out.stderr).contains("have no lock"), "{}", text(&out.stderr));
+    assert!(!home.join("state/runs").exists(), "nothing was booted");
+
+    std::fs::write(&spec, "[versions]\nkubernetes = \"1.35.4\"\ncontainerd = \"2.2.7\"\n").unwrap();
+    let out =
+        kthw_at(&home, &["versions", "lock", "--spec", spec.to_str().unwrap(), "--mirror", "http://127.0.0.1:9"], &[]);
+    assert!(!out.status.success());
+    let e = text(&out.stderr);
+    assert!(e.contains("Cilium 1.17 is e2e tested with Kubernetes 1.29, 1.30, 1.31, 1.32 only"), "{e}");
+    assert!(e.contains("Cilium's Kubernetes compatibility table"), "{e}");
+}
+
+/// `kthw repro` of a cilium sysdump (written by hand to exercise it, its file names those of
+/// cilium/cilium-cli@v0.19.7 sysdump/constants.go): the spec it becomes is written beside it, what could not be
+/// carried is said, and with no lock for its versions nothing boots and the next step is named.
+#[test]
+fn repro_of_a_sysdump_writes_its_spec_and_says_what_it_could_not_carry() {
+    let home = tempfile::tempdir().unwrap();
+    let dump = home.path().join("cilium-sysdump-20261207-231500");
+    std::fs::create_dir(&dump).unwrap();
+    for (name, body) in [
+        ("k8s-version-20261207-231500.txt", "version.Info{Major:\"1\", Minor:\"34\", GitVersion:\"v1.34.2\"}"),
+        ("cilium-helm-metadata-20261207-231500.yaml", "name: cilium\nchart: cilium\nversion: 1.19.5\n"),
+        ("cilium-helm-values-20261207-231500.yaml", "k8sServiceHost: 172.20.0.2\nbpf:\n  masquerade: true\n"),
+    ] {
+        std::fs::write(dump.join(name), body).unwrap();
+    }
+    let out = kthw_at(home.path(), &["repro", dump.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}{}", text(&out.stdout), text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(s.contains("carried: Kubernetes v1.34.2 and Cilium 1.19.5"), "{s}");
+    assert!(s.contains("carried: bpf.masquerade = true as cilium.values"), "{s}");
+    assert!(s.contains("not carried: k8sServiceHost = \"172.20.0.2\""), "{s}");
+    assert!(
+        s.contains("have no lock") && s.contains("kthw versions lock --spec") && s.contains("nothing was booted"),
+        "{s}"
+    );
+    let spec = kthw::ClusterSpec::load(&home.path().join("cilium-sysdump-20261207-231500.kthw.toml")).unwrap();
+    assert_eq!(spec.versions.pins().kubernetes, "1.34.2");
+    assert!(!home.path().join("state/runs").exists(), "nothing was made");
+
+    let empty = home.path().join("empty.zip");
+    std::fs::write(&empty, b"").unwrap();
+    let out = kthw_at(home.path(), &["repro", empty.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("cannot reproduce") && text(&out.stderr).contains("nothing was booted"));
+}

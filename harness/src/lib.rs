@@ -21,6 +21,7 @@ pub mod identity;
 pub mod image;
 pub mod keep;
 pub mod kubeconfig;
+pub mod lock;
 pub mod oci;
 pub mod paths;
 pub mod phase;
@@ -29,6 +30,7 @@ pub mod rundir;
 pub mod signals;
 pub mod spec;
 pub mod ssh;
+pub mod sysdump;
 pub mod tasks;
 pub mod testing;
 // What users write their tests with: every public item documented (CI's -D warnings holds it).

@@ -215,7 +215,7 @@ async fn act(w: &World, r: &mut Report) -> Result<(), ScenarioError> {
     let ns = w.namespace().await?;
     let deployments: Api<Deployment> = Api::namespaced(w.client(), &ns);
     deployments
-        .create(&PostParams::default(), &echo_deployment(w.spec().versions, &server_node, 1))
+        .create(&PostParams::default(), &echo_deployment(w.spec().versions.preset, &server_node, 1))
         .await
         .map_err(kube("create echo"))?;
     let services: Api<Service> = Api::namespaced(w.client(), &ns);
@@ -226,7 +226,7 @@ async fn act(w: &World, r: &mut Report) -> Result<(), ScenarioError> {
     let client = pinned_pod(
         "client",
         &client_node,
-        &pinned_image(w.spec().versions, "connectivity-curl"),
+        &pinned_image(w.spec().versions.preset, "connectivity-curl"),
         Some(vec!["/usr/bin/pause".into()]),
         &[],
     );

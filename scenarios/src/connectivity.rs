@@ -117,7 +117,11 @@ async fn act(w: &World, r: &mut Report) -> Result<(), ScenarioError> {
     // A report left by an earlier run (a kept cluster) must not stand in for this one's.
     w.succeed(&w.cp(), &format!("rm -f {REMOTE_JUNIT}")).await?;
     let out = w
-        .run_argv(&argv(w.spec().versions, egress, &root), w.scaled(Duration::from_secs(1800)), "connectivity-test.txt")
+        .run_argv(
+            &argv(w.spec().versions.preset, egress, &root),
+            w.scaled(Duration::from_secs(1800)),
+            "connectivity-test.txt",
+        )
         .await?;
     r.check("`cilium connectivity test` passes", out.success(), out.describe_status());
     r.fact("tests left out", if egress { "none".to_string() } else { NEEDS_INTERNET.join(" ") });

@@ -233,6 +233,15 @@ impl Needs {
 
     /// Why `spec` cannot hold this scenario's checks, if it cannot: too few workers.
     pub fn unfit(&self, spec: &ClusterSpec) -> Option<String> {
+        if spec.versions.as_preset().is_none() {
+            // The scenarios deploy images pinned per preset (the connectivity test's, pause) and install from a
+            // preset's artifacts; a lock of other versions does not pin those images.
+            return Some(format!(
+                "its versions are {}, and scenarios run on the presets' versions ({})",
+                spec.versions,
+                kthw::spec::VersionSet::NAMES.join(", ")
+            ));
+        }
         let has = spec.workers().count();
         (has < self.workers).then(|| format!("it needs {} workers and the spec has {has}", self.workers))
     }
@@ -291,6 +300,16 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_scenario_refuses_versions_that_are_no_preset_naming_the_presets() {
+        let mut spec = ClusterSpec::default();
+        spec.versions.named.insert(kthw::spec::VersionKey::Kubernetes, "1.31.9".into());
+        let why = BuiltIn::PodCidr.needs().unfit(&spec).unwrap();
+        assert!(why.contains("custom (kubernetes 1.31.9 over seed)") && why.contains("seed, current"), "{why}");
+        let current = ClusterSpec { versions: kthw::spec::VersionSet::Current.into(), ..ClusterSpec::default() };
+        assert_eq!(BuiltIn::PodCidr.needs().unfit(&current), None);
     }
 
     #[test]

@@ -186,7 +186,7 @@ async fn act(w: &World, r: &mut Report) -> Result<(), ScenarioError> {
 
     // A pod on each worker gets an address in its node's block.
     let ns = w.namespace().await?;
-    let image = pinned_image(w.spec().versions, "pause");
+    let image = pinned_image(w.spec().versions.preset, "pause");
     for node in &workers {
         let pod = w.run_pod(&ns, &pinned_pod(&format!("on-{node}"), node, &image, None, &[])).await?;
         let ip = pod.status.and_then(|s| s.pod_ip).unwrap_or_default();

@@ -86,7 +86,11 @@ pub async fn run(scenario: &dyn Scenario, on: On, opts: Options) -> Result<Repor
             if let Some(why) = needs.unfit(&spec) {
                 return Err(ScenarioError::Unfit { scenario: name, why });
             }
-            let bootstrap = Bootstrap::new(&opts.paths, opts.artifacts_dir.clone(), spec.versions);
+            let bootstrap = Bootstrap::new(
+                &opts.paths,
+                opts.artifacts_dir.clone(),
+                kthw::lock::Lock::preset(spec.versions.preset).manifest(),
+            );
             let lacks = preflight(scenario, &spec, &bootstrap);
             if !lacks.is_empty() {
                 return Err(ScenarioError::MissingArtifacts { scenario: name, lacks });
@@ -125,7 +129,11 @@ pub async fn run(scenario: &dyn Scenario, on: On, opts: Options) -> Result<Repor
                 source: Box::new(e),
             })?;
             suitable(scenario, &open)?;
-            let bootstrap = Bootstrap::new(&opts.paths, opts.artifacts_dir.clone(), open.spec().versions);
+            let bootstrap = Bootstrap::new(
+                &opts.paths,
+                opts.artifacts_dir.clone(),
+                kthw::lock::Lock::preset(open.spec().versions.preset).manifest(),
+            );
             let lacks = preflight(scenario, open.spec(), &bootstrap);
             if !lacks.is_empty() {
                 return Err(ScenarioError::MissingArtifacts { scenario: name, lacks });

@@ -152,7 +152,7 @@ pub fn version_set() -> VersionSet {
 
 /// The seed's cluster with the version set of [`version_set`]: what the cluster and scenario tiers bring up.
 pub fn cluster_spec() -> ClusterSpec {
-    ClusterSpec { versions: version_set(), ..ClusterSpec::default() }
+    ClusterSpec { versions: version_set().into(), ..ClusterSpec::default() }
 }
 
 /// The seed's topology cut to `nodes` nodes of 1 vCPU and 1 GiB: enough for sshd, etcd and containerd, and

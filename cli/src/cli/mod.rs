@@ -11,8 +11,10 @@ mod kubeconfig;
 mod load;
 mod render;
 mod repro;
+mod repro_sysdump;
 mod scenario;
 mod spec;
+mod versions;
 
 use std::process::ExitCode;
 
@@ -67,7 +69,8 @@ enum Command {
     /// Collect everything that explains a cluster's state (spec, logs, journals, kubectl dumps) into one
     /// directory and .tar.gz under the state directory's bundles/; `kthw bundle --list` lists them.
     Bundle(bundle::BundleArgs),
-    /// Stand the cluster of a failure bundle (or a spec) up again through the phase it failed in, and keep it.
+    /// Stand the cluster of a failure bundle (or a spec, or a cilium sysdump) up again through the phase it
+    /// failed in, and keep it.
     Repro(repro::ReproArgs),
     /// Make a node misbehave: link-down, link-up, delay MS, loss PERCENT, pause, resume, reset, stop-unit UNIT,
     /// kill-unit UNIT.
@@ -81,6 +84,9 @@ enum Command {
     /// List and prune golden snapshots (saved clusters that `up` restores instead of booting).
     #[command(subcommand)]
     Golden(golden::GoldenCommand),
+    /// Lock a spec's versions from the publishers' own sums, show them, and show the supported ranges.
+    #[command(subcommand)]
+    Versions(versions::VersionsCommand),
 }
 
 impl Cli {
@@ -89,6 +95,7 @@ impl Cli {
     pub fn is_a_listing(&self) -> bool {
         match &self.command {
             Command::Spec(_) | Command::Doctor | Command::List | Command::Gc(_) | Command::Golden(_) => true,
+            Command::Versions(c) => !matches!(c, versions::VersionsCommand::Lock { .. }),
             Command::Artifacts(c) => matches!(c, artifacts::ArtifactsCommand::List { .. }),
             Command::Image(c) => matches!(c, image::ImageCommand::List | image::ImageCommand::Prune),
             Command::Scenario(c) => matches!(c, scenario::ScenarioCommand::List),
@@ -135,5 +142,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Fault(a) => fault::fault(a),
         Command::Bundle(a) => bundle::bundle(a),
         Command::Repro(a) => repro::repro(a),
+        Command::Versions(c) => versions::run(c),
     }
 }

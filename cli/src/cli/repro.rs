@@ -18,7 +18,8 @@ use kthw_scenarios::{BuiltIn, On};
 
 #[derive(Debug, Args)]
 pub struct ReproArgs {
-    /// A failure bundle (its directory or .tar.gz, as `kthw bundle` or a failed run made it) or a spec (.toml).
+    /// A failure bundle (its directory or .tar.gz, as `kthw bundle` or a failed run made it), a spec (.toml), or
+    /// a `cilium sysdump` archive (.zip, or its extracted directory).
     source: PathBuf,
     /// Name of the new cluster; `repro-<the bundle's cluster>` when absent.
     #[arg(long)]
@@ -44,9 +45,17 @@ struct Source {
     scenario: Option<BuiltIn>,
     /// The failed test (`kthw::testkit`) the bundle names: how to run it again on the cluster comes last.
     test: Option<kthw::bundle::TestRecord>,
+    /// The lock a bundle's run used (a spec's is beside it).
+    lock: Option<kthw::lock::Lock>,
 }
 
 pub fn repro(args: ReproArgs) -> anyhow::Result<ExitCode> {
+    if kthw::sysdump::looks_like(&args.source) {
+        return match super::repro_sysdump::spec_from(&args.source, args.name.as_deref())? {
+            Some(spec) => repro(ReproArgs { source: spec, ..args }),
+            None => Ok(ExitCode::FAILURE),
+        };
+    }
     let paths = Paths::from_env();
     let source = match read(&args.source, &paths) {
         Ok(s) => s,
@@ -68,6 +77,16 @@ pub fn repro(args: ReproArgs) -> anyhow::Result<ExitCode> {
         .events(events);
     if let Some(i) = source.image {
         up = up.image(i);
+    }
+    // Versions that are no preset need their lock (beside a spec file); without one `plan` refuses, saying how.
+    if let Some(lock) =
+        source.lock.clone().or_else(|| kthw::lock::for_spec(&source.spec.versions, Some(&args.source)).ok())
+    {
+        if let Err(e) = kthw::bootstrap::cilium_install::validate_values_with(&source.spec, &lock.chart_keys) {
+            eprintln!("error: cannot reproduce {} here: {e}\nnothing was booted", args.source.display());
+            return Ok(ExitCode::FAILURE);
+        }
+        up = up.manifest(lock.manifest());
     }
     if let Err(e) = up.plan() {
         eprintln!("error: cannot reproduce {} here: {e}", args.source.display());
@@ -91,7 +110,15 @@ pub fn repro(args: ReproArgs) -> anyhow::Result<ExitCode> {
 fn read(path: &std::path::Path, paths: &Paths) -> Result<Source, String> {
     if path.extension().is_some_and(|e| e == "toml") {
         let spec = ClusterSpec::load(path).map_err(|e| e.to_string())?;
-        return Ok(Source { cluster: spec.name.clone(), spec, until: None, image: None, scenario: None, test: None });
+        return Ok(Source {
+            cluster: spec.name.clone(),
+            spec,
+            until: None,
+            image: None,
+            scenario: None,
+            test: None,
+            lock: None,
+        });
     }
     let opened = kthw::bundle::open(path).map_err(|e| kthw::chain(&e))?;
     let key = &opened.manifest.image_key;
@@ -131,5 +158,6 @@ fn read(path: &std::path::Path, paths: &Paths) -> Result<Source, String> {
         image,
         scenario,
         test: opened.manifest.test.clone(),
+        lock: opened.lock,
     })
 }

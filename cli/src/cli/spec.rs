@@ -23,10 +23,20 @@ pub fn run(cmd: SpecCommand) -> anyhow::Result<ExitCode> {
             print!("{}", spec.to_effective_toml());
             Ok(ExitCode::SUCCESS)
         }
-        // What `kthw up` refuses before booting, this refuses too: the spec's invariants (`load`), then its
-        // Cilium values against the chart its version set pins.
+        // What `kthw up` refuses before booting, this refuses too: the spec's invariants (`load`: with its
+        // versions outside upstream's support tables), a lock resolved for other versions, then its Cilium values
+        // against the chart its versions pin. Versions not locked yet are only noted: locking comes after.
         SpecCommand::Validate { file } => match ClusterSpec::load(&file).map_err(|e| e.to_string()).and_then(|spec| {
-            kthw::bootstrap::cilium_install::validate_values(&spec).map_err(|e| format!("{}: {e}", file.display()))?;
+            let keys = match kthw::lock::for_spec(&spec.versions, Some(&file)) {
+                Ok(lock) => lock.chart_keys,
+                Err(e @ kthw::lock::LockError::NotLocked { .. }) => {
+                    eprintln!("note: {e}");
+                    Vec::new()
+                }
+                Err(e) => return Err(e.to_string()),
+            };
+            kthw::bootstrap::cilium_install::validate_values_with(&spec, &keys)
+                .map_err(|e| format!("{}: {e}", file.display()))?;
             Ok(spec)
         }) {
             Ok(spec) => {

@@ -120,8 +120,11 @@ impl Cache {
             return format!("none: {e}");
         }
         let mut fetch = format!("kthw artifacts fetch --dir {}", self.dir.display());
-        if a.set != crate::spec::VersionSet::default() {
-            fetch.push_str(&format!(" --set {}", a.set));
+        match a.set {
+            Some(set) if set != crate::spec::VersionSet::default() => fetch.push_str(&format!(" --set {set}")),
+            Some(_) => {}
+            // A lock's artifact: the spec beside the lock says which.
+            None => fetch.push_str(" --spec SPEC"),
         }
         if self.air_gapped {
             format!("{fetch}  (on a machine that can reach {}, then copy the directory here)", a.locator())

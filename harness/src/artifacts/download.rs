@@ -116,7 +116,7 @@ impl Download {
         unreachable!("the last attempt returns")
     }
 
-    fn agent(&self) -> ureq::Agent {
+    pub(crate) fn agent(&self) -> ureq::Agent {
         let mut config = ureq::Agent::config_builder()
             // Statuses are classified below: 404 is final, 5xx is retried.
             .http_status_as_error(false)

@@ -46,6 +46,11 @@ impl Mirror {
         })
     }
 
+    /// The mirror's URL, without a trailing slash.
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
     /// Where the mirror serves the file at `upstream`: the mirror URL, then the upstream URL's path.
     pub fn file_url(&self, upstream: &str) -> String {
         let after_scheme = upstream.split_once("://").map_or(upstream, |(_, rest)| rest);

@@ -10,11 +10,11 @@ mod checksum;
 mod download;
 mod mirror;
 #[cfg(test)]
-mod test_server;
+pub(crate) mod test_server;
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use cache::{Cache, Entry, Missing, State};
 pub use checksum::{Algorithm, Checksum};
@@ -22,55 +22,57 @@ pub use download::{Attempt, Download, DownloadError};
 pub use mirror::Mirror;
 
 use crate::phase::Phase;
-use crate::spec::{ClusterSpec, Origin, VersionSet};
+use crate::spec::{ClusterSpec, Origin, VersionKey, VersionSet};
 
 /// The artifacts `containerd_from = "debian"` replaces with the node image's packages.
 pub const CONTAINER_RUNTIME: [&str; 3] = ["containerd", "runc", "cni-plugins"];
 
 const MANIFEST: &str = include_str!("../../artifacts.toml");
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
     File,
     Image,
 }
 
-/// One pinned artifact.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// One pinned artifact: an entry of the shipped manifest or of a lock (`crate::lock`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Artifact {
     pub name: String,
-    /// The version set (`versions` of the spec) this pin belongs to; a name is unique within a set.
-    pub set: VersionSet,
+    /// The preset this pin belongs to in the shipped manifest (a name is unique within a set); none in a lock,
+    /// which holds one set of versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set: Option<VersionSet>,
     pub kind: Kind,
-    /// The `[versions]` entry of the spec that pins it: kubernetes, etcd, cilium, cilium_cli, coredns.
+    /// The `[versions]` key of the spec that pins it (`spec::VersionKey`): kubernetes, etcd, containerd, ...
     pub component: String,
     /// That spec version.
     pub version: String,
     /// The upstream tag in the URL or image reference.
     pub upstream_version: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
     /// Where the checksum was published.
     pub source: String,
     /// Why there is no published sum, when there is none: fetch refuses such an artifact.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing_checksum: Option<String>,
     /// The phases that need it (by their names in the manifest; an unknown name fails the parse).
     pub phases: Vec<Phase>,
     /// The scenarios (kthw-scenarios) that need it beyond what their phases do, by scenario name.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scenarios: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     #[serde(rename = "artifact")]
@@ -126,12 +128,19 @@ impl Manifest {
         Manifest::parse(MANIFEST, "harness/artifacts.toml").expect("the compiled-in artifact manifest is valid")
     }
 
-    /// Parses and checks a manifest: every artifact has a URL or reference matching its kind, and either a
-    /// well-formed sum or a reason it has none.
+    /// Parses and checks a manifest: see [`Manifest::check`].
     pub fn parse(text: &str, origin: &str) -> Result<Manifest, ArtifactError> {
+        let m: Manifest = toml::from_str(text)
+            .map_err(|e| ArtifactError::Manifest { origin: origin.to_string(), message: e.message().to_string() })?;
+        Manifest::check(&m.artifacts, origin)?;
+        Ok(m)
+    }
+
+    /// Every artifact has a URL or reference matching its kind, either a well-formed sum or a reason it has
+    /// none, a phase or scenario that needs it, and a name unique within its set.
+    pub fn check(artifacts: &[Artifact], origin: &str) -> Result<(), ArtifactError> {
         let bad = |message: String| ArtifactError::Manifest { origin: origin.to_string(), message };
-        let m: Manifest = toml::from_str(text).map_err(|e| bad(e.message().to_string()))?;
-        for a in &m.artifacts {
+        for a in artifacts {
             let (locator, sum) = match a.kind {
                 Kind::File => (&a.url, &a.checksum),
                 Kind::Image => (&a.reference, &a.digest),
@@ -150,33 +159,38 @@ impl Manifest {
             if a.phases.is_empty() && a.scenarios.is_empty() {
                 return Err(bad(format!("{}: names no phase or scenario that needs it", a.name)));
             }
-            if m.artifacts.iter().filter(|b| b.set == a.set && b.name == a.name).count() > 1 {
-                return Err(bad(format!("{}: pinned more than once in the {} set", a.name, a.set)));
+            if VersionKey::from_key(&a.component).is_none() {
+                return Err(bad(format!("{}: component {:?} is no [versions] key", a.name, a.component)));
+            }
+            if artifacts.iter().filter(|b| b.set == a.set && b.name == a.name).count() > 1 {
+                let within = a.set.map_or("the lock".to_string(), |s| format!("the {s} set"));
+                return Err(bad(format!("{}: pinned more than once in {within}", a.name)));
             }
         }
-        Ok(m)
+        Ok(())
     }
 
     /// Only the artifacts of one version set, in which each name is unique (so [`Manifest::get`] is
     /// unambiguous).
     pub fn for_set(&self, set: VersionSet) -> Manifest {
-        Manifest { artifacts: self.artifacts.iter().filter(|a| a.set == set).cloned().collect() }
+        Manifest { artifacts: self.artifacts.iter().filter(|a| a.set == Some(set)).cloned().collect() }
     }
 
     /// The version sets this manifest pins, in order.
     pub fn sets(&self) -> Vec<VersionSet> {
-        let mut sets: Vec<VersionSet> = self.artifacts.iter().map(|a| a.set).collect();
+        let mut sets: Vec<VersionSet> = self.artifacts.iter().filter_map(|a| a.set).collect();
         sets.sort();
         sets.dedup();
         sets
     }
 
-    /// The artifacts of the spec's version set the phases up to and including `until` need (etcd from Debian
-    /// needs no upstream etcd).
+    /// The artifacts of the spec's versions the phases up to and including `until` need (etcd from Debian
+    /// needs no upstream etcd): a lock's all, the shipped manifest's those of the spec's preset.
     pub fn needed_until(&self, spec: &ClusterSpec, until: Phase) -> Vec<&Artifact> {
+        let preset = spec.versions.as_preset();
         self.artifacts
             .iter()
-            .filter(|a| a.set == spec.versions)
+            .filter(|a| a.set.is_none() || a.set == preset)
             .filter(|a| a.phases.iter().any(|p| *p <= until))
             .filter(|a| !(a.component == "etcd" && spec.etcd_from == Origin::Debian))
             .filter(|a| !(CONTAINER_RUNTIME.contains(&a.name.as_str()) && spec.containerd_from == Origin::Debian))
@@ -224,19 +238,12 @@ impl Artifact {
 
     /// The version the spec pins for this artifact's component.
     pub fn spec_version(&self, spec: &ClusterSpec) -> Option<String> {
-        let v = spec.versions.pins();
-        Some(match self.component.as_str() {
-            "kubernetes" => v.kubernetes,
-            "etcd" => v.etcd,
-            "cilium" => v.cilium,
-            "cilium_cli" => v.cilium_cli,
-            "coredns" => v.coredns,
-            _ => return None,
-        })
+        let key = VersionKey::from_key(&self.component)?;
+        Some(spec.versions.pins().get(key).to_string())
     }
 }
 
 #[cfg(test)]
-mod published_tests;
+pub(crate) mod published_tests;
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,7 @@ use super::*;
 use crate::spec::VersionSet;
 
 /// Where an image's reference and digest are published.
-enum Source {
+pub(crate) enum Source {
     /// `values.yaml` of the Cilium chart that cilium-cli vendors at `cli` (the chart `cilium install` renders):
     /// the image is `repository` + `suffix` + `:tag` + `@` + the value of `digest_key`. The operator's
     /// `suffix` is `-generic` (the chart's templates/cilium-operator/_helpers.tpl, "cilium.operator.image":
@@ -20,13 +20,13 @@ enum Source {
     Promoter { registry: &'static str },
 }
 
-struct Published {
-    set: VersionSet,
-    name: &'static str,
+pub(crate) struct Published {
+    pub(crate) set: VersionSet,
+    pub(crate) name: &'static str,
     /// owner/repo@commit-or-tag:path, and the file inside an archive where there is one.
-    at: &'static str,
-    source: Source,
-    excerpt: &'static str,
+    pub(crate) at: &'static str,
+    pub(crate) source: Source,
+    pub(crate) excerpt: &'static str,
 }
 
 use Source::*;
@@ -38,7 +38,7 @@ const CURRENT_CHART: Source = Chart { cli: "v0.19.7", chart: "1.19.5", suffix: "
 // The excerpts: the lines of each file named in `at`, read with `git show TAG:PATH` (and `tar xzO` for the
 // chart's values.yaml) from the cilium/cilium-cli repository, and with the search tool's read_file from
 // kubernetes/k8s.io at the commits named.
-const PUBLISHED: &[Published] = &[
+pub(crate) const PUBLISHED: &[Published] = &[
     Published {
         set: Seed,
         name: "cilium",

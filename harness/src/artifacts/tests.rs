@@ -15,7 +15,7 @@ fn every_pinned_artifact_of_each_set_has_a_published_sum_with_its_source_and_tha
     let m = Manifest::pinned();
     assert_eq!(m.sets(), VersionSet::ALL, "the manifest pins every version set the spec can name");
     for set in VersionSet::ALL {
-        let spec = ClusterSpec { versions: set, ..ClusterSpec::default() };
+        let spec = ClusterSpec { versions: set.into(), ..ClusterSpec::default() };
         let m = m.for_set(set);
         for a in &m.artifacts {
             let sum = a.sum().unwrap_or_else(|e| panic!("{set} {}: {e}", a.name));
@@ -146,10 +146,10 @@ fn a_phase_needs_only_what_it_and_earlier_phases_use() {
     let scenario_only = seed.artifacts.iter().filter(|a| a.phases.is_empty()).count();
     assert_eq!(names(&spec, Phase::Coredns).len(), seed.artifacts.len() - scenario_only);
     assert!(m.artifacts.iter().filter(|a| a.phases.is_empty()).all(|a| !a.scenarios.is_empty()));
-    let current = ClusterSpec { versions: VersionSet::Current, ..spec.clone() };
+    let current = ClusterSpec { versions: VersionSet::Current.into(), ..spec.clone() };
     let etcd = m.needed_until(&current, Phase::Etcd);
     assert_eq!(etcd.len(), 1);
-    assert_eq!((etcd[0].set, etcd[0].version.as_str()), (VersionSet::Current, "3.6.14"), "only the spec's set");
+    assert_eq!((etcd[0].set, etcd[0].version.as_str()), (Some(VersionSet::Current), "3.6.14"), "only the spec's set");
     spec.etcd_from = crate::spec::Origin::Debian;
     assert!(names(&spec, Phase::Etcd).is_empty(), "etcd from the image's Debian package needs no download");
     spec.containerd_from = crate::spec::Origin::Debian;
@@ -414,7 +414,7 @@ fn air_gapped_directories_say_where_to_fetch_from() {
     assert!(missing[0].command.contains("etcd-v3.5.21-linux-amd64.tar.gz"), "{}", missing[0].command);
     assert_eq!(missing[0].path, dir.path().join("etcd/v3.5.21/etcd-v3.5.21-linux-amd64.tar.gz"));
     // Fetching without `--set` fetches the seed's: the command for another set's artifact names its set.
-    let current = ClusterSpec { versions: VersionSet::Current, ..ClusterSpec::default() };
+    let current = ClusterSpec { versions: VersionSet::Current.into(), ..ClusterSpec::default() };
     let missing = Cache::new(dir.path().to_path_buf()).missing(&m, &current, Phase::Etcd);
     assert_eq!(missing[0].command, format!("kthw artifacts fetch --dir {} --set current", dir.path().display()));
 }

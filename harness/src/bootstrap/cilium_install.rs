@@ -78,11 +78,27 @@ fn top_level(key: &str) -> String {
     top
 }
 
-/// Checks every `cilium.values` key against the top-level keys of the chart the spec's version set pins,
-/// before anything reaches a node.
+/// Checks every `cilium.values` key against the top-level keys of the chart the spec's versions pin, before
+/// anything reaches a node: the presets' charts' keys are compiled in; another chart's are in its lock
+/// ([`validate_values_with`], `crate::lock::Lock::chart_keys`), read from the chart when it was locked.
 pub fn validate_values(spec: &ClusterSpec) -> Result<(), UnknownCiliumValue> {
     let chart = spec.versions.pins().cilium;
-    let keys = chart_top_level_keys(&chart).expect("every pinned chart has its key list (a test holds this)");
+    match chart_top_level_keys(&chart) {
+        Some(keys) => check_keys(spec, &keys, chart),
+        None => Ok(()),
+    }
+}
+
+/// [`validate_values`] against the keys a lock read from the chart (none: the lock is a preset's).
+pub fn validate_values_with(spec: &ClusterSpec, chart_keys: &[String]) -> Result<(), UnknownCiliumValue> {
+    if chart_keys.is_empty() {
+        return validate_values(spec);
+    }
+    let keys: Vec<&str> = chart_keys.iter().map(String::as_str).collect();
+    check_keys(spec, &keys, spec.versions.pins().cilium)
+}
+
+fn check_keys(spec: &ClusterSpec, keys: &[&str], chart: String) -> Result<(), UnknownCiliumValue> {
     for key in spec.cilium.values.keys() {
         let top = top_level(key);
         if !keys.contains(&top.as_str()) {
@@ -135,14 +151,22 @@ fn user_value(key: &str, value: &toml::Value, rendered: &str) -> (&'static str, 
 /// `cilium install --version <pinned> --kubeconfig <admin-internal> --set key=value ...`, one `--set` per value
 /// the harness derives, and per `cilium.values` entry its own flag ([`user_value`]).
 pub fn install_argv(spec: &ClusterSpec, kubeconfig: &Path) -> Vec<String> {
-    let mut argv = vec![
-        CILIUM_CLI.to_string(),
-        "install".to_string(),
-        "--version".to_string(),
-        spec.versions.pins().cilium,
-        "--kubeconfig".to_string(),
-        kubeconfig.display().to_string(),
-    ];
+    install_argv_from(spec, kubeconfig, None)
+}
+
+/// [`install_argv`] with the chart from `chart_dir` (the locked chart archive unpacked on the node) instead of
+/// the one the CLI embeds for `--version`: without `--chart-directory` the CLI takes the embedded chart of that
+/// version or downloads it from helm.cilium.io, which a node without egress cannot; with it, the chart's own
+/// version is installed and `--version` is not consulted (cilium/cilium-cli vendor/.../internal/helm/helm.go
+/// `ResolveHelmChartVersion`, v0.19.7; the flag in cli/install.go at v0.18.4 and v0.19.7).
+pub fn install_argv_from(spec: &ClusterSpec, kubeconfig: &Path, chart_dir: Option<&Path>) -> Vec<String> {
+    let chart = match chart_dir {
+        Some(dir) => ["--chart-directory".to_string(), dir.display().to_string()],
+        None => ["--version".to_string(), spec.versions.pins().cilium],
+    };
+    let mut argv = vec![CILIUM_CLI.to_string(), "install".to_string()];
+    argv.extend(chart);
+    argv.extend(["--kubeconfig".to_string(), kubeconfig.display().to_string()]);
     let derived = crate::spec::cilium_derived_keys(spec);
     for (k, v) in install_values(spec) {
         let (flag, set) = match spec.cilium.values.get(&k) {
@@ -202,6 +226,28 @@ mod tests {
     }
 
     #[test]
+    fn a_locked_chart_is_installed_from_its_directory_and_its_keys_check_the_values() {
+        let mut spec = ClusterSpec::default();
+        spec.versions.named.insert(crate::spec::VersionKey::Cilium, "1.18.3".into());
+        let dir = Path::new("/var/lib/kthw/cilium-chart/cilium");
+        let argv = install_argv_from(&spec, &root(), Some(dir));
+        assert_eq!(
+            argv[..4],
+            ["/usr/local/bin/cilium", "install", "--chart-directory", "/var/lib/kthw/cilium-chart/cilium"]
+        );
+        assert!(!argv.iter().any(|a| a == "--version"), "the chart's own version is installed: {argv:?}");
+        assert_eq!(install_argv_from(&spec, &root(), None)[2..4], ["--version", "1.18.3"]);
+
+        // No key list is compiled in for 1.18.3: the lock's, read from that chart, decides.
+        spec.cilium.values.insert("hubble.enabled".into(), true.into());
+        assert_eq!(validate_values(&spec), Ok(()));
+        let keys = vec!["image".to_string(), "hubble".to_string()];
+        assert_eq!(validate_values_with(&spec, &keys), Ok(()));
+        let err = validate_values_with(&spec, &keys[..1]).unwrap_err();
+        assert_eq!((err.top.as_str(), err.chart.as_str()), ("hubble", "1.18.3"));
+    }
+
+    #[test]
     fn the_install_sets_exactly_the_seeds_table_and_the_cluster_nic() {
         let spec = ClusterSpec::default();
         let argv = install_argv(&spec, &root());
@@ -228,7 +274,7 @@ mod tests {
         // The current set installs its own Cilium with the same values: the chart the CLI embeds (1.19.5)
         // still has each of them (values.schema.json: kubeProxyReplacement, k8sServiceHost, k8sServicePort,
         // ipam, nodePort; templates/cilium-configmap.yaml reads .Values.devices and nodePort.directRoutingDevice).
-        let current = ClusterSpec { versions: crate::spec::VersionSet::Current, ..spec.clone() };
+        let current = ClusterSpec { versions: crate::spec::VersionSet::Current.into(), ..spec.clone() };
         let argv = install_argv(&current, &root());
         assert_eq!(argv[2..4], ["--version", "1.19.5"]);
         assert_eq!(sets(&argv), expected);
@@ -321,7 +367,7 @@ mod tests {
     #[test]
     fn every_value_the_harness_sets_is_a_key_of_each_pinned_chart() {
         for set in crate::spec::VersionSet::ALL {
-            let spec = ClusterSpec { versions: set, ..ClusterSpec::default() };
+            let spec = ClusterSpec { versions: set.into(), ..ClusterSpec::default() };
             let keys = chart_top_level_keys(&spec.versions.pins().cilium).expect("a key list per pinned chart");
             for key in install_values(&spec).keys() {
                 assert!(keys.contains(&top_level(key).as_str()), "{set}: {key}");
@@ -354,7 +400,7 @@ mod tests {
         let mut spec = ClusterSpec::default();
         spec.cilium.values.insert("enableCiliumEndpointSlice".into(), toml::Value::Boolean(true));
         assert_eq!(validate_values(&spec), Ok(()));
-        spec.versions = crate::spec::VersionSet::Current;
+        spec.versions = crate::spec::VersionSet::Current.into();
         let text = validate_values(&spec).unwrap_err().to_string();
         assert!(text.contains("\"enableCiliumEndpointSlice\"") && text.contains("Cilium 1.19.5"), "{text}");
         spec.cilium.values.clear();

@@ -14,7 +14,7 @@ use crate::cluster::Cluster;
 use crate::events::Events;
 use crate::paths::Paths;
 use crate::phase::Phase;
-use crate::spec::{ClusterSpec, VersionSet};
+use crate::spec::ClusterSpec;
 use crate::ssh::{Session, SshError};
 
 /// Where the phases get what they install: the artifact directory, the pinned manifest, the node layout, and
@@ -29,18 +29,13 @@ pub struct Bootstrap {
 
 impl Bootstrap {
     /// The user's artifact cache, or only `artifacts_dir` when given (air-gapped: `--artifacts-dir`), with the
-    /// artifacts of version set `set` (the spec's `versions`).
-    pub fn new(paths: &Paths, artifacts_dir: Option<PathBuf>, set: VersionSet) -> Bootstrap {
+    /// artifacts `manifest` pins: the spec's lock (`crate::lock::for_spec`), a preset's shipped one by default.
+    pub fn new(paths: &Paths, artifacts_dir: Option<PathBuf>, manifest: Manifest) -> Bootstrap {
         let cache = match artifacts_dir {
             Some(d) => Cache::air_gapped(d),
             None => Cache::new(paths.artifacts()),
         };
-        Bootstrap {
-            cache,
-            manifest: Manifest::pinned().for_set(set),
-            layout: Layout::default(),
-            unpack_dir: paths.cache.join("unpacked"),
-        }
+        Bootstrap { cache, manifest, layout: Layout::default(), unpack_dir: paths.cache.join("unpacked") }
     }
 
     /// What the phases through `until` lack; call it before booting anything.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::secrets::exclusion;
 use super::writer::{guest, session, timed, write, Writer, COMMAND};
-use super::{bundles_dir, BundleError, Excluded, Made, Manifest, FILE_CAP, FORMAT, MANIFEST, SPEC};
+use super::{bundles_dir, BundleError, Excluded, Made, Manifest, FILE_CAP, FORMAT, LOCK, MANIFEST, SPEC};
 use super::{Extras, TestRecord, SYSDUMP_CAP, TOTAL_CAP};
 use crate::bootstrap::Bootstrap;
 use crate::cluster::Cluster;
@@ -22,7 +22,8 @@ const KUBERNETES_BUDGET: Duration = Duration::from_secs(240);
 
 /// Makes a bundle of `cluster` under `<state>/bundles/`, with the artifact cache `kthw` uses by default.
 pub async fn collect(cluster: &Cluster, paths: &Paths, reason: Option<&str>) -> Result<Made, BundleError> {
-    collect_with(cluster, paths, &Bootstrap::new(paths, None, cluster.spec().versions), reason).await
+    let manifest = crate::lock::Lock::preset(cluster.spec().versions.preset).manifest();
+    collect_with(cluster, paths, &Bootstrap::new(paths, None, manifest), reason).await
 }
 
 /// [`collect`], listing the artifacts `bootstrap` sees (an air-gapped run's directory, say).
@@ -230,10 +231,22 @@ impl Drop for Writing {
 fn local(w: &mut Writer, cluster: &Cluster, paths: &Paths, bootstrap: &Bootstrap) {
     let state = cluster.state();
     w.ok("spec", SPEC, state.spec.to_effective_toml().into_bytes());
+    // A run of versions that are no preset used a lock (its artifacts belong to no preset): it goes along.
+    let manifest = &bootstrap.manifest;
+    if !manifest.artifacts.is_empty() && manifest.artifacts.iter().all(|a| a.set.is_none()) {
+        let lock = crate::lock::Lock {
+            format: crate::lock::FORMAT,
+            resolved: format!("the lock cluster {} ran with", state.name),
+            versions: state.spec.versions.pins(),
+            chart_keys: Vec::new(),
+            artifacts: manifest.artifacts.clone(),
+        };
+        w.ok("lock", LOCK, lock.to_toml().into_bytes());
+    }
     let v = state.spec.versions.pins();
     let versions = format!(
-        "kthw {}\nimage {}\naccel {:?}\nlibvirt {}\nversion set {}\nkubernetes {}\netcd {} (from {:?})\ncontainerd from {:?}\n\
-         cilium {}\ncilium CLI {}\ncoredns {}\n",
+        "kthw {}\nimage {}\naccel {:?}\nlibvirt {}\nversions {}\nkubernetes {}\netcd {} (from {:?})\n\
+         containerd {} / runc {} / CNI plugins {} (from {:?})\ncilium {}\ncilium CLI {}\ncoredns {}\n",
         state.harness_version,
         state.image_key,
         state.accel,
@@ -242,6 +255,9 @@ fn local(w: &mut Writer, cluster: &Cluster, paths: &Paths, bootstrap: &Bootstrap
         v.kubernetes,
         v.etcd,
         state.spec.etcd_from,
+        v.containerd,
+        v.runc,
+        v.cni_plugins,
         state.spec.containerd_from,
         v.cilium,
         v.cilium_cli,

@@ -32,6 +32,8 @@ pub const FORMAT: u32 = 1;
 pub const MANIFEST: &str = "MANIFEST.json";
 /// The spec inside a bundle, as `kthw spec show` prints it.
 pub const SPEC: &str = "spec.toml";
+/// The lock the run used, when its versions were no preset: `kthw repro` stands the cluster up from it.
+pub const LOCK: &str = "spec.lock";
 /// The largest file a bundle holds; longer logs keep their end.
 pub const FILE_CAP: u64 = 8 * 1024 * 1024;
 /// A Cilium sysdump is an archive (cutting it would ruin it): included whole up to this size, else left out.

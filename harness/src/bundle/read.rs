@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::{BundleError, Manifest, FORMAT, MANIFEST, SPEC};
+use super::{BundleError, Manifest, FORMAT, LOCK, MANIFEST, SPEC};
 use crate::phase::Phase;
 use crate::rundir::PhaseRecord;
 use crate::spec::ClusterSpec;
@@ -18,6 +18,8 @@ pub struct Opened {
     pub path: PathBuf,
     pub manifest: Manifest,
     pub spec: ClusterSpec,
+    /// The lock the run used, when its versions were no preset.
+    pub lock: Option<crate::lock::Lock>,
     /// The phase runs the bundle's cluster recorded, oldest first (none when it failed before the first).
     pub phases: Vec<PhaseRecord>,
 }
@@ -33,9 +35,9 @@ impl Opened {
 pub fn open(path: &Path) -> Result<Opened, BundleError> {
     let meta =
         std::fs::metadata(path).map_err(|e| BundleError::NotFound { path: path.to_path_buf(), why: e.to_string() })?;
-    let (manifest, spec, phases) = if meta.is_dir() {
+    let (manifest, spec, phases, lock) = if meta.is_dir() {
         let read = |name: &str| std::fs::read(path.join(name)).ok();
-        (read(MANIFEST), read(SPEC), read(PHASES))
+        (read(MANIFEST), read(SPEC), read(PHASES), read(LOCK))
     } else {
         from_archive(path)?
     };
@@ -50,7 +52,11 @@ pub fn open(path: &Path) -> Result<Opened, BundleError> {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
-    Ok(Opened { path: path.to_path_buf(), manifest, spec, phases })
+    let lock = lock
+        .map(|bytes| crate::lock::Lock::parse(&String::from_utf8_lossy(&bytes), &path.join(LOCK)))
+        .transpose()
+        .map_err(|e| not_a_bundle(format!("its {LOCK} is not a lock: {e}")))?;
+    Ok(Opened { path: path.to_path_buf(), manifest, spec, lock, phases })
 }
 
 /// The format is read before the rest: a newer bundle may have fields this kthw does not know, and the error
@@ -70,7 +76,7 @@ fn parse_manifest(path: &Path, bytes: &[u8]) -> Result<Manifest, BundleError> {
 
 /// The manifest and spec from an archive, which is read to its end: a gzip stream checks its length and CRC
 /// only there, so this is what tells a truncated archive from a whole one.
-type Found = (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
+type Found = (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
 
 fn from_archive(path: &Path) -> Result<Found, BundleError> {
     let truncated = |e: std::io::Error| BundleError::Truncated { path: path.to_path_buf(), why: e.to_string() };
@@ -84,11 +90,12 @@ fn from_archive(path: &Path) -> Result<Found, BundleError> {
     }
     let file = std::fs::File::open(path).map_err(|e| BundleError::io("open", path, e))?;
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    let (mut manifest, mut spec, mut phases) = (None, None, None);
+    let (mut manifest, mut spec, mut phases, mut lock) = (None, None, None, None);
     for entry in archive.entries().map_err(truncated)? {
         let mut entry = entry.map_err(truncated)?;
         let name = entry.path().map_err(truncated)?.into_owned();
-        // Only these matter: `<bundle>/MANIFEST.json`, `<bundle>/spec.toml`, `<bundle>/run/phases.jsonl`.
+        // Only these matter: `<bundle>/MANIFEST.json`, `<bundle>/spec.toml`, `<bundle>/spec.lock`,
+        // `<bundle>/run/phases.jsonl`.
         let inner: PathBuf = name.components().skip(1).collect();
         let mut bytes = Vec::new();
         entry.read_to_end(&mut bytes).map_err(truncated)?;
@@ -96,11 +103,12 @@ fn from_archive(path: &Path) -> Result<Found, BundleError> {
             Some(MANIFEST) => manifest = Some(bytes),
             Some(SPEC) => spec = Some(bytes),
             Some(PHASES) => phases = Some(bytes),
+            Some(LOCK) => lock = Some(bytes),
             _ => {}
         }
     }
     std::io::copy(&mut archive.into_inner(), &mut std::io::sink()).map_err(truncated)?;
-    Ok((manifest, spec, phases))
+    Ok((manifest, spec, phases, lock))
 }
 
 #[cfg(test)]
@@ -145,6 +153,28 @@ mod tests {
             assert_eq!(opened.spec, ClusterSpec::default());
             assert_eq!(opened.last_phase(), Some(Phase::Etcd), "the phase it failed in");
         }
+    }
+
+    #[test]
+    fn a_bundle_of_versions_that_are_no_preset_carries_the_lock_its_run_used() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = bundle_dir(root.path(), FORMAT);
+        let mut spec = ClusterSpec::default();
+        spec.versions.named.insert(crate::spec::VersionKey::Kubernetes, "1.31.9".into());
+        std::fs::write(dir.join(SPEC), spec.to_effective_toml()).unwrap();
+        let mut lock = crate::lock::Lock::preset(crate::spec::VersionSet::Seed);
+        lock.versions = spec.versions.pins();
+        lock.artifacts.iter_mut().for_each(|a| a.set = None);
+        std::fs::write(dir.join(LOCK), lock.to_toml()).unwrap();
+        for path in [dir.clone(), tar_gz(&dir)] {
+            let opened = open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(opened.lock.as_ref(), Some(&lock), "{}", path.display());
+            assert_eq!(opened.spec.versions.pins().kubernetes, "1.31.9");
+        }
+        std::fs::write(dir.join(LOCK), "format = 1\n").unwrap();
+        let err = open(&dir).unwrap_err().to_string();
+        assert!(err.contains("its spec.lock is not a lock"), "{err}");
+        assert_eq!(open(&bundle_dir(&root.path().join("plain"), FORMAT)).unwrap().lock, None);
     }
 
     #[test]

@@ -144,11 +144,11 @@ mod tests {
         assert!(inputs(&spec, Phase::Kubeconfigs).artifacts.is_empty());
         let workers = inputs(&spec, Phase::Workers);
         assert!(workers.artifacts.iter().any(|a| a.starts_with("containerd ")), "{:?}", workers.artifacts);
-        let current = ClusterSpec { versions: crate::spec::VersionSet::Current, ..spec.clone() };
+        let current = ClusterSpec { versions: crate::spec::VersionSet::Current.into(), ..spec.clone() };
         let newer = inputs(&current, Phase::Workers);
         assert_ne!(newer.key(), workers.key(), "the version set is part of the key");
         assert!(
-            newer.artifacts.iter().any(|a| a.starts_with("containerd 1.35.4 sha256:91cd216e")),
+            newer.artifacts.iter().any(|a| a.starts_with("containerd 2.2.7 sha256:91cd216e")),
             "{:?}",
             newer.artifacts
         );

@@ -7,7 +7,9 @@
 mod derive;
 mod duration;
 mod location;
+pub mod support;
 mod validate;
+mod versions;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -21,6 +23,7 @@ pub use derive::{cilium_derived_keys, Component, Derived, CILIUM_IPAM_MODE, ETCD
 pub use duration::parse as parse_duration;
 pub use location::Location;
 pub use validate::{Violation, ViolationKind};
+pub use versions::{Release, UnknownVersionSet, VersionKey, VersionSet, VersionSpec, Versions};
 
 /// The whole cluster: topology, networks, Cilium, versions, and the switches scenarios flip.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,9 +44,9 @@ pub struct ClusterSpec {
     pub network: NetworkSpec,
     pub nodes: Vec<NodeSpec>,
     pub cilium: CiliumSpec,
-    /// Which pinned version set the cluster runs: `"seed"` (the seed's versions, the default) or `"current"`
-    /// (the newest that upstream supports together). `VersionSet::pins` says what each set holds.
-    pub versions: VersionSet,
+    /// The versions the cluster runs: a preset (`"seed"`, the default, or `"current"`), or a `[versions]` table
+    /// naming any component's version over a preset; [`support`] says which combinations upstream supports.
+    pub versions: VersionSpec,
     /// Extra command-line flags per component, by flag name without the leading dashes.
     pub components: ComponentFlags,
 }
@@ -127,115 +130,6 @@ pub struct CiliumSpec {
     pub status_wait: Duration,
     /// Further Helm values passed with `--set`, by dotted key. A value the spec derives may not be overridden.
     pub values: BTreeMap<String, toml::Value>,
-}
-
-/// A named set of component versions, each pinned with its published sums in `harness/artifacts.toml` (whose
-/// test holds the two in agreement).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum VersionSet {
-    /// The seed's cluster: Kubernetes 1.32, Cilium 1.17 (both past upstream support since).
-    #[default]
-    Seed,
-    /// The newest Kubernetes, Cilium, cilium CLI, etcd, containerd and CoreDNS upstream supports together
-    /// (why each was chosen is in `harness/artifacts.toml`).
-    Current,
-}
-
-/// Why a version set name was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown version set {:?}: choose one of {}", .0, VersionSet::NAMES.join(", "))]
-pub struct UnknownVersionSet(pub String);
-
-impl VersionSet {
-    pub const ALL: [VersionSet; 2] = [VersionSet::Seed, VersionSet::Current];
-    pub const NAMES: [&'static str; 2] = [VersionSet::Seed.name(), VersionSet::Current.name()];
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            VersionSet::Seed => "seed",
-            VersionSet::Current => "current",
-        }
-    }
-
-    /// The version of each component this set pins.
-    pub fn pins(self) -> Versions {
-        let v = |k: &str, e: &str, c: &str, cli: &str, dns: &str| Versions {
-            kubernetes: k.to_string(),
-            etcd: e.to_string(),
-            cilium: c.to_string(),
-            cilium_cli: cli.to_string(),
-            coredns: dns.to_string(),
-        };
-        match self {
-            VersionSet::Seed => v("1.32.4", "3.5.21", "1.17.4", "0.18.4", "1.12.1"),
-            VersionSet::Current => v("1.35.4", "3.6.14", "1.19.5", "0.19.7", "1.14.6"),
-        }
-    }
-}
-
-impl std::str::FromStr for VersionSet {
-    type Err = UnknownVersionSet;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        VersionSet::ALL.into_iter().find(|v| v.name() == s).ok_or_else(|| UnknownVersionSet(s.to_string()))
-    }
-}
-
-impl std::fmt::Display for VersionSet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A set's name, or, as specs and failure bundles written before there were sets say it, a `[versions]` table
-/// of component versions: accepted when it is exactly one set's pins, so an old bundle can still be
-/// reproduced; any other table is refused, naming the sets.
-impl<'de> Deserialize<'de> for VersionSet {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct SetOrTable;
-        impl<'de> serde::de::Visitor<'de> for SetOrTable {
-            type Value = VersionSet;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                write!(f, "a version set name ({})", VersionSet::NAMES.join(", "))
-            }
-            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<VersionSet, E> {
-                name.parse().map_err(E::custom)
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<VersionSet, A::Error> {
-                let table = Versions::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-                VersionSet::ALL.into_iter().find(|set| set.pins() == table).ok_or_else(|| {
-                    let sets: Vec<String> = VersionSet::ALL.iter().map(|s| format!("{s} ({})", s.pins())).collect();
-                    serde::de::Error::custom(format!(
-                        "a [versions] table of {table} is no version set; versions are pinned by set now: write \
-                         versions = \"NAME\" with one of {}",
-                        sets.join(", ")
-                    ))
-                })
-            }
-        }
-        deserializer.deserialize_any(SetOrTable)
-    }
-}
-
-/// The version of each component a [`VersionSet`] pins.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Versions {
-    pub kubernetes: String,
-    pub etcd: String,
-    pub cilium: String,
-    pub cilium_cli: String,
-    pub coredns: String,
-}
-
-impl std::fmt::Display for Versions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "kubernetes {}, etcd {}, cilium {}, cilium_cli {}, coredns {}",
-            self.kubernetes, self.etcd, self.cilium, self.cilium_cli, self.coredns
-        )
-    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -417,7 +311,7 @@ impl Default for ClusterSpec {
                 NodeSpec::seed("worker-node-2", Role::Worker, 6),
             ],
             cilium: CiliumSpec::default(),
-            versions: VersionSet::default(),
+            versions: VersionSpec::default(),
             components: ComponentFlags::default(),
         }
     }
@@ -461,5 +355,7 @@ impl ComponentFlags {
     }
 }
 
+#[cfg(test)]
+mod support_tests;
 #[cfg(test)]
 mod tests;

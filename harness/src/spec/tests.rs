@@ -309,10 +309,10 @@ fn what_spec_show_prints_is_itself_a_valid_spec_of_the_same_cluster() {
 
 #[test]
 fn a_spec_selects_a_version_set_by_name_and_the_default_is_the_seeds() {
-    assert_eq!(ClusterSpec::default().versions, VersionSet::Seed);
+    assert_eq!(ClusterSpec::default().versions, VersionSet::Seed.into());
     assert_eq!(ClusterSpec::default().versions.pins().kubernetes, "1.32.4");
     let current = ClusterSpec::from_toml_validated("versions = \"current\"\n", "lab.toml").unwrap();
-    assert_eq!(current.versions, VersionSet::Current);
+    assert_eq!(current.versions, VersionSet::Current.into());
     assert_ne!(current.versions.pins(), VersionSet::Seed.pins());
     // `kthw spec show` writes the set back as its name.
     assert!(current.to_effective_toml().contains("versions = \"current\""));
@@ -331,22 +331,25 @@ fn an_unknown_version_set_is_refused_naming_the_known_ones_and_where() {
     assert_eq!(err, "unknown version set \"newest\": choose one of seed, current");
 }
 
-/// What specs and failure bundles said before there were sets (`kthw spec show` wrote this table): read as the
-/// set whose pins it names, so `kthw repro` still takes an old bundle; another table is refused, naming the sets.
+/// What specs and failure bundles said before versions were free (`kthw spec show` wrote this table): read as
+/// what it names, the seed's preset when it names the seed's pins; a table naming other versions is a custom
+/// choice over the seed's preset; an unknown key is refused, naming the keys.
 #[test]
-fn an_old_versions_table_reads_as_the_set_it_pins_and_any_other_table_is_refused() {
+fn an_old_versions_table_reads_as_what_it_names() {
     // Written by hand to exercise the old table, in the form `kthw spec show` wrote.
     let old = "[versions]\nkubernetes = \"1.32.4\"\netcd = \"3.5.21\"\ncilium = \"1.17.4\"\ncilium_cli = \"0.18.4\"\n\
                coredns = \"1.12.1\"\n";
-    assert_eq!(ClusterSpec::from_toml_validated(old, "bundle/spec.toml").unwrap().versions, VersionSet::Seed);
+    let spec = ClusterSpec::from_toml_validated(old, "bundle/spec.toml").unwrap();
+    assert_eq!(spec.versions.as_preset(), Some(VersionSet::Seed));
+    assert!(spec.to_effective_toml().contains("versions = \"seed\""), "written back as the preset's name");
 
-    let mixed = old.replace("1.32.4", "1.33.0");
-    let text = ClusterSpec::from_toml_validated(&mixed, "lab.toml").unwrap_err().to_string();
-    assert!(text.starts_with("lab.toml:1:"), "{text}");
-    assert!(text.contains("kubernetes 1.33.0") && text.contains("versions = \"NAME\""), "{text}");
-    assert!(text.contains("seed (kubernetes 1.32.4") && text.contains("current (kubernetes 1.35.4"), "{text}");
+    let mixed = old.replace("1.32.4", "1.31.9");
+    let spec = ClusterSpec::from_toml_validated(&mixed, "lab.toml").unwrap();
+    assert_eq!(spec.versions.as_preset(), None);
+    assert_eq!(spec.versions.pins().kubernetes, "1.31.9");
+    assert_eq!(spec.versions.to_string(), "custom (kubernetes 1.31.9 over seed)");
 
     let unknown = format!("{old}kube_proxy = \"1.32.4\"\n");
     let text = ClusterSpec::from_toml_validated(&unknown, "lab.toml").unwrap_err().to_string();
-    assert!(text.contains("kube_proxy"), "{text}");
+    assert!(text.contains("kube_proxy") && text.contains("cni_plugins") && text.contains("preset"), "{text}");
 }

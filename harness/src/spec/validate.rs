@@ -81,6 +81,8 @@ pub enum ViolationKind {
         "{component} flag {flag:?} must be given without leading dashes and must not be empty, e.g. \"v\" = \"2\""
     )]
     MalformedFlag { component: &'static str, flag: String },
+    #[error("{message}; {table} says so ({at})")]
+    UnsupportedVersions { message: String, table: &'static str, at: &'static str },
 }
 
 fn v(field: impl Into<String>, kind: ViolationKind) -> Violation {
@@ -93,6 +95,14 @@ pub(super) fn violations(spec: &ClusterSpec) -> Vec<Violation> {
     check_networks(spec, &mut out);
     check_cilium(spec, &mut out);
     check_components(spec, &mut out);
+    let mut unsupported = super::support::check(&spec.versions.pins(), spec.etcd_from, spec.containerd_from);
+    unsupported.extend(super::support::removed_flags(spec));
+    for u in unsupported {
+        out.push(v(
+            u.field,
+            ViolationKind::UnsupportedVersions { message: u.message, table: u.source.table, at: u.source.at },
+        ));
+    }
     if spec.name.is_empty() {
         out.push(v("name", ViolationKind::Empty { what: "name" }));
     } else if let Err(reason) = dns_label(&spec.name) {

@@ -20,6 +20,7 @@ mod tests;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::artifacts::Manifest;
 use crate::bootstrap::{debian_etcd_hint, Bootstrap, Lack, PhaseReport};
 use crate::cluster::Cluster;
 use crate::events::Events;
@@ -78,6 +79,7 @@ pub struct Up {
     fresh: bool,
     save_golden: bool,
     bundle_on_panic: bool,
+    manifest: Option<Manifest>,
 }
 
 impl Up {
@@ -99,7 +101,15 @@ impl Up {
             fresh: false,
             save_golden: false,
             bundle_on_panic: false,
+            manifest: None,
         }
+    }
+
+    /// The artifacts the spec's versions pin: its lock's (`crate::lock::for_spec`). A preset's shipped lock when
+    /// not given; versions that are no preset must be given theirs, or [`Up::plan`] refuses.
+    pub fn manifest(mut self, manifest: Manifest) -> Up {
+        self.manifest = Some(manifest);
+        self
     }
 
     /// The cluster's name (its run directory); the spec's `name` by default.
@@ -196,12 +206,21 @@ impl Up {
     }
 
     pub fn bootstrap(&self) -> Bootstrap {
-        Bootstrap::new(&self.paths, self.artifacts_dir.clone(), self.spec.versions)
+        let manifest =
+            self.manifest.clone().unwrap_or_else(|| crate::lock::Lock::preset(self.spec.versions.preset).manifest());
+        Bootstrap::new(&self.paths, self.artifacts_dir.clone(), manifest)
     }
 
     /// How far the run will go with the artifacts at hand; without `partial`, an error listing what is
     /// missing (and the command that provides each) when that is not all the way to `until`.
     pub fn plan(&self) -> Result<Plan, UpError> {
+        if self.manifest.is_none() && self.spec.versions.as_preset().is_none() {
+            return Err(UpError::Spec(format!(
+                "versions {} are no preset and no lock was given: `kthw versions lock --spec FILE` resolves them, \
+                 then `kthw up --spec FILE` uses the lock beside it",
+                self.spec.versions
+            )));
+        }
         if self.until >= Phase::Cilium {
             crate::bootstrap::cilium_install::validate_values(&self.spec).map_err(|e| UpError::Spec(e.to_string()))?;
         }

@@ -14,7 +14,7 @@ use kthw_tests::{artifacts_dir, host_prerequisite, node_image, test_paths, vm_ho
 async fn a_users_yaml_is_applied_waited_on_and_refused_with_the_apiservers_reason() {
     let Some(()) = host_prerequisite("cluster", vm_host_missing()) else { return };
     let spec = kthw_tests::cluster_spec();
-    let set = spec.versions;
+    let set = spec.versions.preset;
     let mut builder = TestCluster::at(Phase::Ready).spec(spec).paths(test_paths()).image(node_image().await);
     if let Some(dir) = artifacts_dir() {
         builder = builder.artifacts_dir(dir);

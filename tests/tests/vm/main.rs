@@ -5,6 +5,7 @@ mod cri;
 mod faults;
 mod golden;
 mod images;
+mod lock;
 mod nodes;
 mod runtimes;
 mod scenario_premises;

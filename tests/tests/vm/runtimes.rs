@@ -92,7 +92,7 @@ async fn containerd_runs_its_sets_files(
     let manifest = Manifest::pinned().for_set(set);
     let pause = manifest.get("pause").unwrap().locator().to_string();
     let pinned = manifest.get("containerd").unwrap().upstream_version.clone();
-    let spec = ClusterSpec { versions: set, ..small_spec(2) };
+    let spec = ClusterSpec { versions: set.into(), ..small_spec(2) };
     install(worker, debs).await;
     // The release tarball's bin/containerd, bin/containerd-shim-runc-v2 and bin/ctr go to bin_dir.
     let bin = layout.bin_dir.display();

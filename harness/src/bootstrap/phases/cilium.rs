@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::access;
-use crate::bootstrap::cilium_install::{install_argv, status_argv, validate_values, CILIUM_CLI};
+use crate::bootstrap::cilium_install::{install_argv_from, status_argv, validate_values, CILIUM_CLI};
 use crate::bootstrap::context::Ctx;
 use crate::bootstrap::node::{install, Put};
 use crate::bootstrap::preload::preload;
@@ -30,6 +30,12 @@ pub fn workloads() -> Vec<Workload> {
         Workload::Deployment { namespace: ns(), name: "cilium-operator".into() },
     ]
 }
+
+/// Where the locked chart archive (the `cilium-chart` artifact, which only a lock of versions other than a
+/// preset's holds) goes on control-plane-1, and where it is unpacked: `cilium install --chart-directory` takes
+/// the chart's directory, as Helm packages it (`cilium/Chart.yaml`, `cilium/values.yaml`, ...).
+pub const CHART_ARCHIVE: &str = "/var/lib/kthw/cilium-chart.tgz";
+pub const CHART_PARENT: &str = "/var/lib/kthw/cilium-chart";
 
 /// Written for KVM: `cilium install` renders the chart and creates its objects in seconds; scaled under TCG.
 const INSTALL_DEADLINE: Duration = Duration::from_secs(120);
@@ -56,6 +62,29 @@ pub(super) async fn run(ctx: &Ctx<'_>) -> Result<Vec<String>, BootstrapError> {
     if spec.images.preload {
         changed.extend(preload(ctx, &IMAGES).await?);
     }
+    let chart_dir = match b.manifest.get("cilium-chart") {
+        None => None,
+        Some(_) => {
+            let (_, archive) = b.artifact(phase, "cilium-chart")?;
+            changed.extend(
+                install(phase, &s, &[Put::file(CHART_ARCHIVE, archive, 0o644)])
+                    .await?
+                    .into_iter()
+                    .map(|p| format!("{cp}:{}", p.display())),
+            );
+            let unpack = format!(
+                "rm -rf {CHART_PARENT} && mkdir -p {CHART_PARENT} && tar -xzf {CHART_ARCHIVE} -C {CHART_PARENT}"
+            );
+            let out = ctx.ssh(s.exec(&unpack, ctx.accel().scale(Duration::from_secs(30))).await)?;
+            if !out.success() {
+                return Err(BootstrapError::Node {
+                    phase,
+                    detail: format!("cannot unpack the locked Cilium chart on {cp} ({unpack}): {}", out.stderr_lossy()),
+                });
+            }
+            Some(PathBuf::from(CHART_PARENT).join("cilium"))
+        }
+    };
 
     // `cilium install` refuses a release that exists: a second run leaves the installed one alone.
     let kubectl = layout.kubectl();
@@ -67,7 +96,7 @@ pub(super) async fn run(ctx: &Ctx<'_>) -> Result<Vec<String>, BootstrapError> {
         .await,
     )?;
     if !installed.success() {
-        let argv = install_argv(spec, &layout.root_kubeconfig);
+        let argv = install_argv_from(spec, &layout.root_kubeconfig, chart_dir.as_deref());
         let out = ctx.ssh(s.exec(&join(&argv), ctx.accel().scale(INSTALL_DEADLINE)).await)?;
         let kept = keep(ctx, INSTALL_OUTPUT, &argv, &out)?;
         if !out.success() {
