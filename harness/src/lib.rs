@@ -2,7 +2,8 @@
 //!
 //! Data flows one way: `spec` → `image` → `virt` → `cluster` (with `ssh`) → `bootstrap` → `up`, and the
 //! scenarios above them. Lower layers never import upper ones; at the bottom, every layer may name a
-//! [`phase::Phase`], spell a path through [`rundir::RunDir`] and emit [`events::Event`]s.
+//! [`phase::Phase`], spell a path through [`rundir::RunDir`] and emit [`event::Event`]s through
+//! [`events::Events`].
 
 pub mod accel;
 pub mod access;
@@ -12,6 +13,7 @@ pub mod bundle;
 pub mod cluster;
 pub mod diagnosis;
 pub mod doctor;
+pub mod event;
 pub mod events;
 pub mod files;
 pub mod golden;
@@ -29,6 +31,7 @@ pub mod spec;
 pub mod ssh;
 pub mod tasks;
 pub mod testing;
+pub mod testkit;
 pub mod timeline;
 pub mod up;
 pub mod virt;
