@@ -39,6 +39,8 @@ struct Source {
     spec: ClusterSpec,
     cluster: String,
     until: Option<Phase>,
+    /// The phase the bundle's run failed in: it runs here, never restored from a golden snapshot.
+    failed: Option<Phase>,
     image: Option<image::NodeImage>,
     /// The failed scenario the bundle names: the cluster comes up to where it starts, then it runs again.
     scenario: Option<BuiltIn>,
@@ -65,6 +67,7 @@ pub fn repro(args: ReproArgs) -> anyhow::Result<ExitCode> {
         .artifacts_dir(args.artifacts_dir.clone())
         .keep(Keep::Always)
         .keep_ttl(args.ttl)
+        .run_from(source.failed)
         .events(events);
     if let Some(i) = source.image {
         up = up.image(i);
@@ -74,6 +77,13 @@ pub fn repro(args: ReproArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     println!("reproducing {} as cluster {name}, through phase {until}", args.source.display());
+    if let Some(failed) = source.failed.filter(|f| *f <= until) {
+        let before = match failed.previous() {
+            Some(p) => format!("phases through {p} from a golden snapshot when one exists"),
+            None => "nothing restored".to_string(),
+        };
+        println!("its run failed in phase {failed}, which runs here again from a fresh state ({before})");
+    }
     let code = super::cluster::drive(up, rx, &source.spec)?;
     if let Some(test) = source.test.as_ref().filter(|_| code == ExitCode::SUCCESS) {
         println!("{}", test.rerun(&name, kthw::up::home_to_name(&paths).as_deref()));
@@ -91,7 +101,15 @@ pub fn repro(args: ReproArgs) -> anyhow::Result<ExitCode> {
 fn read(path: &std::path::Path, paths: &Paths) -> Result<Source, String> {
     if path.extension().is_some_and(|e| e == "toml") {
         let spec = ClusterSpec::load(path).map_err(|e| e.to_string())?;
-        return Ok(Source { cluster: spec.name.clone(), spec, until: None, image: None, scenario: None, test: None });
+        return Ok(Source {
+            cluster: spec.name.clone(),
+            spec,
+            until: None,
+            failed: None,
+            image: None,
+            scenario: None,
+            test: None,
+        });
     }
     let opened = kthw::bundle::open(path).map_err(|e| kthw::chain(&e))?;
     let key = &opened.manifest.image_key;
@@ -124,6 +142,7 @@ fn read(path: &std::path::Path, paths: &Paths) -> Result<Source, String> {
     Ok(Source {
         cluster: opened.manifest.cluster.clone(),
         until: opened.last_phase(),
+        failed: opened.failed_phase(),
         spec: opened.spec,
         image,
         scenario,
