@@ -177,13 +177,7 @@ async fn act(w: &World, r: &mut Report) -> Result<(), ScenarioError> {
 }
 
 /// Whether, after a fix, `cilium status` shows no lookup error and `status --wait` succeeds.
-async fn clears(
-    w: &World,
-    r: &mut Report,
-    fix: &str,
-    root: &std::path::Path,
-    file: &str,
-) -> Result<(), ScenarioError> {
+async fn clears(w: &World, r: &mut Report, fix: &str, root: &std::path::Path, file: &str) -> Result<(), ScenarioError> {
     let out = w.run_argv(&cilium_status(w), w.scaled(Duration::from_secs(60)), &format!("status-{file}.txt")).await?;
     let left = unresolved(&format!("{}{}", out.stdout_lossy(), out.stderr_lossy()));
     r.check(format!("{fix}: `cilium status` shows no lookup error"), left.is_empty(), format!("{left:?}"));
