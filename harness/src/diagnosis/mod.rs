@@ -374,4 +374,6 @@ pub use access::{KUBELET_API, NON_RESOURCE};
 pub use pods::{image_present, PRESENT_TAILS, STATUS_WAIT_AGENT_CRASHED};
 
 #[cfg(test)]
+mod corpus;
+#[cfg(test)]
 mod tests;
