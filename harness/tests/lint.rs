@@ -226,20 +226,61 @@ fn a_skip_of_its_own_is_caught() {
 /// A comment names where a fixture came from: a URL, `owner/repo@ref:path`, a local source of the project
 /// (the seed, or tests/fixtures/README.md's table), or says it was written by hand.
 fn names_an_origin(comment: &str) -> bool {
-    let repo_ref_path = comment.split_whitespace().any(|w| {
+    comment.contains("https://")
+        || comment.contains("http://")
+        || cites_repo_ref_path(comment)
+        || comment.to_lowercase().contains("written by hand")
+        || comment.contains("shared/seed/")
+        || comment.contains("tests/fixtures/README.md")
+}
+
+/// Whether `text` cites a file at a version: a word `owner/repo@ref:path`.
+fn cites_repo_ref_path(text: &str) -> bool {
+    text.split_whitespace().any(|w| {
         let w = w.trim_matches(|c: char| "()`,;\"'".contains(c));
         w.split_once('@').is_some_and(|(repo, rest)| {
             repo.split('/').count() == 2
                 && !repo.starts_with('/')
                 && rest.split_once(':').is_some_and(|(r, p)| !r.is_empty() && !p.is_empty())
         })
-    });
-    comment.contains("https://")
-        || comment.contains("http://")
-        || repo_ref_path
-        || comment.to_lowercase().contains("written by hand")
-        || comment.contains("shared/seed/")
-        || comment.contains("tests/fixtures/README.md")
+    })
+}
+
+/// What is wrong with the origins of one case of the classifier's corpus (harness/src/diagnosis/corpus.toml,
+/// upstream's words in public wrappings, written here): `format` must cite upstream's source as
+/// `owner/repo@ref:path`, `wrapping` must be a public page (a URL).
+fn corpus_origin_problems(format: &str, wrapping: &str) -> Vec<&'static str> {
+    let mut problems = Vec::new();
+    if !cites_repo_ref_path(format) {
+        problems.push("format cites no upstream source as owner/repo@ref:path");
+    }
+    if !wrapping.starts_with("https://") {
+        problems.push("wrapping names no public page (https://...)");
+    }
+    problems
+}
+
+#[test]
+fn every_corpus_case_names_where_its_words_and_its_wrapping_come_from() {
+    let path = repo().join("harness/src/diagnosis/corpus.toml");
+    let corpus: toml::Value = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let cases = corpus["case"].as_array().expect("[[case]] entries");
+    let mut found = Vec::new();
+    for c in cases {
+        let field = |k: &str| c.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        for p in corpus_origin_problems(&field("format"), &field("wrapping")) {
+            found.push(format!("{}: {p}", field("name")));
+        }
+    }
+    assert!(found.is_empty(), "{found:#?}");
+}
+
+#[test]
+fn a_corpus_case_without_origins_is_caught() {
+    let upstream = "kubernetes/kubernetes@v1.32.4:pkg/kubelet/images/image_manager.go (\"Pulling image %q\")";
+    assert!(corpus_origin_problems(upstream, "https://github.com/cilium/cilium/issues/16097").is_empty());
+    assert_eq!(corpus_origin_problems("the kubelet's image manager", "https://example.org/x").len(), 1);
+    assert_eq!(corpus_origin_problems(upstream, "a blog post").len(), 1);
 }
 
 /// Test code's multi-line string literals bound to a name (a `const`, `static` or `let` whose literal runs

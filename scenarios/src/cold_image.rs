@@ -11,7 +11,8 @@
 //! for a plain-HTTP mirror); the bandwidth is a `tbf` qdisc on control-plane-1's cluster NIC (tc-tbf(8)); a
 //! pull in flight shows in `ctr content active` as `REF SIZE AGE` (cmd/ctr/commands/content/content.go,
 //! `units.HumanSize` of the bytes so far); a warm pull is the kubelet's `Pulled` event "Container image ...
-//! already present on machine" (kubernetes/kubernetes pkg/kubelet/images/image_manager.go).
+//! already present on machine" (kubernetes/kubernetes pkg/kubelet/images/image_manager.go), to which 1.35 adds
+//! "and can be accessed by the pod" ([`kthw::diagnosis::PRESENT_TAILS`]).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -81,7 +82,8 @@ pub fn pull_deadline(bytes: u64, workers: u64, rate_mbit: u64) -> Duration {
 }
 
 /// Of `events` about the pods named `pods`: the images pulled from a registry (a `Pulling` event) and the
-/// ones found on the node (`Pulled` ... "already present on machine").
+/// ones found on the node (`Pulled` with the kubelet's "already present" message, in the wording of either
+/// version set: [`diagnosis::image_present`]).
 pub fn pulls(events: &[Event], pods: &[String]) -> (Vec<String>, Vec<String>) {
     let mine = |e: &&Event| e.involved_object.name.as_ref().is_some_and(|n| pods.contains(n));
     let message = |e: &Event| e.message.clone().unwrap_or_default();
@@ -89,7 +91,7 @@ pub fn pulls(events: &[Event], pods: &[String]) -> (Vec<String>, Vec<String>) {
     let present = events
         .iter()
         .filter(mine)
-        .filter(|e| e.reason.as_deref() == Some("Pulled") && message(e).contains("already present on machine"))
+        .filter(|e| e.reason.as_deref() == Some("Pulled") && diagnosis::image_present(&message(e)).is_some())
         .map(message)
         .collect();
     (pulled, present)
@@ -135,17 +137,19 @@ pub fn pulling_nodes(findings: &[diagnosis::Finding]) -> Vec<String> {
 }
 
 /// Of `pods` (name, the images its containers and init containers run): each (pod, image) for which `events`
-/// hold no kubelet `Pulled` "Container image \"IMAGE\" already present on machine". Empty when every image of
-/// every pod started from the node's cache.
+/// hold no kubelet `Pulled` "Container image \"IMAGE\" already present on machine" (Kubernetes 1.32) or "...
+/// already present on machine and can be accessed by the pod" (1.35, KubeletEnsureSecretPulledImages on by
+/// default): [`diagnosis::image_present`]. The API's message has no fieldPath before it; only `kubectl
+/// describe` prints one (kubernetes/kubernetes pull 133627). Empty when every image of every pod started from
+/// the node's cache.
 pub fn not_shown_present(events: &[Event], pods: &[(String, Vec<String>)]) -> Vec<String> {
     let mut missing = Vec::new();
     for (pod, images) in pods {
         for image in images {
-            let quoted = format!("Container image \"{image}\" already present on machine");
             let shown = events.iter().any(|e| {
                 e.involved_object.name.as_deref() == Some(pod.as_str())
                     && e.reason.as_deref() == Some("Pulled")
-                    && e.message.as_deref() == Some(quoted.as_str())
+                    && e.message.as_deref().and_then(diagnosis::image_present) == Some(image.as_str())
             });
             if !shown {
                 missing.push(format!("{pod}: {image}"));
@@ -506,6 +510,37 @@ layer-sha256:1b1b2fb5e3b44e0de6b2e7f5b3bfb8d1e6a2a8f0e0c5cbd3fae7d2b28c1e2f3a   
             "Container image \"quay.io/cilium/operator:v1\" already present on machine",
         )];
         assert_eq!(not_shown_present(&other, &pods[..1]).len(), 1, "another image's event says nothing of this one");
+    }
+
+    /// The kubelet's warm-start message at each version set's Kubernetes:
+    /// kubernetes/kubernetes@v1.32.4:pkg/kubelet/images/image_manager.go (EnsureImageExists, the gate
+    /// KubeletEnsureSecretPulledImages absent: `Container image %q already present on machine`) and
+    /// kubernetes/kubernetes@v1.35.0:pkg/kubelet/images/image_manager.go (EnsureImageExists, the gate on by
+    /// default, beta since 1.35 in pkg/features/kube_features.go: `Container image %q already present on machine
+    /// and can be accessed by the pod`).
+    const PRESENT_1_32: &str =
+        "Container image \"quay.io/cilium/cilium:v1.17.4@sha256:24a7\" already present on machine";
+    const PRESENT_1_35: &str = "Container image \"quay.io/cilium/cilium:v1.19.5@sha256:8a1b\" already present on machine and can be accessed by the pod";
+
+    #[test]
+    fn a_warm_start_is_seen_in_the_wording_of_either_version_set() {
+        for (message, image) in [
+            (PRESENT_1_32, "quay.io/cilium/cilium:v1.17.4@sha256:24a7"),
+            (PRESENT_1_35, "quay.io/cilium/cilium:v1.19.5@sha256:8a1b"),
+        ] {
+            let pods = vec![("cilium-abcde".to_string(), vec![image.to_string()])];
+            let events = [event("cilium-abcde", "Pulled", message)];
+            assert!(not_shown_present(&events, &pods).is_empty(), "{message}");
+            assert_eq!(pulls(&events, &["cilium-abcde".to_string()]).1, [message]);
+        }
+        // The pull's own Pulled event is no warm start, nor is `kubectl describe`'s 1.35 form (fieldPath first),
+        // which the API's message never has.
+        let pods = vec![("cilium-abcde".to_string(), vec!["quay.io/cilium/cilium:v1.19.5@sha256:8a1b".to_string()])];
+        let pulled = "Successfully pulled image \"quay.io/cilium/cilium:v1.19.5@sha256:8a1b\" in 2.1s (2.1s including waiting). Image size: 1 bytes.";
+        let described = format!("spec.containers{{cilium-agent}}: {PRESENT_1_35}");
+        for message in [pulled, described.as_str()] {
+            assert_eq!(not_shown_present(&[event("cilium-abcde", "Pulled", message)], &pods).len(), 1, "{message}");
+        }
     }
 
     fn event(pod: &str, reason: &str, message: &str) -> Event {

@@ -40,6 +40,8 @@ struct Source {
     spec: ClusterSpec,
     cluster: String,
     until: Option<Phase>,
+    /// The phase the bundle's run failed in: it runs here, never restored from a golden snapshot.
+    failed: Option<Phase>,
     image: Option<image::NodeImage>,
     /// The failed scenario the bundle names: the cluster comes up to where it starts, then it runs again.
     scenario: Option<BuiltIn>,
@@ -74,6 +76,7 @@ pub fn repro(args: ReproArgs) -> anyhow::Result<ExitCode> {
         .artifacts_dir(args.artifacts_dir.clone())
         .keep(Keep::Always)
         .keep_ttl(args.ttl)
+        .run_from(source.failed)
         .events(events);
     if let Some(i) = source.image {
         up = up.image(i);
@@ -93,6 +96,13 @@ pub fn repro(args: ReproArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     println!("reproducing {} as cluster {name}, through phase {until}", args.source.display());
+    if let Some(failed) = source.failed.filter(|f| *f <= until) {
+        let before = match failed.previous() {
+            Some(p) => format!("phases through {p} from a golden snapshot when one exists"),
+            None => "nothing restored".to_string(),
+        };
+        println!("its run failed in phase {failed}, which runs here again from a fresh state ({before})");
+    }
     let code = super::cluster::drive(up, rx, &source.spec)?;
     if let Some(test) = source.test.as_ref().filter(|_| code == ExitCode::SUCCESS) {
         println!("{}", test.rerun(&name, kthw::up::home_to_name(&paths).as_deref()));
@@ -114,6 +124,7 @@ fn read(path: &std::path::Path, paths: &Paths) -> Result<Source, String> {
             cluster: spec.name.clone(),
             spec,
             until: None,
+            failed: None,
             image: None,
             scenario: None,
             test: None,
@@ -154,6 +165,7 @@ fn read(path: &std::path::Path, paths: &Paths) -> Result<Source, String> {
     Ok(Source {
         cluster: opened.manifest.cluster.clone(),
         until: opened.last_phase(),
+        failed: opened.failed_phase(),
         spec: opened.spec,
         image,
         scenario,

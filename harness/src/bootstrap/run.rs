@@ -27,8 +27,20 @@ impl Bootstrap {
         until: Phase,
         events: &Events,
     ) -> Result<Vec<PhaseReport>, BootstrapError> {
+        self.run_after(cluster, Phase::Nodes, until, events).await
+    }
+
+    /// Runs every phase after `done` through `until` (the cluster holds every phase through `done`: booted,
+    /// or restored from a golden snapshot of `done`).
+    pub async fn run_after(
+        &self,
+        cluster: &Cluster,
+        done: Phase,
+        until: Phase,
+        events: &Events,
+    ) -> Result<Vec<PhaseReport>, BootstrapError> {
         let mut reports = Vec::new();
-        for phase in until.through().filter(|p| *p != Phase::Nodes) {
+        for phase in until.through().filter(|p| *p > done) {
             reports.push(self.run(cluster, phase, events).await?);
         }
         Ok(reports)

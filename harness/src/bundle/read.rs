@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::{BundleError, Manifest, FORMAT, LOCK, MANIFEST, SPEC};
 use crate::phase::Phase;
-use crate::rundir::PhaseRecord;
+use crate::rundir::{Outcome, PhaseRecord};
 use crate::spec::ClusterSpec;
 
 /// The run directory's phase records, as the bundle holds them.
@@ -28,6 +28,11 @@ impl Opened {
     /// The furthest phase the bundle's cluster reached or failed in: where a reproduction should go.
     pub fn last_phase(&self) -> Option<Phase> {
         self.phases.iter().map(|r| r.phase).max()
+    }
+
+    /// The phase the bundle's run failed in: its last phase record, when that one failed.
+    pub fn failed_phase(&self) -> Option<Phase> {
+        self.phases.last().filter(|r| r.outcome == Outcome::Failed).map(|r| r.phase)
     }
 }
 
@@ -152,7 +157,12 @@ mod tests {
             assert_eq!(opened.manifest.cluster, "lab");
             assert_eq!(opened.spec, ClusterSpec::default());
             assert_eq!(opened.last_phase(), Some(Phase::Etcd), "the phase it failed in");
+            assert_eq!(opened.failed_phase(), Some(Phase::Etcd), "repro runs it again, never restores it");
         }
+        // A bundle made of a healthy cluster (`kthw bundle NAME`) names no failed phase.
+        let mut opened = open(&dir).unwrap();
+        opened.phases.pop();
+        assert_eq!(opened.failed_phase(), None);
     }
 
     #[test]

@@ -38,6 +38,14 @@ pub enum Finding {
     ApiserverUnreachable { endpoint: String, reason: String },
 }
 
+/// What a kubelet's refusal of the apiserver needs: a right for the apiserver's kubelet-client identity, not
+/// another kubeconfig (kelseyhightower/kubernetes-the-hard-way@master:configs/kube-apiserver-to-kubelet.yaml, which
+/// the control-plane phase applies: `bootstrap::phases::control_plane::apiserver_to_kubelet_rbac`).
+const KUBELET_CLIENT_FIX: &str =
+    "bind the apiserver's kubelet-client identity (its --kubelet-client-certificate's CN) \
+     to a ClusterRole allowing nodes/proxy, nodes/log and the other kubelet API resources, as Kubernetes the hard \
+     way's system:kube-apiserver-to-kubelet does";
+
 /// The kubeconfig a Forbidden install should have used: the seed's RBAC fix.
 const ADMIN_KUBECONFIG: &str = "the admin kubeconfig (CN=admin, O=system:masters): admin-internal, which is root's \
      /root/.kube/config on control-plane-1, not a component's scoped identity";
@@ -55,6 +63,9 @@ impl fmt::Display for Finding {
                 "cilium status could not ask agent {pod} for its status ({detail}): the apiserver reaches the pod \
                  through its node's kubelet"
             ),
+            Finding::Forbidden { user, verb, resource, api_group } if api_group == KUBELET_API => {
+                write!(f, "a kubelet refuses {user} ({verb} {resource}): {KUBELET_CLIENT_FIX}")
+            }
             Finding::Forbidden { user, verb, resource, api_group } => {
                 write!(f, "{user} may not {verb} {resource} ({api_group}): use {ADMIN_KUBECONFIG}")
             }
@@ -124,6 +135,9 @@ pub enum WaitTimeoutCause {
     ApiserverUnreachable(String),
     /// The installing identity lacks rights: the seed's first attempt.
     Forbidden { user: String },
+    /// A kubelet refuses the apiserver (exec, logs, `cilium status`'s per-agent calls): not the installer's
+    /// identity but the apiserver's kubelet-client one lacks the right.
+    KubeletRefused { user: String },
     /// Per-node status could not be fetched because node names do not resolve; warm images would not help.
     UnresolvableNodeNames(Vec<String>),
     /// Pods that keep crashing: waiting longer will not help.
@@ -146,6 +160,7 @@ impl fmt::Display for WaitTimeoutCause {
             WaitTimeoutCause::Forbidden { user } => {
                 write!(f, "{user} lacks the rights: install with {ADMIN_KUBECONFIG}")
             }
+            WaitTimeoutCause::KubeletRefused { user } => write!(f, "kubelets refuse {user}: {KUBELET_CLIENT_FIX}"),
             WaitTimeoutCause::UnresolvableNodeNames(n) => write!(
                 f,
                 "node names do not resolve on the control plane ({}): per-agent status fails however warm the \
@@ -214,38 +229,45 @@ pub fn explain(findings: &[Finding]) -> String {
     text
 }
 
-/// Every finding in `text`, in order of appearance, each reported once. An image whose pull finished later in
-/// the same text is not reported.
+/// Every finding in `text`, in order of appearance, each reported once. An image whose pull finished or failed
+/// later in the same text is not reported as in flight.
 pub fn diagnose(text: &str) -> Vec<Finding> {
     let mut out: Vec<Finding> = Vec::new();
-    let lines: Vec<&str> = text.lines().collect();
+    let raw: Vec<&str> = text.lines().map(text::unquote_markdown).collect();
+    let lines: Vec<String> = text.lines().map(text::normalise).collect();
     let mut node: Option<String> = None;
     let mut image: Option<String> = None;
     for (i, line) in lines.iter().enumerate() {
-        let next = lines.get(i + 1).copied().unwrap_or("");
+        let line = line.as_str();
+        let next = lines.get(i + 1).map(String::as_str).unwrap_or("");
         // Context that later lines refer to: `kubectl describe pod`'s node, a status's container image.
-        if let Some(n) = line.trim_start().strip_prefix("Node:") {
+        if let Some(n) = line.strip_prefix("Node:") {
             node = n.split('/').next().map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
         }
-        if let Some(v) = yaml_value(line, "image") {
+        if let Some(v) = text::yaml_value(line, "image") {
             image = Some(v);
         }
         let mut found = Vec::new();
-        found.extend(status_json(line));
-        found.extend(forbidden(line, next));
-        found.extend(agent_status(line));
-        found.extend(node_name_lookup(line));
-        found.extend(apiserver_unreachable(line));
-        found.extend(crash_loop(line));
-        found.extend(agent_crashed(line));
-        found.extend(image_not_pulled(line, next, node.as_deref(), image.as_deref()));
+        found.extend(access::status_json(raw[i]));
+        found.extend(access::forbidden(line, next));
+        found.extend(pods::agent_status(line));
+        found.extend(access::node_name_lookup(line));
+        found.extend(access::apiserver_unreachable(line));
+        found.extend(pods::crash_loop(line));
+        found.extend(pods::agent_crashed(line));
+        found.extend(pods::image_not_pulled(line, &lines[i + 1..], node.as_deref(), image.as_deref()));
+        // A pull that finished, or failed, on this line is no longer in flight.
+        let failed = found.iter().find_map(|f| match f {
+            Finding::ImagePullFailed { image: Some(i), .. } => Some(i.clone()),
+            _ => None,
+        });
+        if let Some(done) = pods::pulled(line).or(failed) {
+            out.retain(|f| !matches!(f, Finding::ImageNotPulled { image: Some(i), .. } if *i == done));
+        }
         for f in found {
             if !out.contains(&f) {
                 out.push(f);
             }
-        }
-        if let Some(done) = pulled(line) {
-            out.retain(|f| !matches!(f, Finding::ImageNotPulled { image: Some(i), .. } if *i == done));
         }
     }
     out
@@ -282,7 +304,12 @@ pub fn wait_timeout_cause(findings: &[Finding]) -> WaitTimeoutCause {
     {
         return WaitTimeoutCause::ApiserverUnreachable(endpoint.clone());
     }
-    if let Some(Finding::Forbidden { user, .. }) = findings.iter().find(|f| matches!(f, Finding::Forbidden { .. })) {
+    if let Some(Finding::Forbidden { user, api_group, .. }) =
+        findings.iter().find(|f| matches!(f, Finding::Forbidden { .. }))
+    {
+        if api_group == KUBELET_API {
+            return WaitTimeoutCause::KubeletRefused { user: user.clone() };
+        }
         return WaitTimeoutCause::Forbidden { user: user.clone() };
     }
     let names = collect(|f| match f {
@@ -327,226 +354,6 @@ pub fn wait_timeout_cause(findings: &[Finding]) -> WaitTimeoutCause {
     WaitTimeoutCause::Unknown
 }
 
-/// `key: value` of a YAML line (`- key: value` too), unquoted.
-fn yaml_value(line: &str, key: &str) -> Option<String> {
-    let t = line.trim_start().trim_start_matches("- ");
-    let v = t.strip_prefix(key)?.strip_prefix(':')?.trim();
-    Some(v.trim_matches('"').to_string())
-}
-
-/// Go's resolver error: `lookup NAME on RESOLVER: REASON`.
-fn node_name_lookup(line: &str) -> Option<Finding> {
-    let rest = &line[line.find("lookup ")? + "lookup ".len()..];
-    let (name, rest) = rest.split_once(" on ")?;
-    let (resolver, reason) = rest.split_once(": ")?;
-    // A dotted name is a service or external host, not a node's single-label hostname.
-    if name.is_empty() || name.contains('.') || name.contains(' ') {
-        return None;
-    }
-    let reason = reason.split([',', '"']).next().unwrap_or(reason).trim();
-    Some(Finding::NodeNameUnresolvable { name: name.into(), resolver: resolver.into(), reason: reason.into() })
-}
-
-/// A row of `cilium status`'s Errors table: `<workload> <pod> unable to retrieve cilium status: <detail>`
-/// (cilium-cli v0.18.4 and v0.19.7 status/status.go parseStatusResponse wraps each agent it could not ask
-/// this way). An agent whose container does not run says why (status/k8s.go, both tags):
-/// `container cilium-agent is in CrashLoopBackOff, exited with code N: <termination message>`; that is a
-/// crash loop, not an unreachable agent.
-fn agent_status(line: &str) -> Option<Finding> {
-    let at = line.find(STATUS_MARK)?;
-    let pod = line[..at].split_whitespace().last()?.to_string();
-    let detail = line[at + STATUS_MARK.len()..].trim().to_string();
-    if let Some(rest) = detail.strip_prefix("container ").and_then(|r| r.split_once(" is in CrashLoopBackOff")) {
-        let (_container, after) = rest;
-        // `, exited with code N: last` or `: last`.
-        let (exit, last) = match after.strip_prefix(", ") {
-            Some(a) => a.split_once(": ").map_or((a, ""), |(e, l)| (e, l)),
-            None => ("", after.trim_start_matches(':').trim()),
-        };
-        let state = if exit.is_empty() { "CrashLoopBackOff".to_string() } else { format!("CrashLoopBackOff, {exit}") };
-        let last_lines =
-            if last.is_empty() || last.starts_with("try 'kubectl") { Vec::new() } else { vec![last.into()] };
-        return Some(Finding::CrashLoop { pod, state, restarts: String::new(), last_lines });
-    }
-    Some(Finding::AgentStatusUnavailable { pod, detail })
-}
-
-/// cilium-cli's wrapper around an agent's failure (status/status.go parseStatusResponse).
-const STATUS_MARK: &str = "unable to retrieve cilium status: ";
-
-/// The error `cilium status --wait` ends with when it stops waiting because an agent crashed (cilium-cli
-/// v0.18.4 and v0.19.7 status/k8s.go Status: the wait's context is canceled once an agent container is in
-/// CrashLoopBackOff).
-pub const STATUS_WAIT_AGENT_CRASHED: &str = "wait canceled, cilium agent container has crashed or was terminated";
-
-fn agent_crashed(line: &str) -> Option<Finding> {
-    line.contains(STATUS_WAIT_AGENT_CRASHED).then(|| Finding::CrashLoop {
-        pod: "a cilium agent".into(),
-        state: "`cilium status --wait` stopped waiting: crashed or terminated".into(),
-        restarts: String::new(),
-        last_lines: Vec::new(),
-    })
-}
-
-/// Kubernetes' RBAC denial: `User "U" cannot VERB resource "R" in API group "G" ...`. Terminals and logs
-/// wrap it, so the user or the group may be on the next line.
-fn forbidden(line: &str, next: &str) -> Option<Finding> {
-    if line.trim_end().ends_with("User") {
-        return forbidden_text(&format!("{} {}", line.trim_end(), next.trim_start()));
-    }
-    let f = forbidden_text(line)?;
-    match &f {
-        Finding::Forbidden { api_group, .. } if api_group == "core" && !line.contains("in API group") => {
-            forbidden_text(&format!("{line} {next}")).or(Some(f))
-        }
-        _ => Some(f),
-    }
-}
-
-fn forbidden_text(text: &str) -> Option<Finding> {
-    let rest = &text[text.find("User \"")? + "User \"".len()..];
-    let (user, rest) = rest.split_once("\" cannot ")?;
-    let (verb, rest) = rest.split_once(" resource \"")?;
-    let (resource, rest) = rest.split_once('"')?;
-    let api_group = rest
-        .split_once("in API group \"")
-        .and_then(|(_, g)| g.split_once('"'))
-        .map(|(g, _)| if g.is_empty() { "core".to_string() } else { g.to_string() })
-        .unwrap_or_else(|| "core".to_string());
-    Some(Finding::Forbidden { user: user.into(), verb: verb.into(), resource: resource.into(), api_group })
-}
-
-/// The apiserver's own answer, a `Status` object (`"kind":"Status"`), as a client prints its body: the
-/// message carries user, verb and resource, `details.group` the group.
-fn status_json(line: &str) -> Option<Finding> {
-    let start = line.find("{\"kind\":\"Status\"")?;
-    let mut stream = serde_json::Deserializer::from_str(&line[start..]).into_iter::<serde_json::Value>();
-    let status = stream.next()?.ok()?;
-    if status["reason"] != "Forbidden" {
-        return None;
-    }
-    match forbidden_text(status["message"].as_str()?)? {
-        Finding::Forbidden { user, verb, resource, api_group } => {
-            let group = status["details"]["group"].as_str().filter(|g| !g.is_empty()).map(str::to_string);
-            Some(Finding::Forbidden { user, verb, resource, api_group: group.unwrap_or(api_group) })
-        }
-        other => Some(other),
-    }
-}
-
-/// `Get "<url>": dial tcp <addr>: connect: connection refused` against an API path, or kubectl's
-/// `Unable to connect to the server: <reason>`.
-fn apiserver_unreachable(line: &str) -> Option<Finding> {
-    if let Some(rest) = line.split_once("Unable to connect to the server: ").map(|(_, r)| r) {
-        return Some(Finding::ApiserverUnreachable { endpoint: "the kubeconfig's server".into(), reason: rest.into() });
-    }
-    let rest = &line[line.find("Get \"")? + "Get \"".len()..];
-    let (url, rest) = rest.split_once("\": ")?;
-    let (scheme, after) = url.split_once("://")?;
-    let (host, path) = after.split_once('/')?;
-    if !(path.starts_with("api/") || path.starts_with("apis/")) || !rest.starts_with("dial tcp") {
-        return None;
-    }
-    Some(Finding::ApiserverUnreachable { endpoint: format!("{scheme}://{host}"), reason: rest.trim().into() })
-}
-
-/// A `kubectl get pods` row in CrashLoopBackOff (`Init:CrashLoopBackOff` for an init container).
-fn crash_loop(line: &str) -> Option<Finding> {
-    if line.contains(STATUS_MARK) {
-        return None; // `cilium status`'s own words, read by agent_status
-    }
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let at = words.iter().position(|w| w.ends_with("CrashLoopBackOff"))?;
-    if at < 2 {
-        return None;
-    }
-    let pod = words[0].trim_start_matches("pod/").to_string();
-    let restarts = words.get(at + 1).unwrap_or(&"?").to_string();
-    Some(Finding::CrashLoop { pod, state: words[at].to_string(), restarts, last_lines: Vec::new() })
-}
-
-/// The image a line says has arrived: a `Pulled` event's `Successfully pulled image "X"` or `Container
-/// image "X" already present on machine`.
-fn pulled(line: &str) -> Option<String> {
-    let quoted = |marker: &str| {
-        let lower = line.to_ascii_lowercase();
-        let at = lower.find(marker)? + marker.len();
-        line[at..].split('"').next().map(str::to_string)
-    };
-    quoted("successfully pulled image \"")
-        .or_else(|| line.contains("already present on machine").then(|| quoted("container image \"")).flatten())
-}
-
-/// Kubelet `Pulling` events (`Normal  Pulling  5m36s  kubelet, k8s2  pulling image "X"`: age, and the node
-/// where the event source names it), pod states while an image is missing, and container statuses whose
-/// `imageID` is still empty.
-fn image_not_pulled(line: &str, next: &str, node: Option<&str>, image: Option<&str>) -> Option<Finding> {
-    let lower = line.to_ascii_lowercase();
-    // The kubelet's BackOff event and waiting message for a pull it will retry: `Back-off pulling image %q`
-    // (kubernetes/kubernetes pkg/kubelet/images/image_manager.go), which a search for a pull must not take.
-    if let Some(i) = lower.find(BACK_OFF_PULLING) {
-        let image = line[i + BACK_OFF_PULLING.len()..].split('"').next().map(str::to_string);
-        return Some(Finding::ImagePullFailed {
-            image,
-            node: node.map(str::to_string),
-            reason: "ImagePullBackOff".into(),
-            message: line.trim().to_string(),
-        });
-    }
-    if let Some(i) = lower.find("pulling image \"") {
-        let pulling = line[i + "pulling image \"".len()..].split('"').next().map(str::to_string);
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let (since, from_node) = match words.iter().position(|w| *w == "Pulling") {
-            Some(p) => {
-                let since = words.get(p + 1).map(|s| s.to_string());
-                let from = words.get(p + 2) == Some(&"kubelet,");
-                (since, if from { words.get(p + 3).map(|n| n.to_string()) } else { None })
-            }
-            None => (None, None),
-        };
-        let node = from_node.or_else(|| node.map(str::to_string));
-        return Some(Finding::ImageNotPulled { image: pulling, node, since, state: PULLING.into() });
-    }
-    if yaml_value(line, "imageID").is_some_and(|v| v.is_empty()) {
-        let waiting = |l: &str| yaml_value(l, "reason");
-        let state = waiting(next).unwrap_or_else(|| "no image ID".into());
-        if state == "ErrImagePull" || state == "ImagePullBackOff" {
-            return Some(Finding::ImagePullFailed {
-                image: image.map(str::to_string),
-                node: node.map(str::to_string),
-                reason: state,
-                message: String::new(),
-            });
-        }
-        return Some(Finding::ImageNotPulled {
-            image: image.map(str::to_string),
-            node: node.map(str::to_string),
-            since: None,
-            state,
-        });
-    }
-    // A pod's STATUS column (`kubectl get pods`, `Init:` for an init container) or a waiting reason.
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let reason_at = |reason: &str| {
-        words.iter().position(|w| {
-            let w = w.trim_start_matches("Init:").trim_end_matches([',', ';', ':']);
-            w == reason
-        })
-    };
-    let pod = |at: usize| (at >= 2).then(|| words[0].trim_start_matches("pod/").to_string());
-    for reason in ["ErrImagePull", "ImagePullBackOff"] {
-        if let Some(at) = reason_at(reason) {
-            return Some(Finding::ImagePullFailed {
-                image: image.map(str::to_string).filter(|i| !i.is_empty()),
-                node: node.map(str::to_string),
-                reason: reason.into(),
-                message: pod(at).map(|p| format!("pod {p}")).unwrap_or_default(),
-            });
-        }
-    }
-    reason_at("ContainerCreating").map(|at| Finding::ContainerCreating { pod: pod(at) })
-}
-
 impl Finding {
     /// Whether this is a pull the kubelet began and has not finished (its `Pulling` event without a
     /// `Pulled`): the only evidence that images are slow rather than missing.
@@ -555,13 +362,18 @@ impl Finding {
     }
 }
 
-/// The kubelet's message for a pull in back-off, lowercased (pkg/kubelet/images/image_manager.go:
-/// `msg := fmt.Sprintf("Back-off pulling image %q", imgRef)`).
-const BACK_OFF_PULLING: &str = "back-off pulling image \"";
-
 /// The kubelet's event reason for a pull it began (kubernetes/kubernetes v1.32.4 pkg/kubelet/events/event.go:
 /// `PullingImage = "Pulling"`).
 pub const PULLING: &str = "Pulling";
 
+mod access;
+mod pods;
+mod text;
+
+pub use access::{KUBELET_API, NON_RESOURCE};
+pub use pods::{image_present, PRESENT_TAILS, STATUS_WAIT_AGENT_CRASHED};
+
+#[cfg(test)]
+mod corpus;
 #[cfg(test)]
 mod tests;

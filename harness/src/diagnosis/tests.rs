@@ -1,3 +1,4 @@
+use super::pods::STATUS_MARK;
 use super::*;
 
 // The seed's own words (shared/seed/cilium-bootstrap.md).
@@ -419,4 +420,61 @@ fn the_connectivity_echo_image_is_named_as_unpinned_not_as_a_mirror_fault() {
     }
     // Any other failed pull keeps the mirror advice.
     assert!(explain(&diagnose(DESCRIBE_EVENT_BACK_OFF)).contains("check that the mirror"));
+}
+
+/// `kubectl describe pod` events of a warm init container and a cold agent container, in each version set's
+/// words: kubernetes/kubernetes@v1.32.4:pkg/kubelet/images/image_manager.go (`Container image %q already present
+/// on machine`, `Pulling image %q`, `Successfully pulled image %q in %v (%v including waiting). Image size: %v
+/// bytes.`) and staging/src/k8s.io/kubectl/pkg/describe/describe.go (DescribeEvents: Type, Reason, Age, From,
+/// Message); at v1.35.0 the first message gains ` and can be accessed by the pod` (KubeletEnsureSecretPulledImages,
+/// beta and on by default in pkg/features/kube_features.go) and describe puts the event's
+/// `involvedObject.fieldPath` before each message (kubernetes/kubernetes pull 133627). Written by hand to
+/// exercise the pull bookkeeping in both forms.
+const EVENTS_1_32: &str = r#"  Normal  Pulled     60s   kubelet  Container image "quay.io/cilium/cilium:v1.17.4" already present on machine
+  Normal  Pulling    59s   kubelet  Pulling image "quay.io/cilium/cilium-envoy:v1.32.6"
+  Normal  Pulling    58s   kubelet  Pulling image "quay.io/cilium/operator-generic:v1.17.4"
+  Normal  Pulled     20s   kubelet  Successfully pulled image "quay.io/cilium/operator-generic:v1.17.4" in 38.1s (38.1s including waiting). Image size: 31457280 bytes."#;
+
+#[test]
+fn both_present_wordings_and_the_1_35_describe_form_are_read_alike() {
+    let events_1_35 = EVENTS_1_32
+        .replace("already present on machine", "already present on machine and can be accessed by the pod")
+        .replace("v1.17.4", "v1.19.5")
+        .replace("kubelet  Container", "kubelet  spec.initContainers{config}: Container")
+        .replace("kubelet  Pulling", "kubelet  spec.containers{cilium-envoy}: Pulling")
+        .replace("kubelet  Successfully", "kubelet  spec.containers{cilium-operator}: Successfully");
+    for (text, version) in [(EVENTS_1_32.to_string(), "1.32"), (events_1_35, "1.35")] {
+        let f = diagnose(&text);
+        let in_flight: Vec<&Finding> = f.iter().filter(|f| f.pull_in_flight()).collect();
+        assert!(
+            matches!(in_flight[..], [Finding::ImageNotPulled { image: Some(i), since: Some(s), .. }]
+                if i == "quay.io/cilium/cilium-envoy:v1.32.6" && s == "59s"),
+            "{version}: only the envoy pull is in flight: {f:?}"
+        );
+        assert_eq!(f.len(), 1, "{version}: {f:?}");
+    }
+    let present = |m: &str| image_present(m).map(str::to_string);
+    assert_eq!(present(r#"Container image "a:1" already present on machine"#).as_deref(), Some("a:1"));
+    assert_eq!(
+        present(r#"Container image "a:1" already present on machine and can be accessed by the pod"#).as_deref(),
+        Some("a:1")
+    );
+    assert_eq!(present(r#"Container image "a:1" is not present with pull policy of Never"#), None);
+    assert_eq!(present(r#"spec.containers{x}: Container image "a:1" already present on machine"#), None);
+}
+
+#[test]
+fn a_kubelet_refusing_the_apiserver_is_not_fixed_by_another_kubeconfig() {
+    let f = diagnose("error: unable to upgrade connection: Forbidden (user=kubernetes, verb=create, resource=nodes, subresource=proxy)");
+    assert_eq!(
+        f,
+        [Finding::Forbidden {
+            user: "kubernetes".into(),
+            verb: "create".into(),
+            resource: "nodes/proxy".into(),
+            api_group: KUBELET_API.into()
+        }]
+    );
+    assert!(f[0].to_string().contains("kubelet-client") && !f[0].to_string().contains("admin-internal"), "{}", f[0]);
+    assert_eq!(wait_timeout_cause(&f), WaitTimeoutCause::KubeletRefused { user: "kubernetes".into() });
 }

@@ -6,6 +6,17 @@ use crate::golden::{self, GoldenError, KeyInputs};
 use crate::image::NodeImage;
 use crate::phase::Phase;
 
+/// The last phase a golden snapshot may stand in for in a run through `last`: all of them, unless the run
+/// must not restore (`fresh`) or must run `run_from` and later itself, when only the phases before
+/// `run_from` may come from a snapshot (None when there are none: `nodes` itself must boot).
+pub fn golden_through(last: Phase, run_from: Option<Phase>, fresh: bool) -> Option<Phase> {
+    match run_from {
+        _ if fresh => None,
+        Some(from) if from <= last => from.previous(),
+        _ => Some(last),
+    }
+}
+
 impl Up {
     /// What a golden snapshot of this run's last phase ([`Up::until`]) on `image` is keyed by: for a caller
     /// that keys a state of its own on top of it (`kthw::testkit::Golden`).

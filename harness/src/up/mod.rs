@@ -34,6 +34,7 @@ pub use error::UpError;
 pub use failure::{
     bundle_in_a_drop, bundle_on_panic, home_to_name, how_to_get_in, keep_after_failure, tell_bundle, Collecting,
 };
+pub use golden::golden_through;
 
 /// How far a run goes, decided before anything boots.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +78,7 @@ pub struct Up {
     boot_deadline: Option<Duration>,
     events: Events,
     fresh: bool,
+    run_from: Option<Phase>,
     save_golden: bool,
     bundle_on_panic: bool,
     manifest: Option<Manifest>,
@@ -99,6 +101,7 @@ impl Up {
             boot_deadline: None,
             events: Events::default(),
             fresh: false,
+            run_from: None,
             save_golden: false,
             bundle_on_panic: false,
             manifest: None,
@@ -181,6 +184,14 @@ impl Up {
     /// Boot and bootstrap even when a golden snapshot of the same state exists (`kthw up --fresh`).
     pub fn fresh(mut self, fresh: bool) -> Up {
         self.fresh = fresh;
+        self
+    }
+
+    /// Run `phase` and every later one here even when a golden snapshot holds them: a snapshot may stand in
+    /// only for the phases before it (`kthw repro` of a bundle whose run failed in `phase`: restoring past it
+    /// would skip the failure it came to see). See [`golden_through`].
+    pub fn run_from(mut self, phase: Option<Phase>) -> Up {
+        self.run_from = phase;
         self
     }
 

@@ -3,12 +3,13 @@
 use std::future::Future;
 use std::time::Instant;
 
-use super::{bundle_on_panic, Keep, Plan, Running, Up, UpError};
+use super::{bundle_on_panic, golden_through, Keep, Plan, Running, Up, UpError};
 use crate::bootstrap::{Bootstrap, PhaseReport};
 use crate::cluster::{Cluster, UpOptions};
 use crate::events::{Event, Stamped};
 use crate::golden::{self, GoldenError, KeyLock};
 use crate::image::{self, BuildOptions, NodeImage};
+use crate::phase::Phase;
 use crate::rundir::RunDir;
 
 impl Up {
@@ -31,11 +32,24 @@ impl Up {
                 signal = &mut cancel => return Err(UpError::Interrupted { signal, name }),
             },
         };
-        let golden = match self.fresh {
-            true => None,
-            false => Some(self.golden_inputs(&image, plan.last).await?),
+        let through = golden_through(plan.last, self.run_from, self.fresh);
+        let rerun = self.run_from.filter(|from| *from <= plan.last);
+        if let Some(from) = rerun {
+            self.events.emit(Event::Note(match through {
+                Some(t) => format!(
+                    "phases {from} through {} run here, never from a golden snapshot; one may stand in for phases \
+                     through {t} only",
+                    plan.last
+                ),
+                None => format!("every phase from {from} through {} runs here: booting, no golden snapshot", plan.last),
+            }));
+        }
+        let golden = match through {
+            Some(t) => Some(self.golden_inputs(&image, t).await?),
+            None => None,
         };
         let mut building = None;
+        let mut restored_before = None;
         if let Some(inputs) = &golden {
             let key = inputs.key();
             let restored = tokio::select! {
@@ -45,9 +59,23 @@ impl Up {
             if let Some(mut cluster) = restored? {
                 self.keep_if_asked(&mut cluster)?;
                 record_earlier(cluster.run_dir(), image_built.take());
-                return Ok(self.running(cluster, plan, Vec::new(), self.bootstrap()));
-            }
-            if self.save_golden {
+                match (rerun, through) {
+                    (Some(from), Some(t)) => {
+                        self.events.with_timeline(cluster.run_dir()).emit(Event::Note(format!(
+                            "phases through {t} restored from golden snapshot {key}; phases {from} through {} run \
+                             here",
+                            plan.last
+                        )));
+                        restored_before = Some((cluster, t));
+                    }
+                    _ => return Ok(self.running(cluster, plan, Vec::new(), self.bootstrap())),
+                }
+            } else if rerun.is_some() {
+                self.events.emit(Event::Note(format!(
+                    "no golden snapshot of phase {}: booting, every phase runs here",
+                    through.unwrap_or(plan.last)
+                )));
+            } else if self.save_golden {
                 // Concurrent builders of one key build once: the others wait here, then restore what it saved.
                 let lock = KeyLock::acquire(&self.paths, &key, true, true).map_err(|e| self.golden_error(e))?;
                 if golden::store::open(&self.paths, &key).ok().flatten().is_some() {
@@ -64,33 +92,17 @@ impl Up {
         }
         let boot_started = Instant::now();
         let base_image = image.disk.clone();
-        let options = UpOptions {
-            image: Some(image),
-            uri: self.uri.clone(),
-            boot_deadline: self.boot_deadline,
-            events: self.events.clone(),
+        let (mut cluster, done) = match restored_before {
+            Some((cluster, through)) => (cluster, through),
+            None => (self.boot(&name, image, &mut image_built, &mut cancel).await?, Phase::Nodes),
         };
-        let mut cluster = tokio::select! {
-            up = Cluster::boot(&self.spec, &name, &self.paths, options) => match up {
-                Ok(cluster) => cluster,
-                Err(failed) => {
-                    if let Some(cluster) = &failed.cluster {
-                        record_earlier(cluster.run_dir(), image_built.take());
-                    }
-                    return Err(self.boot_failed(&name, failed).await);
-                }
-            },
-            // Dropping the `up` future drops its teardown guard: what was created is removed.
-            signal = &mut cancel => return Err(UpError::Interrupted { signal, name }),
-        };
-        record_earlier(cluster.run_dir(), image_built.take());
         let events = self.events.with_timeline(cluster.run_dir());
         if self.keep == Keep::Always {
             cluster.keep_for(self.keep_ttl).map_err(|e| UpError::Keep { name: name.clone(), source: Box::new(e) })?;
         }
         let bootstrap = self.bootstrap();
         let ran = tokio::select! {
-            ran = bootstrap.run_through(&cluster, plan.last, &events) => ran,
+            ran = bootstrap.run_after(&cluster, done, plan.last, &events) => ran,
             signal = &mut cancel => {
                 events.emit(Event::Note(format!("interrupted by {signal}: tearing cluster {name} down")));
                 if let Err(e) = cluster.down().await {
@@ -136,6 +148,37 @@ impl Up {
                 Err(UpError::Phase { name, run_dir: cluster.run_dir().clone(), kept, bundle, source: Box::new(source) })
             }
         }
+    }
+
+    /// Boots the nodes on `image`: the cluster whose phases then run, or why not. Interrupted by `cancel`,
+    /// what was created is removed (dropping the boot future drops its teardown guard).
+    async fn boot(
+        &self,
+        name: &str,
+        image: NodeImage,
+        image_built: &mut Option<Stamped>,
+        cancel: &mut std::pin::Pin<&mut impl Future<Output = &'static str>>,
+    ) -> Result<Cluster, UpError> {
+        let options = UpOptions {
+            image: Some(image),
+            uri: self.uri.clone(),
+            boot_deadline: self.boot_deadline,
+            events: self.events.clone(),
+        };
+        let cluster = tokio::select! {
+            up = Cluster::boot(&self.spec, name, &self.paths, options) => match up {
+                Ok(cluster) => cluster,
+                Err(failed) => {
+                    if let Some(cluster) = &failed.cluster {
+                        record_earlier(cluster.run_dir(), image_built.take());
+                    }
+                    return Err(self.boot_failed(name, failed).await);
+                }
+            },
+            signal = cancel => return Err(UpError::Interrupted { signal, name: name.to_string() }),
+        };
+        record_earlier(cluster.run_dir(), image_built.take());
+        Ok(cluster)
     }
 
     /// The handle to return, armed for a panic when asked.

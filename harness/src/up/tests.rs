@@ -104,3 +104,18 @@ fn the_name_defaults_to_the_specs() {
     assert_eq!(Up::new(ClusterSpec::default()).cluster_name(), "kthw");
     assert_eq!(Up::new(ClusterSpec::default()).name("bug-1234").cluster_name(), "bug-1234");
 }
+
+#[test]
+fn a_run_that_must_rerun_a_phase_restores_only_what_comes_before_it() {
+    // A plain run may restore its whole state; `--fresh` nothing.
+    assert_eq!(golden_through(Phase::Ready, None, false), Some(Phase::Ready));
+    assert_eq!(golden_through(Phase::Ready, None, true), None);
+    // `kthw repro` of a bundle that failed in cilium: a snapshot through workers at most, cilium runs here.
+    assert_eq!(golden_through(Phase::Cilium, Some(Phase::Cilium), false), Some(Phase::Workers));
+    assert_eq!(golden_through(Phase::Ready, Some(Phase::Cilium), false), Some(Phase::Workers));
+    assert_eq!(golden_through(Phase::Cilium, Some(Phase::Cilium), true), None);
+    // A failure in the first phase (the boot) leaves nothing to restore.
+    assert_eq!(golden_through(Phase::Ready, Some(Phase::Nodes), false), None);
+    // Going only as far as before the failed phase hides nothing: the whole state may be restored.
+    assert_eq!(golden_through(Phase::Etcd, Some(Phase::Cilium), false), Some(Phase::Etcd));
+}

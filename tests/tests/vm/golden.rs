@@ -2,19 +2,20 @@
 //! timer and a certificate in flight; two private copies restored from it run at once and are independent,
 //! keep their time-dependent state, and keep their pinned host keys; a snapshot whose image is gone is refused.
 //! Restore time against the boot it replaces is printed (the ratio goal is `just bench`'s, not a timed
-//! assertion here).
+//! assertion here). A run that must run a phase again (`kthw repro` of a failed one) restores only what comes
+//! before it.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kthw::bootstrap::Layout;
 use kthw::cluster::Cluster;
-use kthw::events::Events;
+use kthw::events::{Event, Events};
 use kthw::golden::{self, store, GoldenError};
 use kthw::phase::Phase;
 use kthw::up::Running;
 use kthw_tests::{
     etcd_spec as spec, golden_cluster, golden_up_until, host_prerequisite, kthw_bin, node_image, private_golden_inputs,
-    succeed, test_paths, unique_name, vm_host_missing,
+    small_spec, succeed, test_paths, unique_name, up, up_or_panic, vm_host_missing,
 };
 use rstest::rstest;
 
@@ -240,4 +241,38 @@ async fn a_restore_killed_midway_leaves_nothing_after_gc(#[future] golden_cluste
     assert!(String::from_utf8_lossy(&gc.stdout).contains(&id), "{}", String::from_utf8_lossy(&gc.stdout));
     crate::nodes::assert_nothing_left(&paths, &killed, &id);
     assert_eq!(succeed(&cp, "hostname").await, "control-plane-1", "gc left the live copy alone");
+}
+
+/// `kthw repro` of a bundle whose run failed in a phase runs that phase here (`Up::run_from`): a golden
+/// snapshot stands in only for the phases before it, even where a snapshot of the failed phase's state exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phase_that_must_run_again_is_never_restored_from_a_snapshot() {
+    let Some(()) = host_prerequisite("vm", vm_host_missing()) else { return };
+    let spec = small_spec(2);
+    // The shared snapshot of two booted nodes (the state several vm tests start from) exists from here on.
+    let shared = golden_up_until(&spec, &unique_name("vm-rerun-src"), Phase::Nodes).await.cluster;
+    let nodes_key = std::fs::read_to_string(shared.run_dir().golden_origin()).expect("a copy names its snapshot");
+    shared.down().await.unwrap();
+
+    // Failed in pki: the booted nodes come from the snapshot, pki runs here.
+    let rerun = Phase::Pki;
+    let pki = up_or_panic(up(&spec, &unique_name("vm-rerun-pki")).await.until(rerun).run_from(Some(rerun))).await;
+    let ran: Vec<Phase> = pki.reports.iter().map(|r| r.phase).collect();
+    assert_eq!(ran, [Phase::Pki], "pki ran here");
+    let origin = std::fs::read_to_string(pki.cluster.run_dir().golden_origin()).expect("restored from a snapshot");
+    assert_eq!(origin.trim(), nodes_key.trim(), "the snapshot of the phase before pki");
+    let said = kthw::events::read(pki.cluster.run_dir());
+    assert!(
+        said.iter().any(|s| matches!(&s.event, Event::Note(n)
+            if n.starts_with("phases through nodes restored from golden snapshot") && n.ends_with("phases pki through pki run here"))),
+        "the timeline says what was restored and what ran: {said:?}"
+    );
+    pki.cluster.down().await.unwrap();
+
+    // Failed in nodes (the boot): nothing is restored, though booted nodes are in the snapshot.
+    let booted =
+        up_or_panic(up(&spec, &unique_name("vm-rerun-nodes")).await.until(Phase::Nodes).run_from(Some(Phase::Nodes)))
+            .await;
+    assert!(!booted.cluster.run_dir().golden_origin().exists(), "booted, not restored");
+    booted.cluster.down().await.unwrap();
 }
