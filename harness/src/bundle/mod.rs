@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use collect::{collect, collect_boot_failure, collect_for_scenario, collect_with};
+pub use collect::{collect, collect_boot_failure, collect_budget, collect_for_scenario, collect_with};
 pub use read::{open, Opened};
 
 /// The bundle layout this kthw writes and the newest it reads.
