@@ -69,6 +69,7 @@ pub fn preflight(scenario: Scenario, spec: &ClusterSpec, bootstrap: &Bootstrap) 
                 artifact: a.name.clone(),
                 path: bootstrap.cache.path_of(a),
                 command: bootstrap.cache.command_for(a),
+                found: None,
             });
         }
     }
