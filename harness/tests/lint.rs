@@ -51,7 +51,7 @@ fn workflows_pass_actionlint() {
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
         .collect();
-    for expected in ["nightly.yml", "pr.yml"] {
+    for expected in ["nightly.yml", "pr.yml", "kthw-tests.yml"] {
         assert!(workflows.iter().any(|p| p.ends_with(expected)), "{expected} is missing from {workflows:?}");
     }
     run_lint("actionlint", &["-no-color"], &workflows);
@@ -91,11 +91,20 @@ fn workflow(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
+/// Every workflow's file name, sorted.
+fn workflow_names() -> Vec<String> {
+    files_in(&repo().join(".github/workflows"))
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "yml"))
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
 /// A tag can be moved to other code; a commit cannot. The tag stays beside it, so a person can tell what it is.
 #[test]
 fn every_action_is_pinned_by_a_full_commit_with_its_tag_beside_it() {
-    for name in ["nightly.yml", "pr.yml"] {
-        for line in workflow(name).lines().filter(|l| l.trim_start().trim_start_matches("- ").starts_with("uses:")) {
+    for name in workflow_names() {
+        for line in workflow(&name).lines().filter(|l| l.trim_start().trim_start_matches("- ").starts_with("uses:")) {
             let reference = line.split("uses:").nth(1).unwrap().trim();
             let (commit, comment) =
                 reference.split_once('@').unwrap_or(("", reference)).1.split_once(" # ").unwrap_or(("", ""));
@@ -116,13 +125,89 @@ fn every_job_installs_the_one_pinned_nextest() {
             .find_map(|l| l.trim().strip_prefix("NEXTEST_VERSION:").map(|v| v.trim().to_string()))
             .expect("NEXTEST_VERSION in the workflow's env")
     };
-    let (nightly, pr) = (workflow("nightly.yml"), workflow("pr.yml"));
-    assert_eq!(version(&nightly), version(&pr), "nightly.yml and pr.yml pin the same nextest");
-    for (name, text) in [("nightly.yml", &nightly), ("pr.yml", &pr)] {
+    let nightly = version(&workflow("nightly.yml"));
+    for name in workflow_names() {
+        let text = workflow(&name);
+        assert_eq!(version(&text), nightly, "{name} pins the nightly's nextest");
         let tools: Vec<&str> = text.lines().filter(|l| l.trim().starts_with("tool:")).map(str::trim).collect();
         assert!(!tools.is_empty(), "{name} installs no tool");
         for t in tools {
             assert_eq!(t, "tool: cargo-nextest@${{ env.NEXTEST_VERSION }}", "{name}");
+        }
+    }
+}
+
+/// The Rust that builds and lints is a version, one in every workflow, never the floating `stable` (pr.yml
+/// lints with `-D warnings`: a new stable's lints would fail pull requests nobody changed). Every
+/// dtolnay/rust-toolchain step names its `toolchain` (dtolnay/rust-toolchain@29eef33:action.yml's input
+/// defaults to `stable` at that branch head).
+#[test]
+fn every_workflow_builds_with_one_pinned_rust() {
+    let pinned = |text: &str, key: &str| {
+        text.lines().find_map(|l| l.trim().strip_prefix(key).map(|v| v.trim().to_string())).unwrap_or_default()
+    };
+    let rust = pinned(&workflow("nightly.yml"), "RUST_TOOLCHAIN:");
+    let parts: Vec<&str> = rust.split('.').collect();
+    assert!(parts.len() == 3 && parts.iter().all(|p| p.parse::<u32>().is_ok()), "RUST_TOOLCHAIN {rust:?} is x.y.z");
+    assert_eq!(pinned(&workflow("pr.yml"), "RUST_TOOLCHAIN:"), rust, "pr.yml lints with the nightly's Rust");
+    let reusable = workflow("kthw-tests.yml");
+    let default = reusable.split("rust-toolchain:").nth(1).and_then(|r| pinned(r, "default:").into());
+    assert_eq!(default.as_deref(), Some(rust.as_str()), "kthw-tests.yml's default Rust is ours");
+    for name in workflow_names() {
+        let text = workflow(&name);
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, l) in lines.iter().enumerate().filter(|(_, l)| l.contains("uses: dtolnay/rust-toolchain@")) {
+            let with: Vec<&str> = lines[i + 1..].iter().take(3).map(|l| l.trim()).collect();
+            assert!(
+                with.iter().any(|w| w.starts_with("toolchain: ${{")),
+                "{name}:{}: the toolchain step names its version: {with:?}",
+                i + 1
+            );
+        }
+    }
+}
+
+/// What the nightly runs as root goes through one place, scripts/nightly-shard's `as_root`, which passes
+/// every KTHW_* variable and its PASS_THROUGH list across sudo (sudo resets the environment). Every variable
+/// our code reads is one of those, or one root's environment has anyway.
+#[test]
+fn everything_the_tests_read_crosses_sudo_through_the_shards_one_list() {
+    let shard = std::fs::read_to_string(repo().join("scripts/nightly-shard")).unwrap();
+    let code: Vec<&str> = shard.lines().map(str::trim).filter(|l| !l.starts_with('#')).collect();
+    let sudo: Vec<&&str> = code.iter().filter(|l| l.contains("sudo ")).collect();
+    assert_eq!(sudo, [&"sudo env \"${vars[@]}\" \"$@\""], "nightly-shard calls sudo in as_root only");
+    let list = code.iter().find_map(|l| l.strip_prefix("PASS_THROUGH=(")).expect("PASS_THROUGH=(...) in nightly-shard");
+    let passed: Vec<&str> = list.trim_end_matches(')').split_whitespace().collect();
+    // Set for root without us: PATH (as_root passes the job's), TERM (a terminal's, for colour only), and
+    // CARGO_MANIFEST_DIR (nextest sets it for every test it runs).
+    let root_has = ["PATH", "TERM", "CARGO_MANIFEST_DIR"];
+    let mut read = Vec::new();
+    for (path, text) in rust_sources().iter().filter(|(p, _)| p != THIS_FILE) {
+        for open in ["var(\"", "var_os(\"", "env = \""] {
+            for rest in text.split(open).skip(1) {
+                let name: String = rest.chars().take_while(|c| c.is_ascii_uppercase() || *c == '_').collect();
+                if !name.is_empty() && rest[name.len()..].starts_with('"') {
+                    read.push((name, path.clone()));
+                }
+            }
+        }
+    }
+    assert!(read.iter().any(|(n, _)| n == "KTHW_ARTIFACTS_DIR"), "the scan finds what tests read: {read:?}");
+    let lost: Vec<&(String, String)> = read
+        .iter()
+        .filter(|(n, _)| !n.starts_with("KTHW_") && !passed.contains(&n.as_str()) && !root_has.contains(&n.as_str()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "read by our code but dropped by sudo: add to PASS_THROUGH in scripts/nightly-shard: {lost:?}"
+    );
+    for name in workflow_names() {
+        for l in workflow(&name).lines().filter(|l| l.contains("sudo")) {
+            assert!(
+                !(l.contains("kthw ") || l.contains("target/debug/kthw") || l.contains("cargo-nextest")),
+                "{name}: `{}` runs kthw or the tests as root past scripts/nightly-shard's one list",
+                l.trim()
+            );
         }
     }
 }

@@ -244,10 +244,10 @@ mod tests {
     </testsuite>
 </testsuites>"#;
 
-    /// The same failure as cilium-cli v0.18.4 writes it: no `failureMessage` (cilium/cilium-cli@v0.18.4:
-    /// vendor/github.com/cilium/cilium/cilium-cli/connectivity/check/junit.go:104), so the restart is only in
-    /// the CLI's output, where connectivity/check/logging.go `Failf` prints the message after "❌". Written by
-    /// hand in that form; the names are ours.
+    /// The same failure as cilium-cli v0.18.4 writes it, written by hand in the form of
+    /// cilium/cilium-cli@v0.18.4:vendor/github.com/cilium/cilium/cilium-cli/connectivity/check/junit.go:104 (no
+    /// `failureMessage`), so the restart is only in the CLI's output, where connectivity/check/logging.go
+    /// `Failf` prints the message after "❌". The names are ours.
     const V0_18_4_FAILED: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <testsuites tests="2" disabled="0" errors="0" failures="1" time="95.0">
     <testsuite name="connectivity test" id="0" package="cilium" tests="2" errors="0" failures="1" time="95.0" timestamp="2026-12-07T02:31:04Z">
