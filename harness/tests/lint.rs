@@ -156,7 +156,7 @@ fn every_workflow_builds_with_one_pinned_rust() {
     for name in workflow_names() {
         let text = workflow(&name);
         let lines: Vec<&str> = text.lines().collect();
-        for (i, l) in lines.iter().enumerate().filter(|(_, l)| l.contains("uses: dtolnay/rust-toolchain@")) {
+        for (i, _) in lines.iter().enumerate().filter(|(_, l)| l.contains("uses: dtolnay/rust-toolchain@")) {
             let with: Vec<&str> = lines[i + 1..].iter().take(3).map(|l| l.trim()).collect();
             assert!(
                 with.iter().any(|w| w.starts_with("toolchain: ${{")),
