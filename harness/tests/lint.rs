@@ -201,10 +201,15 @@ fn everything_the_tests_read_crosses_sudo_through_the_shards_one_list() {
         lost.is_empty(),
         "read by our code but dropped by sudo: add to PASS_THROUGH in scripts/nightly-shard: {lost:?}"
     );
+    // A command word that is kthw's CLI (`kthw`, `target/debug/kthw`) or nextest; `_kthw/` paths are not.
+    let runs_kthw_or_tests =
+        |l: &str| l.split_whitespace().any(|w| w == "kthw" || w.ends_with("/kthw") || w.starts_with("cargo-nextest"));
+    assert!(runs_kthw_or_tests("sudo env PATH=$PATH target/debug/kthw artifacts fetch --set seed"));
+    assert!(!runs_kthw_or_tests("sudo chown -R 1000:1000 _kthw target"));
     for name in workflow_names() {
         for l in workflow(&name).lines().filter(|l| l.contains("sudo")) {
             assert!(
-                !(l.contains("kthw ") || l.contains("target/debug/kthw") || l.contains("cargo-nextest")),
+                !runs_kthw_or_tests(l),
                 "{name}: `{}` runs kthw or the tests as root past scripts/nightly-shard's one list",
                 l.trim()
             );
