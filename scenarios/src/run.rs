@@ -169,13 +169,19 @@ async fn act(
     tracing::info!(scenario = scenario.name(), cluster = cluster.name(), "scenario begins");
     let w = World::new(scenario, cluster, bootstrap, &opts.events, &opts.paths).await?;
     let mut report = w.report();
-    match scenario {
-        Scenario::PodCidr => pod_cidr::run(&w, &mut report).await?,
-        Scenario::ClusterIpNoKubeProxy => clusterip::run(&w, &mut report).await?,
-        Scenario::RbacFailure => rbac::run(&w, &mut report).await?,
-        Scenario::ColdImageWait => cold_image::run(&w, &mut report).await?,
-        Scenario::DnsNodeNames => dns_node_names::run(&w, &mut report).await?,
-        Scenario::Connectivity => connectivity::run(&w, &mut report).await?,
+    let ran = match scenario {
+        Scenario::PodCidr => pod_cidr::run(&w, &mut report).await,
+        Scenario::ClusterIpNoKubeProxy => clusterip::run(&w, &mut report).await,
+        Scenario::RbacFailure => rbac::run(&w, &mut report).await,
+        Scenario::ColdImageWait => cold_image::run(&w, &mut report).await,
+        Scenario::DnsNodeNames => dns_node_names::run(&w, &mut report).await,
+        Scenario::Connectivity => connectivity::run(&w, &mut report).await,
+    };
+    // A command that ran past its deadline (connectivity's `cilium connectivity test`, say) or any other error
+    // mid-scenario is a failure like a failed check: explained and bundled, not a bare error that leaves no
+    // evidence (.config/nextest.toml leaves a scenario time for this bundle after its longest wait).
+    if let Err(e) = ran {
+        report.check("the scenario runs to its end", false, kthw::chain(&e));
     }
     if !report.passed() {
         report.explanation = w.explain().await;
