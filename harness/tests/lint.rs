@@ -220,19 +220,22 @@ fn everything_the_tests_read_crosses_sudo_through_the_shards_one_list() {
 /// The nightly must not pass under TCG into its timeouts; pull requests run wherever there is no KVM.
 #[test]
 fn the_nightly_requires_kvm_and_pull_requests_do_not() {
-    let nightly = workflow("nightly.yml");
-    assert!(nightly.contains("KTHW_ACCEL: kvm"), "the shards force KVM");
-    assert!(nightly.contains("run: scripts/require-kvm"), "a shard checks /dev/kvm before anything else");
-    let first_steps: Vec<&str> = nightly
-        .split("  test:\n")
-        .nth(1)
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains("- name:") || l.contains("- uses:"))
-        .collect();
-    let kvm = first_steps.iter().position(|l| l.contains("Require a usable KVM")).expect("the KVM step");
-    let setup = first_steps.iter().position(|l| l.contains("Host prerequisites")).expect("the setup step");
-    assert!(kvm < setup, "the KVM check comes before the minutes of setup: {first_steps:#?}");
+    // Our nightly's shards, and a user's run of kthw-tests.yml, the same way.
+    for (name, job) in [("nightly.yml", "  test:\n"), ("kthw-tests.yml", "  tests:\n")] {
+        let text = workflow(name);
+        assert!(text.contains("KTHW_ACCEL: kvm"), "{name} forces KVM");
+        assert!(text.contains("scripts/require-kvm"), "{name} checks /dev/kvm before anything else");
+        let first_steps: Vec<&str> = text
+            .split(job)
+            .nth(1)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("- name:") || l.contains("- uses:"))
+            .collect();
+        let kvm = first_steps.iter().position(|l| l.contains("Require a usable KVM")).expect("the KVM step");
+        let setup = first_steps.iter().position(|l| l.contains("Host prerequisites")).expect("the setup step");
+        assert!(kvm < setup, "{name}: the KVM check comes before the minutes of setup: {first_steps:#?}");
+    }
     assert!(!workflow("pr.yml").contains("KTHW_ACCEL"), "pull requests let the probe choose");
 }
 
