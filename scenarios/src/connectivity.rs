@@ -218,9 +218,4 @@ mod tests {
             assert!(!skipped(s), "{s}");
         }
     }
-
-    #[test]
-    fn the_connectivity_deadline_is_the_one_the_scenario_waits() {
-        assert_eq!(TEST_DEADLINE, Duration::from_secs(1800), ".config/nextest.toml's scenario timeout is sized for it");
-    }
 }
