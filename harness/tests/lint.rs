@@ -51,7 +51,7 @@ fn workflows_pass_actionlint() {
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
         .collect();
-    for expected in ["nightly.yml", "pr.yml"] {
+    for expected in ["nightly.yml", "pr.yml", "kthw-tests.yml"] {
         assert!(workflows.iter().any(|p| p.ends_with(expected)), "{expected} is missing from {workflows:?}");
     }
     run_lint("actionlint", &["-no-color"], &workflows);
@@ -91,11 +91,20 @@ fn workflow(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
+/// Every workflow's file name, sorted.
+fn workflow_names() -> Vec<String> {
+    files_in(&repo().join(".github/workflows"))
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "yml"))
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
 /// A tag can be moved to other code; a commit cannot. The tag stays beside it, so a person can tell what it is.
 #[test]
 fn every_action_is_pinned_by_a_full_commit_with_its_tag_beside_it() {
-    for name in ["nightly.yml", "pr.yml"] {
-        for line in workflow(name).lines().filter(|l| l.trim_start().trim_start_matches("- ").starts_with("uses:")) {
+    for name in workflow_names() {
+        for line in workflow(&name).lines().filter(|l| l.trim_start().trim_start_matches("- ").starts_with("uses:")) {
             let reference = line.split("uses:").nth(1).unwrap().trim();
             let (commit, comment) =
                 reference.split_once('@').unwrap_or(("", reference)).1.split_once(" # ").unwrap_or(("", ""));
@@ -116,9 +125,10 @@ fn every_job_installs_the_one_pinned_nextest() {
             .find_map(|l| l.trim().strip_prefix("NEXTEST_VERSION:").map(|v| v.trim().to_string()))
             .expect("NEXTEST_VERSION in the workflow's env")
     };
-    let (nightly, pr) = (workflow("nightly.yml"), workflow("pr.yml"));
-    assert_eq!(version(&nightly), version(&pr), "nightly.yml and pr.yml pin the same nextest");
-    for (name, text) in [("nightly.yml", &nightly), ("pr.yml", &pr)] {
+    let nightly = version(&workflow("nightly.yml"));
+    for name in workflow_names() {
+        let text = workflow(&name);
+        assert_eq!(version(&text), nightly, "{name} pins the nightly's nextest");
         let tools: Vec<&str> = text.lines().filter(|l| l.trim().starts_with("tool:")).map(str::trim).collect();
         assert!(!tools.is_empty(), "{name} installs no tool");
         for t in tools {
@@ -127,22 +137,105 @@ fn every_job_installs_the_one_pinned_nextest() {
     }
 }
 
+/// The Rust that builds and lints is a version, one in every workflow, never the floating `stable` (pr.yml
+/// lints with `-D warnings`: a new stable's lints would fail pull requests nobody changed). Every
+/// dtolnay/rust-toolchain step names its `toolchain` (dtolnay/rust-toolchain@29eef33:action.yml's input
+/// defaults to `stable` at that branch head).
+#[test]
+fn every_workflow_builds_with_one_pinned_rust() {
+    let pinned = |text: &str, key: &str| {
+        text.lines().find_map(|l| l.trim().strip_prefix(key).map(|v| v.trim().to_string())).unwrap_or_default()
+    };
+    let rust = pinned(&workflow("nightly.yml"), "RUST_TOOLCHAIN:");
+    let parts: Vec<&str> = rust.split('.').collect();
+    assert!(parts.len() == 3 && parts.iter().all(|p| p.parse::<u32>().is_ok()), "RUST_TOOLCHAIN {rust:?} is x.y.z");
+    assert_eq!(pinned(&workflow("pr.yml"), "RUST_TOOLCHAIN:"), rust, "pr.yml lints with the nightly's Rust");
+    let reusable = workflow("kthw-tests.yml");
+    let default = reusable.split("rust-toolchain:").nth(1).and_then(|r| pinned(r, "default:").into());
+    assert_eq!(default.as_deref(), Some(rust.as_str()), "kthw-tests.yml's default Rust is ours");
+    for name in workflow_names() {
+        let text = workflow(&name);
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, _) in lines.iter().enumerate().filter(|(_, l)| l.contains("uses: dtolnay/rust-toolchain@")) {
+            let with: Vec<&str> = lines[i + 1..].iter().take(3).map(|l| l.trim()).collect();
+            assert!(
+                with.iter().any(|w| w.starts_with("toolchain: ${{")),
+                "{name}:{}: the toolchain step names its version: {with:?}",
+                i + 1
+            );
+        }
+    }
+}
+
+/// What the nightly runs as root goes through one place, scripts/nightly-shard's `as_root`, which passes
+/// every KTHW_* variable and its PASS_THROUGH list across sudo (sudo resets the environment). Every variable
+/// our code reads is one of those, or one root's environment has anyway.
+#[test]
+fn everything_the_tests_read_crosses_sudo_through_the_shards_one_list() {
+    let shard = std::fs::read_to_string(repo().join("scripts/nightly-shard")).unwrap();
+    let code: Vec<&str> = shard.lines().map(str::trim).filter(|l| !l.starts_with('#')).collect();
+    let sudo: Vec<&&str> = code.iter().filter(|l| l.contains("sudo ")).collect();
+    assert_eq!(sudo, [&"sudo env \"${vars[@]}\" \"$@\""], "nightly-shard calls sudo in as_root only");
+    let list = code.iter().find_map(|l| l.strip_prefix("PASS_THROUGH=(")).expect("PASS_THROUGH=(...) in nightly-shard");
+    let passed: Vec<&str> = list.trim_end_matches(')').split_whitespace().collect();
+    // Set for root without us: PATH (as_root passes the job's), TERM (a terminal's, for colour only), and
+    // CARGO_MANIFEST_DIR (nextest sets it for every test it runs).
+    let root_has = ["PATH", "TERM", "CARGO_MANIFEST_DIR"];
+    let mut read = Vec::new();
+    for (path, text) in rust_sources().iter().filter(|(p, _)| p != THIS_FILE) {
+        for open in ["var(\"", "var_os(\"", "env = \""] {
+            for rest in text.split(open).skip(1) {
+                let name: String = rest.chars().take_while(|c| c.is_ascii_uppercase() || *c == '_').collect();
+                if !name.is_empty() && rest[name.len()..].starts_with('"') {
+                    read.push((name, path.clone()));
+                }
+            }
+        }
+    }
+    assert!(read.iter().any(|(n, _)| n == "KTHW_ARTIFACTS_DIR"), "the scan finds what tests read: {read:?}");
+    let lost: Vec<&(String, String)> = read
+        .iter()
+        .filter(|(n, _)| !n.starts_with("KTHW_") && !passed.contains(&n.as_str()) && !root_has.contains(&n.as_str()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "read by our code but dropped by sudo: add to PASS_THROUGH in scripts/nightly-shard: {lost:?}"
+    );
+    // A command word that is kthw's CLI (`kthw`, `target/debug/kthw`) or nextest; `_kthw/` paths are not.
+    let runs_kthw_or_tests =
+        |l: &str| l.split_whitespace().any(|w| w == "kthw" || w.ends_with("/kthw") || w.starts_with("cargo-nextest"));
+    assert!(runs_kthw_or_tests("sudo env PATH=$PATH target/debug/kthw artifacts fetch --set seed"));
+    assert!(!runs_kthw_or_tests("sudo chown -R 1000:1000 _kthw target"));
+    for name in workflow_names() {
+        for l in workflow(&name).lines().filter(|l| l.contains("sudo")) {
+            assert!(
+                !runs_kthw_or_tests(l),
+                "{name}: `{}` runs kthw or the tests as root past scripts/nightly-shard's one list",
+                l.trim()
+            );
+        }
+    }
+}
+
 /// The nightly must not pass under TCG into its timeouts; pull requests run wherever there is no KVM.
 #[test]
 fn the_nightly_requires_kvm_and_pull_requests_do_not() {
-    let nightly = workflow("nightly.yml");
-    assert!(nightly.contains("KTHW_ACCEL: kvm"), "the shards force KVM");
-    assert!(nightly.contains("run: scripts/require-kvm"), "a shard checks /dev/kvm before anything else");
-    let first_steps: Vec<&str> = nightly
-        .split("  test:\n")
-        .nth(1)
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains("- name:") || l.contains("- uses:"))
-        .collect();
-    let kvm = first_steps.iter().position(|l| l.contains("Require a usable KVM")).expect("the KVM step");
-    let setup = first_steps.iter().position(|l| l.contains("Host prerequisites")).expect("the setup step");
-    assert!(kvm < setup, "the KVM check comes before the minutes of setup: {first_steps:#?}");
+    // Our nightly's shards, and a user's run of kthw-tests.yml, the same way.
+    for (name, job) in [("nightly.yml", "  test:\n"), ("kthw-tests.yml", "  tests:\n")] {
+        let text = workflow(name);
+        assert!(text.contains("KTHW_ACCEL: kvm"), "{name} forces KVM");
+        assert!(text.contains("scripts/require-kvm"), "{name} checks /dev/kvm before anything else");
+        let first_steps: Vec<&str> = text
+            .split(job)
+            .nth(1)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("- name:") || l.contains("- uses:"))
+            .collect();
+        let kvm = first_steps.iter().position(|l| l.contains("Require a usable KVM")).expect("the KVM step");
+        let setup = first_steps.iter().position(|l| l.contains("Host prerequisites")).expect("the setup step");
+        assert!(kvm < setup, "{name}: the KVM check comes before the minutes of setup: {first_steps:#?}");
+    }
     assert!(!workflow("pr.yml").contains("KTHW_ACCEL"), "pull requests let the probe choose");
 }
 
@@ -423,4 +516,201 @@ fn a_source_without_a_version_or_a_location_is_caught() {
         "https://github.com/etcd-io/etcd/releases/download/v3.5.21/SHA256SUMS"
     )
     .is_empty());
+}
+
+// The nightly's timeouts (issue 29): what nextest applies to each tier under each profile, read from
+// .config/nextest.toml by nextest's own precedence, and a scenario's deadlines ending before nextest's.
+
+/// A `slow-timeout`: its period in seconds and how many periods before nextest terminates the test (None:
+/// never), and where it came from.
+#[derive(Debug, PartialEq, Eq)]
+struct SlowTimeout {
+    period: u64,
+    terminate_after: Option<u64>,
+    from: String,
+}
+
+impl SlowTimeout {
+    fn terminates_after(&self) -> Option<u64> {
+        self.terminate_after.map(|n| n * self.period)
+    }
+}
+
+fn seconds(text: &str) -> u64 {
+    let (n, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: u64 = n.parse().unwrap_or_else(|_| panic!("a duration lint.rs cannot read: {text:?}"));
+    match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => panic!("a duration unit lint.rs cannot read: {text:?}"),
+    }
+}
+
+fn slow_timeout(value: &toml::Value, from: String) -> SlowTimeout {
+    match value {
+        toml::Value::String(period) => SlowTimeout { period: seconds(period), terminate_after: None, from },
+        toml::Value::Table(t) => SlowTimeout {
+            period: seconds(t["period"].as_str().expect("slow-timeout.period")),
+            terminate_after: t.get("terminate-after").map(|n| n.as_integer().expect("an integer") as u64),
+            from,
+        },
+        other => panic!("slow-timeout {other:?}"),
+    }
+}
+
+/// Whether an override's filterset selects the tests of binary `binary`. Only what our config uses is read
+/// (`binary(NAME)` terms joined by `|`): anything else fails here rather than being guessed.
+fn filter_selects(filter: &str, binary: &str) -> bool {
+    filter.split('|').map(str::trim).any(|term| {
+        let name = term
+            .strip_prefix("binary(")
+            .and_then(|t| t.strip_suffix(')'))
+            .unwrap_or_else(|| panic!("lint.rs reads only `binary(NAME) | ...` filters, not {filter:?}: extend it"));
+        name == binary
+    })
+}
+
+/// The setting `key` nextest applies to the tests of binary `binary` under `profile`, by the rules of
+/// nexte.st docs/configuration/per-test-overrides, "Override precedence": the first matching override of the
+/// profile that sets it, then the first matching override of `profile.default`, then the profile's own
+/// setting, then the default profile's. None: nextest's built-in default applies.
+fn effective<'a>(config: &'a toml::Value, profile: &str, binary: &str, key: &str) -> Option<(&'a toml::Value, String)> {
+    let p = |name: &str| config.get("profile").and_then(|ps| ps.get(name));
+    let from_overrides = |name: &str| {
+        p(name)?.get("overrides")?.as_array()?.iter().enumerate().find_map(|(i, o)| {
+            let filter = o.get("filter")?.as_str()?;
+            (filter_selects(filter, binary) && o.get(key).is_some())
+                .then(|| (&o[key], format!("profile.{name}.overrides[{i}] ({filter})")))
+        })
+    };
+    from_overrides(profile)
+        .or_else(|| from_overrides("default"))
+        .or_else(|| p(profile)?.get(key).map(|v| (v, format!("profile.{profile}"))))
+        .or_else(|| p("default")?.get(key).map(|v| (v, "profile.default".to_string())))
+}
+
+fn nextest_config() -> toml::Value {
+    let path = repo().join(".config/nextest.toml");
+    toml::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))).unwrap()
+}
+
+fn effective_slow_timeout(config: &toml::Value, profile: &str, binary: &str) -> SlowTimeout {
+    let (value, from) = effective(config, profile, binary, "slow-timeout")
+        .unwrap_or_else(|| panic!("no slow-timeout for {binary} under {profile}: nextest's default never terminates"));
+    slow_timeout(value, from)
+}
+
+/// Example from the docs' own rules, written by hand: a profile whose override sets only the test group
+/// inherits the default profile's override's timeout, not its own global one (the nightly's bug, issue 29).
+#[test]
+fn the_precedence_reader_follows_nextests_rules() {
+    let config: toml::Value = toml::from_str(
+        "[profile.default]\nslow-timeout = \"60s\"\n[[profile.default.overrides]]\nfilter = 'binary(vm)'\n\
+         slow-timeout = { period = \"120s\", terminate-after = 8 }\n[profile.n]\n\
+         slow-timeout = { period = \"300s\", terminate-after = 6 }\n[[profile.n.overrides]]\n\
+         filter = 'binary(vm) | binary(cluster)'\ntest-group = \"vm\"\n",
+    )
+    .unwrap();
+    let vm = effective_slow_timeout(&config, "n", "vm");
+    assert_eq!(
+        (vm.period, vm.terminate_after, vm.from.as_str()),
+        (120, Some(8), "profile.default.overrides[0] (binary(vm))")
+    );
+    let cluster = effective_slow_timeout(&config, "n", "cluster");
+    assert_eq!((cluster.period, cluster.terminate_after, cluster.from.as_str()), (300, Some(6), "profile.n"));
+    assert_eq!(effective_slow_timeout(&config, "default", "lint").terminate_after, None);
+    assert_eq!(effective(&config, "n", "vm", "test-group").map(|(v, _)| v.as_str()), Some(Some("vm")));
+}
+
+/// Every tier that boots VMs takes its timeouts and its one-thread group from each profile's own settings,
+/// and shows what it gets (`cargo nextest run -p kthw --test lint -- --nocapture` prints the table).
+#[test]
+fn each_profile_gives_the_vm_tiers_its_own_timeouts_and_the_vm_group() {
+    let config = nextest_config();
+    for profile in ["default", "ci", "nightly"] {
+        for binary in ["lint", "cli", "libvirt", "ssh", "vm", "cluster", "scenarios"] {
+            let t = effective_slow_timeout(&config, profile, binary);
+            println!("{profile:8} {binary:10} {:>4} s x {:?} from {}", t.period, t.terminate_after, t.from);
+            assert!(t.terminate_after.is_some(), "{profile} {binary}: a hung test must be ended: {t:?}");
+            if ["vm", "cluster", "scenarios"].contains(&binary) {
+                assert!(
+                    t.from.starts_with(&format!("profile.{profile}")),
+                    "{profile} {binary}: the timeout comes from {}, not from the {profile} profile",
+                    t.from
+                );
+                let group = effective(&config, profile, binary, "test-group").map(|(v, _)| v.as_str());
+                assert_eq!(group, Some(Some("vm")), "{profile} {binary}: one VM test at a time");
+            }
+        }
+    }
+    let nightly = effective_slow_timeout(&config, "nightly", "cluster");
+    let ci = effective_slow_timeout(&config, "ci", "cluster");
+    assert!(nightly.terminates_after() >= ci.terminates_after(), "the nightly's clusters get at least CI's time");
+}
+
+/// The deadlines a scenario's module writes (`Duration::from_secs(N)`, before its tests), summed: each wait
+/// can run to its deadline one after the other. By file name.
+fn scenario_deadlines() -> Vec<(String, u64)> {
+    let mut found = Vec::new();
+    for file in files_in(&repo().join("scenarios/src")) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap();
+        let total: u64 = code
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .flat_map(|l| l.split("Duration::from_secs(").skip(1))
+            .filter_map(|rest| rest.split(')').next()?.trim().parse::<u64>().ok())
+            .sum();
+        found.push((file.file_name().unwrap().to_string_lossy().into_owned(), total));
+    }
+    found
+}
+
+/// A fresh cluster of the seed through `ready` (or a golden copy of one) before a scenario starts: an
+/// allowance for a KVM runner, not a measurement (no KVM runner has run the cluster tier yet).
+const BRING_UP: u64 = 900;
+
+/// Why a scenario module whose waits add up to `waits` seconds cannot leave its bundle under `config`'s nightly
+/// profile: its waits, the bring-up before them and the bundle of the seed's cluster must all end before
+/// nextest's terminate-after. None when they do.
+fn scenario_overruns(config: &toml::Value, module: &str, waits: u64) -> Option<String> {
+    let bundle = kthw::bundle::collect_budget(kthw::spec::ClusterSpec::default().nodes.len()).as_secs();
+    let need = waits + BRING_UP + bundle;
+    let nightly = effective_slow_timeout(config, "nightly", "scenarios");
+    let given = nightly.terminates_after().unwrap_or(u64::MAX);
+    println!(
+        "{module}: {waits} s of waits + {BRING_UP} s to bring up + {bundle} s of bundle = {need} s; nextest: {given} s"
+    );
+    (need >= given).then(|| {
+        format!(
+            "under the nightly profile nextest ends a scenario after {given} s ({}), but {module} may wait {waits} s, \
+             bring-up {BRING_UP} s and its bundle {bundle} s: raise terminate-after in .config/nextest.toml",
+            nightly.from
+        )
+    })
+}
+
+/// A scenario that times out must still leave its bundle (scenarios/src/run.rs makes one for a command past its
+/// deadline): every scenario module's waits fit under the nightly's timeout with room for it.
+#[test]
+fn a_timed_out_scenario_still_has_time_for_its_bundle() {
+    let deadlines = scenario_deadlines();
+    let connectivity = deadlines.iter().find(|(f, _)| f == "connectivity.rs").expect("connectivity.rs").1;
+    assert!(connectivity >= 1800, "connectivity's `cilium connectivity test` deadline is read: {deadlines:?}");
+    let config = nextest_config();
+    let overruns: Vec<String> =
+        deadlines.iter().filter_map(|(module, waits)| scenario_overruns(&config, module, *waits)).collect();
+    assert!(overruns.is_empty(), "{overruns:#?}");
+}
+
+#[test]
+fn a_scenario_longer_than_nextest_allows_is_caught() {
+    let config: toml::Value = toml::from_str(
+        "[[profile.nightly.overrides]]\nfilter = 'binary(scenarios)'\nslow-timeout = { period = \"300s\", terminate-after = 6 }\n",
+    )
+    .unwrap();
+    let said = scenario_overruns(&config, "connectivity.rs", 1830).expect("1830 s of waits do not fit 30 min");
+    assert!(said.contains("1800 s (profile.nightly.overrides[0]") && said.contains("connectivity.rs"), "{said}");
+    assert_eq!(scenario_overruns(&config, "pod_cidr.rs", 60), None, "a minute of waits fits");
 }

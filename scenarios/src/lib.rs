@@ -53,6 +53,7 @@ mod run;
 mod workload;
 mod world;
 
+pub mod cilium_junit;
 pub mod clusterip;
 pub mod cold_image;
 pub mod connectivity;

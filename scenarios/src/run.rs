@@ -70,6 +70,7 @@ pub fn preflight(scenario: &dyn Scenario, spec: &ClusterSpec, bootstrap: &Bootst
                 artifact: a.name.clone(),
                 path: bootstrap.cache.path_of(a),
                 command: bootstrap.cache.command_for(a),
+                found: None,
             });
         }
     }
@@ -182,7 +183,13 @@ async fn act(scenario: &dyn Scenario, cluster: &TestCluster, opts: &Options) -> 
     tracing::info!(scenario = name, cluster = cluster.name(), "scenario begins");
     let w = World::new(scenario, cluster, &opts.events).await?;
     let mut report = w.report();
-    scenario.run(&w, &mut report).await?;
+    let ran = scenario.run(&w, &mut report).await;
+    // A command that ran past its deadline (connectivity's `cilium connectivity test`, say) or any other error
+    // mid-scenario is a failure like a failed check: explained and bundled, not a bare error that leaves no
+    // evidence (.config/nextest.toml leaves a scenario time for this bundle after its longest wait).
+    if let Err(e) = ran {
+        report.check("the scenario runs to its end", false, kthw::chain(&e));
+    }
     if !report.passed() {
         report.explanation = w.explain().await;
         let why = format!(

@@ -43,6 +43,8 @@ pub struct Missing<'a> {
     pub artifact: &'a Artifact,
     pub path: PathBuf,
     pub command: String,
+    /// What is at `path` instead, when something is: a file whose sum is not the pinned one.
+    pub found: Option<String>,
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ArtifactError {
@@ -134,14 +136,42 @@ impl Cache {
     }
 
     /// What the phases up to `until` need and this directory does not verifiably hold. `kthw up` calls this
-    /// before booting any VM.
+    /// before booting any VM. A file that is there but was never verified (copied in by hand, or a directory
+    /// made without `kthw artifacts fetch`) is hashed now: with the pinned sum it is marked verified and
+    /// needed no more; with another it is missing, and [`Missing::found`] says what its sum is. It is left in
+    /// place: an air-gapped directory is the user's, and `kthw artifacts fetch` replaces it.
     pub fn missing<'a>(&self, manifest: &'a Manifest, spec: &ClusterSpec, until: Phase) -> Vec<Missing<'a>> {
         manifest
             .needed_until(spec, until)
             .into_iter()
-            .filter(|a| self.state_of(a) != State::Cached)
-            .map(|a| Missing { artifact: a, path: self.path_of(a), command: self.command_for(a) })
+            .filter_map(|a| {
+                let found = match self.state_of(a) {
+                    State::Cached => return None,
+                    State::Unverified if a.kind == Kind::File => self.check_unverified(a)?,
+                    _ => None,
+                };
+                Some(Missing { artifact: a, path: self.path_of(a), command: self.command_for(a), found })
+            })
             .collect()
+    }
+
+    /// Hashes the unverified file `a`: `None` once it is verified here (its marker written), else what is
+    /// wrong with it.
+    fn check_unverified(&self, a: &Artifact) -> Option<Option<String>> {
+        let path = self.path_of(a);
+        let Ok(expected) = a.sum() else { return Some(None) };
+        tracing::info!("verifying {} ({}), which was never verified here", a.name, path.display());
+        match Checksum::of_file(expected.algorithm, &path) {
+            Ok(actual) if actual == expected => match write_marker(&path, &expected) {
+                Ok(()) => None,
+                Err(e) => Some(Some(format!("its sum is the pinned one, but {}", crate::chain(&e)))),
+            },
+            Ok(actual) => Some(Some(format!(
+                "checksum mismatch: {actual}, not the pinned {expected} (a stand-in, a partial copy or another \
+                 release; left in place)"
+            ))),
+            Err(e) => Some(Some(format!("unreadable: {e}"))),
+        }
     }
 
     /// Makes `a` present and verified: verifies what is there, else downloads it. Returns its path.

@@ -404,6 +404,29 @@ fn a_manifest_entry_needs_a_sum_or_a_reason() {
     assert!(Manifest::parse(&short, "t").unwrap_err().to_string().contains("hex digits"));
 }
 
+/// A directory filled by hand (no `.verified` markers): the run's preflight hashes what is there. The right
+/// bytes are verified in place; a stand-in is refused naming its sum and path, and left where it was.
+#[test]
+fn an_unverified_file_is_hashed_before_a_run_and_a_stand_in_is_refused_in_place() {
+    let src = tempfile::tempdir().unwrap();
+    let (file, sum) = payload(src.path());
+    let m = double("https://example.invalid/v9/payload-v9.tar.gz", &sum);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::air_gapped(dir.path().to_path_buf());
+    let path = cache.path_of(&m.artifacts[0]);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, b"a stand-in\n").unwrap();
+    let missing = cache.missing(&m, &ClusterSpec::default(), Phase::Etcd);
+    let found = missing[0].found.as_deref().expect("what is there instead");
+    assert!(found.starts_with("checksum mismatch: sha256:") && found.contains(&sum), "{found}");
+    assert!(path.is_file(), "a stand-in in the user's directory is left where it was");
+    assert_eq!(cache.state_of(&m.artifacts[0]), State::Unverified);
+
+    std::fs::copy(&file, &path).unwrap();
+    assert!(cache.missing(&m, &ClusterSpec::default(), Phase::Etcd).is_empty());
+    assert_eq!(cache.state_of(&m.artifacts[0]), State::Cached, "verified once, marked so");
+}
+
 #[test]
 fn air_gapped_directories_say_where_to_fetch_from() {
     let m = Manifest::pinned();
@@ -427,9 +450,13 @@ fn the_nightly_workflow_runs_every_version_set_and_sums_up_each() {
     assert!(text.contains(&format!("versions: [{}]", names.join(", "))), "the test matrix runs every set");
     assert!(text.contains(&format!("SETS: \"{}\"", names.join(" "))), "the summary reads every set's reports");
     assert!(text.contains("KTHW_VERSIONS: ${{ matrix.versions }}"), "the tests read their set from the matrix");
-    let fetch = format!("for set in {}; do target/debug/kthw artifacts fetch --set \"$set\"", names.join(" "));
-    assert!(text.contains(&fetch), "the build job fetches every set, each into its own cache");
     for set in names {
+        let fetch = format!("run: target/debug/kthw artifacts fetch --set {set} --dir target/kthw-artifacts/{set}");
+        assert!(text.contains(&fetch), "the build job fetches {set} in a step of its own, into its own directory");
         assert!(text.contains(&format!("key: kthw-artifacts-{set}-")), "{set} has a cache of its own");
+        assert!(
+            text.contains(&format!("id: fetch-{set}\n        continue-on-error: true")),
+            "{set} failing stops nothing"
+        );
     }
 }

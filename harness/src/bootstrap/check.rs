@@ -16,6 +16,8 @@ pub struct Lack {
     pub path: PathBuf,
     /// The command that provides it.
     pub command: String,
+    /// What is at `path` instead, when something is (a file whose checksum is not the pinned one).
+    pub found: Option<String>,
 }
 
 /// How far a run can get with the artifacts at hand.
@@ -30,14 +32,16 @@ pub struct Reach {
 /// Every artifact the phases through `until` need and `cache` lacks, each with the phase that needs it first
 /// and the command that provides it. Empty: the run can go ahead.
 pub fn check_artifacts(spec: &ClusterSpec, until: Phase, cache: &Cache, manifest: &Manifest) -> Vec<Lack> {
-    let mut lacks: Vec<Lack> = Vec::new();
-    for phase in until.through() {
-        for m in cache.missing(manifest, spec, phase) {
-            if m.artifact.phases.contains(&phase) && !lacks.iter().any(|l| l.artifact == m.artifact.name) {
-                lacks.push(Lack { phase, artifact: m.artifact.name.clone(), path: m.path, command: m.command });
-            }
-        }
-    }
+    // One pass over the directory (it may hash a file), then ordered by the phase that needs each first.
+    let mut lacks: Vec<Lack> = cache
+        .missing(manifest, spec, until)
+        .into_iter()
+        .filter_map(|m| {
+            let phase = until.through().find(|p| m.artifact.phases.contains(p))?;
+            Some(Lack { phase, artifact: m.artifact.name.clone(), path: m.path, command: m.command, found: m.found })
+        })
+        .collect();
+    lacks.sort_by_key(|l| l.phase);
     lacks
 }
 

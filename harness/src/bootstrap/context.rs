@@ -55,7 +55,7 @@ impl Bootstrap {
         if self.cache.state_of(a) == State::Cached {
             return Ok((a, path));
         }
-        let lack = Lack { phase, artifact: a.name.clone(), command: self.cache.command_for(a), path };
+        let lack = Lack { phase, artifact: a.name.clone(), command: self.cache.command_for(a), path, found: None };
         Err(BootstrapError::MissingArtifacts { phase, missing: vec![lack] })
     }
 

@@ -103,11 +103,18 @@ pub struct WaitFailed {
     pub diagnostics: String,
 }
 
-/// One line per missing artifact: what, where it would be, and the command that provides it.
+/// One line per missing artifact: what, where it would be (and what is there instead), and the command that
+/// provides it.
 pub fn render_lacks(lacks: &[Lack]) -> String {
     lacks
         .iter()
-        .map(|l| format!("  - {} (for {}; expected at {})\n      {}", l.artifact, l.phase, l.path.display(), l.command))
+        .map(|l| {
+            let at = match &l.found {
+                Some(found) => format!("at {}: {found}", l.path.display()),
+                None => format!("expected at {}", l.path.display()),
+            };
+            format!("  - {} (for {}; {at})\n      {}", l.artifact, l.phase, l.command)
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }

@@ -18,7 +18,15 @@ use crate::virt::{self as kvirt, metadata::unix_now};
 const JOURNAL: Duration = Duration::from_secs(30);
 /// The most one node's SSH steps may take together, and the apiserver's view (a sysdump is most of it).
 const NODE_BUDGET: Duration = Duration::from_secs(60);
-const KUBERNETES_BUDGET: Duration = Duration::from_secs(240);
+const KUBERNETES_BUDGET: Duration = Duration::from_secs(300);
+
+/// The longest a bundle of a running cluster of `nodes` nodes takes to collect on KVM (each part at its
+/// budget; the local records and the archive take seconds). A test's nextest timeout must leave this much
+/// after the test's own deadlines, or a timed-out test is killed before its bundle is written
+/// (harness/tests/lint.rs holds .config/nextest.toml to it).
+pub fn collect_budget(nodes: usize) -> Duration {
+    NODE_BUDGET * nodes as u32 + KUBERNETES_BUDGET
+}
 
 /// Makes a bundle of `cluster` under `<state>/bundles/`, with the artifact cache `kthw` uses by default.
 pub async fn collect(cluster: &Cluster, paths: &Paths, reason: Option<&str>) -> Result<Made, BundleError> {
@@ -123,7 +131,8 @@ async fn collect_all(
         w.step("kubernetes", "kubernetes", None, Some(why.to_string()), Duration::ZERO);
     } else {
         let budget = cluster.accel().scale(KUBERNETES_BUDGET);
-        if tokio::time::timeout(budget, super::kube::kubernetes(&mut w, cluster)).await.is_err() {
+        let ends = Instant::now() + budget;
+        if tokio::time::timeout(budget, super::kube::kubernetes(&mut w, cluster, ends)).await.is_err() {
             w.step("kubernetes", "kubernetes", None, Some(format!("gave up after {budget:?}")), budget);
         }
     }

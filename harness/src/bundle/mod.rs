@@ -22,7 +22,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use collect::{collect, collect_boot_failure, collect_for_scenario, collect_for_test, collect_with};
+pub use collect::{
+    collect, collect_boot_failure, collect_budget, collect_for_scenario, collect_for_test, collect_with,
+};
 pub use read::{open, Opened};
 pub use test::{file_name, Extras, TestRecord};
 

@@ -190,14 +190,16 @@ pub struct Unpinned {
     /// The pods that run it (`kubectl get pods` rows name the pod, not the image).
     pub pod_prefix: &'static str,
     pub deployed_by: &'static str,
+    /// What its missing pod does to the run that deployed it.
+    pub effect: &'static str,
 }
 
 impl Unpinned {
     fn why(&self) -> String {
         format!(
             "not pinned by kthw, so never preloaded, and it cannot be pulled without egress: {} deploys {} by a \
-             tag that no primary source pins to a digest",
-            self.deployed_by, self.image
+             tag that no primary source pins to a digest; {}",
+            self.deployed_by, self.image, self.effect
         )
     }
 }
@@ -205,12 +207,18 @@ impl Unpinned {
 /// cilium-cli v0.19.7 (vendor/github.com/cilium/cilium/cilium-cli/): connectivity/check/deployment.go `deploy`
 /// creates Deployment `l7-lb` on every run, under no feature or flag, with `ct.params.EchoImage`, whose default
 /// (cli/connectivity.go `--echo-image`) is defaults/defaults.go
-/// `ConnectivityCheckOptionalImagesTest["ConnectivityTestEchoImage"]`, a gateway-api staging tag.
-/// cilium-cli v0.18.4 has no `--echo-image`.
+/// `ConnectivityCheckOptionalImagesTest["ConnectivityTestEchoImage"]`, a gateway-api staging tag. It never
+/// waits for it (`validateDeployment` waits for `deploymentList()`, which does not name it), and its one test,
+/// `l7-lb`, runs only with cilium-config's `loadbalancer-l7: envoy` (builder/l7_lb.go, utils/features/features.go),
+/// which Cilium's chart writes only with `loadBalancer.l7.backend=envoy` (chart 1.19.5's default: disabled).
+/// cilium-cli v0.18.4 has no `--echo-image`. kthw-scenarios' connectivity module cites the lines.
 pub const UNPINNED: &[Unpinned] = &[Unpinned {
     image: "gcr.io/k8s-staging-gateway-api/echo-advanced:v20251204-v1.4.1",
     pod_prefix: "l7-lb-",
     deployed_by: "cilium-cli v0.19.7's connectivity test (Deployment l7-lb, its default --echo-image)",
+    effect: "the CLI never waits for that pod, so it stays stuck without failing the suite, unless \
+             loadBalancer.l7.backend=envoy runs the l7-lb test against it (the connectivity scenario leaves that \
+             test out then)",
 }];
 
 /// The unpinned image a finding is about, by its reference or by the pod a `kubectl get pods` row names.

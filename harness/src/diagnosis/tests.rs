@@ -417,6 +417,7 @@ fn the_connectivity_echo_image_is_named_as_unpinned_not_as_a_mirror_fault() {
             "{text}: {said}"
         );
         assert!(!said.contains("check that the mirror"), "{said}");
+        assert!(said.contains("without failing the suite") && said.contains("loadBalancer.l7.backend=envoy"), "{said}");
     }
     // Any other failed pull keeps the mirror advice.
     assert!(explain(&diagnose(DESCRIBE_EVENT_BACK_OFF)).contains("check that the mirror"));
