@@ -179,8 +179,9 @@ fn everything_the_tests_read_crosses_sudo_through_the_shards_one_list() {
     let list = code.iter().find_map(|l| l.strip_prefix("PASS_THROUGH=(")).expect("PASS_THROUGH=(...) in nightly-shard");
     let passed: Vec<&str> = list.trim_end_matches(')').split_whitespace().collect();
     // Set for root without us: PATH (as_root passes the job's), TERM (a terminal's, for colour only), and
-    // CARGO_MANIFEST_DIR (nextest sets it for every test it runs).
-    let root_has = ["PATH", "TERM", "CARGO_MANIFEST_DIR"];
+    // CARGO_MANIFEST_DIR and CARGO_PKG_NAME (nextest sets both for every test it runs: nexte.st
+    // docs/configuration/env-vars, "Environment variables nextest sets").
+    let root_has = ["PATH", "TERM", "CARGO_MANIFEST_DIR", "CARGO_PKG_NAME"];
     let mut read = Vec::new();
     for (path, text) in rust_sources().iter().filter(|(p, _)| p != THIS_FILE) {
         for open in ["var(\"", "var_os(\"", "env = \""] {
