@@ -26,17 +26,10 @@ pub fn host_prerequisite(what: &str, missing: Option<String>) -> Option<()> {
     kthw::testing::needs(missing.map_or(Ok(()), |why| Err(format!("the {what} tier cannot run here: {why}"))))
 }
 
-/// The host prerequisites of the vm tier, as `kthw doctor` reports them; `None` when all are present.
+/// The host prerequisites of the vm tier, as `kthw doctor` reports them ([`kthw::testing::vm_host`]); `None`
+/// when all are present.
 pub fn vm_host_missing() -> Option<String> {
-    let missing: Vec<String> = kthw::doctor::run(&test_paths())
-        .into_iter()
-        .filter(|c| c.required && c.is_missing())
-        .map(|c| match c.status {
-            kthw::doctor::Status::Missing { detail, fix } => format!("{}: {detail} (fix: {fix})", c.name),
-            _ => unreachable!("filtered to missing checks"),
-        })
-        .collect();
-    (!missing.is_empty()).then(|| missing.join("; "))
+    kthw::testing::vm_host(&test_paths()).err()
 }
 
 /// The `kthw` binary of this build. Tests never build anything: the nightly's shards run an archive as root,
