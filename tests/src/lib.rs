@@ -284,3 +284,18 @@ pub fn timeline_bars(svg: &std::path::Path, test: &str) -> Vec<(String, String, 
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `just test` runs the example downstream crate after the vm tier, in the same test home: its tests
+    /// restore the etcd snapshot the vm tier saved, instead of booting, only while its spec is this one.
+    #[test]
+    fn the_example_downstream_crate_runs_the_vm_tiers_etcd_spec() {
+        let file = kthw::testing::workspace_dir().join("examples/downstream/cluster.toml");
+        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let theirs = ClusterSpec::from_toml_validated(&text, "examples/downstream/cluster.toml").unwrap();
+        assert_eq!(theirs, etcd_spec());
+    }
+}
