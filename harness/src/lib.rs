@@ -31,6 +31,8 @@ pub mod spec;
 pub mod ssh;
 pub mod tasks;
 pub mod testing;
+// What users write their tests with: every public item documented (CI's -D warnings holds it).
+#[warn(missing_docs)]
 pub mod testkit;
 pub mod timeline;
 pub mod up;

@@ -60,21 +60,23 @@ pub async fn collect_boot_failure(
     collect_all(cluster, paths, bootstrap, Some(reason), None, Scope::Boot).await
 }
 
-/// [`collect_with`] for a failed scenario, named in the manifest so that `kthw repro` runs it again.
+/// [`collect_with`] for a failed scenario, named in the manifest so that `kthw repro` runs it again, with what
+/// it added ([`Extras`]: the pods of the namespaces it made).
 pub async fn collect_for_scenario(
     cluster: &Cluster,
     paths: &Paths,
     bootstrap: &Bootstrap,
     scenario: &str,
     reason: &str,
+    extras: &Extras,
 ) -> Result<Made, BundleError> {
-    collect_all(cluster, paths, bootstrap, Some(reason), Some(Of::Scenario(scenario)), Scope::Running).await
+    collect_all(cluster, paths, bootstrap, Some(reason), Some(Of::Scenario(scenario, extras)), Scope::Running).await
 }
 
 /// Whose failure a bundle is, when a scenario's or a test's.
 #[derive(Debug, Clone, Copy)]
 enum Of<'a> {
-    Scenario(&'a str),
+    Scenario(&'a str, &'a Extras),
     Test(&'a TestRecord, &'a Extras),
 }
 
@@ -125,7 +127,7 @@ async fn collect_all(
         }
     }
 
-    if let Some(Of::Test(_, extras)) = of {
+    if let Some(Of::Test(_, extras) | Of::Scenario(_, extras)) = of {
         let budget = cluster.accel().scale(KUBERNETES_BUDGET);
         if tokio::time::timeout(budget, super::test::collect(&mut w, cluster, extras)).await.is_err() {
             w.step("test", "test", None, Some(format!("gave up after {budget:?}")), budget);
@@ -140,7 +142,7 @@ async fn collect_all(
         created: unix_now(),
         reason: reason.unwrap_or("on demand").to_string(),
         scenario: match of {
-            Some(Of::Scenario(s)) => Some(s.to_string()),
+            Some(Of::Scenario(s, _)) => Some(s.to_string()),
             _ => None,
         },
         test: match of {

@@ -73,9 +73,16 @@ impl TestCluster {
     }
 
     pub(super) fn new(mut running: Running, paths: Paths, test: TestRecord, keep: Keep, ttl: Duration) -> TestCluster {
+        panics::note_messages();
         let extras = Arc::new(Mutex::new(Extras::default()));
         panics::arm(&mut running, &paths, &test, &extras, keep, ttl);
         TestCluster { inner: Arc::new(Inner { running, paths, test, keep, ttl, extras }) }
+    }
+
+    /// A cluster brought up or opened by other means ([`Up`], [`Cluster::open`]) as test `test`'s, armed like
+    /// one from [`Builder::start`]: for a runner of the user's own, such as kthw-scenarios'.
+    pub fn adopt(running: Running, paths: Paths, test: &str, keep: Keep, ttl: Duration) -> TestCluster {
+        TestCluster::new(running, paths, TestRecord::here(test), keep, ttl)
     }
 
     /// The library's cluster handle, for what this API does not cover (sessions, phases, faults by hand).
@@ -88,14 +95,17 @@ impl TestCluster {
         &self.inner.running.bootstrap
     }
 
+    /// The cluster's spec, as it was brought up.
     pub fn spec(&self) -> &ClusterSpec {
         self.cluster().spec()
     }
 
+    /// The cluster's name (`kthw list`, `kthw ssh NAME NODE`).
     pub fn name(&self) -> &str {
         self.cluster().name()
     }
 
+    /// Where its images, snapshots, run directory and bundles live.
     pub fn paths(&self) -> &Paths {
         &self.inner.paths
     }
@@ -182,31 +192,36 @@ impl TestCluster {
     /// Adds `cmd`'s output on `node` to the failure bundle, run when the bundle is made.
     pub fn attach_command(&self, node: &str, cmd: &str) -> Result<(), TestError> {
         self.node(node)?;
-        self.extras().commands.push((node.to_string(), cmd.to_string()));
+        self.extras_mut().commands.push((node.to_string(), cmd.to_string()));
         Ok(())
     }
 
     /// Adds file `path` of `node` to the failure bundle, as it is when the bundle is made.
     pub fn attach_file(&self, node: &str, path: &str) -> Result<(), TestError> {
         self.node(node)?;
-        self.extras().files.push((node.to_string(), path.to_string()));
+        self.extras_mut().files.push((node.to_string(), path.to_string()));
         Ok(())
     }
 
     /// Adds `text` to the failure bundle as `test/<name>` (an object's dump, what the test saw).
     pub fn attach_text(&self, name: &str, text: &str) {
-        self.extras().texts.push((name.to_string(), text.to_string()));
+        self.extras_mut().texts.push((name.to_string(), text.to_string()));
     }
 
     /// Records namespace `ns` as the test's: the failure bundle takes every pod's description and logs in it.
     pub(super) fn record_namespace(&self, ns: &str) {
-        let mut extras = self.extras();
+        let mut extras = self.extras_mut();
         if !extras.namespaces.iter().any(|n| n == ns) {
             extras.namespaces.push(ns.to_string());
         }
     }
 
-    pub(super) fn extras(&self) -> std::sync::MutexGuard<'_, Extras> {
+    /// What the test has added to its failure bundle so far.
+    pub fn extras(&self) -> Extras {
+        self.extras_mut().clone()
+    }
+
+    fn extras_mut(&self) -> std::sync::MutexGuard<'_, Extras> {
         self.inner.extras.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -214,9 +229,9 @@ impl TestCluster {
         (self.inner.keep, self.inner.ttl)
     }
 
-    /// The running cluster back, when this is the last handle (a setup step done, a test ended); the handle
-    /// again otherwise.
-    pub(super) fn into_running(self) -> Result<Running, TestCluster> {
+    /// The running cluster back, when this is the last handle (to keep it, save it, take it down); the
+    /// handle again otherwise.
+    pub fn into_running(self) -> Result<Running, TestCluster> {
         match Arc::try_unwrap(self.inner) {
             Ok(inner) => Ok(inner.running),
             Err(inner) => Err(TestCluster { inner }),
@@ -237,8 +252,8 @@ impl Builder {
         self
     }
 
-    /// Where images, artifacts, snapshots, run directories and bundles live; `KTHW_HOME` (else the user's
-    /// cache and state directories) by default.
+    /// Where images, artifacts, snapshots, run directories and bundles live; by default `KTHW_HOME`, else
+    /// `kthw-test-home` in the test binary's target directory ([`Paths::for_tests`]), never the user's home.
     pub fn paths(mut self, paths: Paths) -> Builder {
         self.paths = Some(paths);
         self
@@ -261,11 +276,13 @@ impl Builder {
     /// `KTHW_KEEP_TTL` say what becomes of it after a failure.
     pub async fn start(self, test: &str) -> Result<TestCluster, TestError> {
         let record = TestRecord::here(test);
-        panics::note_messages();
-        let paths = self.paths.clone().unwrap_or_else(Paths::from_env);
+        let paths = match self.paths.clone() {
+            Some(p) => p,
+            None => Paths::for_tests().map_err(|why| TestError::Env(format!("no test home: {why}")))?,
+        };
         let (keep, ttl) = crate::keep::from_env().map_err(TestError::Env)?;
         if let Some(kept) = std::env::var(TEST_ON).ok().filter(|v| !v.trim().is_empty()) {
-            return self.on_kept(kept.trim(), paths, record, keep, ttl);
+            return self.on_kept(kept.trim(), paths, record, ttl);
         }
         let spec = self.spec.clone().unwrap_or_default();
         let up_err = |e: UpError| TestError::Up(Box::new(e));
@@ -296,22 +313,16 @@ impl Builder {
         Ok(cluster)
     }
 
-    /// The kept cluster `name`, as it is: no golden restore, no setup step, left running when dropped.
-    fn on_kept(
-        &self,
-        name: &str,
-        paths: Paths,
-        test: TestRecord,
-        keep: Keep,
-        ttl: Duration,
-    ) -> Result<TestCluster, TestError> {
+    /// The kept cluster `name`, as it is: no golden restore, no setup step, left running when dropped (and
+    /// after a failure: it is kept already).
+    fn on_kept(&self, name: &str, paths: Paths, test: TestRecord, ttl: Duration) -> Result<TestCluster, TestError> {
         let cluster = Cluster::open(name, &paths)
             .map_err(|e| TestError::Cluster { cluster: name.to_string(), source: Box::new(e) })?;
         eprintln!("test {}: on kept cluster {name} ({TEST_ON}), which it leaves running", test.name);
         let bootstrap = Bootstrap::new(&paths, self.artifacts_dir.clone(), cluster.spec().versions);
         let running =
             Running { cluster, plan: Plan { last: self.phase, blocked: None }, reports: Vec::new(), bootstrap };
-        Ok(TestCluster::new(running, paths, test, keep, ttl))
+        Ok(TestCluster::new(running, paths, test, Keep::Always, ttl))
     }
 }
 

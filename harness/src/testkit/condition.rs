@@ -12,7 +12,8 @@ use serde_json::Value;
 /// ```
 /// use kthw::testkit::Condition;
 /// use serde_json::json;
-/// let pod = json!({"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}});
+/// let pod = json!({"status": {"phase": "Running", "podIP": "10.200.1.7",
+///                            "conditions": [{"type": "Ready", "status": "True"}]}});
 /// assert!(Condition::Exists.judge(Some(&pod)).is_ok());
 /// assert!(Condition::status("Ready").judge(Some(&pod)).is_ok());
 /// assert!(Condition::PodRunning.judge(Some(&pod)).is_ok());
@@ -27,11 +28,21 @@ pub enum Condition {
     /// The apiserver no longer has it (finalizers done).
     Deleted,
     /// `status.conditions` holds one of this type with this status: `Ready`, `Available`, `Established`...
-    Status { kind: String, status: String },
+    Status {
+        /// The condition's `type`.
+        kind: String,
+        /// The `status` it must have: `True`, `False` or `Unknown`.
+        status: String,
+    },
     /// A pod in phase Running with an address.
     PodRunning,
     /// A predicate of the caller's own, named for the errors.
-    Custom { what: String, holds: Arc<dyn Fn(&Value) -> bool + Send + Sync> },
+    Custom {
+        /// What it waits for, as errors say it.
+        what: String,
+        /// Whether the object as the apiserver returns it meets it.
+        holds: Arc<dyn Fn(&Value) -> bool + Send + Sync>,
+    },
 }
 
 impl Condition {

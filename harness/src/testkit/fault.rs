@@ -66,6 +66,7 @@ impl FaultGuard {
         &self.said
     }
 
+    /// The fault in force.
     pub fn fault(&self) -> &Fault {
         &self.fault
     }

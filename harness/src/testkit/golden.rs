@@ -61,10 +61,12 @@ impl Golden {
         Golden { name: name.to_string(), version: version.to_string(), setup: Arc::new(setup) }
     }
 
+    /// The state's name.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The version its setup step is at.
     pub fn version(&self) -> &str {
         &self.version
     }
@@ -116,11 +118,16 @@ impl Golden {
             let source = up.clone().name(base).run().await.map_err(up_err)?;
             let (keep, ttl) = crate::keep::from_env().map_err(TestError::Env)?;
             let setting_up = TestCluster::new(source, paths.clone(), test.clone(), keep, ttl);
-            (self.setup)(&setting_up).await.map_err(|e| TestError::Setup {
-                name: self.name.clone(),
-                version: self.version.clone(),
-                source: Box::new(e),
-            })?;
+            if let Err(e) = (self.setup)(&setting_up).await {
+                // Explained like a test's failure: a bundle of the cluster the step left, kept as KTHW_KEEP says.
+                let message = format!("the setup step of golden state {}: {}", self.name, crate::chain(&e));
+                let failed = super::run::failed(setting_up, message).await;
+                return Err(TestError::Setup {
+                    name: self.name.clone(),
+                    version: self.version.clone(),
+                    source: Box::new(failed),
+                });
+            }
             let source = setting_up.into_running().map_err(|_| {
                 TestError::Check(format!(
                     "golden state {}: the setup step kept a handle of the cluster it set up; it must not",
@@ -128,14 +135,27 @@ impl Golden {
                 ))
             })?;
             tracing::info!(key, "golden: saving the test's own state");
-            let disk = std::fs::canonicalize(&image.disk).unwrap_or_else(|_| image.disk.clone());
-            golden::save(source.cluster, inputs, paths, disk, None).await.map_err(golden_err)?;
+            let base = base_of(&source, image, paths);
+            golden::save(source.cluster, inputs, paths, base, None).await.map_err(golden_err)?;
         }
         drop(lock);
         up.restore_copy(&key)
             .await
             .map_err(up_err)?
             .ok_or_else(|| golden_err(golden::GoldenError::NotFound { key: key.clone() }))
+    }
+}
+
+/// What the state's disks stand on, for the snapshot's check that it is still there: the state is saved from
+/// a copy of the phase's snapshot, so its frozen disks are backed by that snapshot's (which are backed by the
+/// node image). When the phase's snapshot is pruned, the state's is refused as unusable and made again,
+/// instead of restoring disks with a missing backing file.
+fn base_of(source: &Running, image: &NodeImage, paths: &Paths) -> std::path::PathBuf {
+    let origin = std::fs::read_to_string(source.cluster.run_dir().golden_origin()).ok();
+    let first = source.cluster.nodes().first().map(|n| n.name.clone());
+    match (origin, first) {
+        (Some(key), Some(node)) => golden::store::dir(paths, key.trim()).join("nodes").join(node).join("disk.qcow2"),
+        _ => std::fs::canonicalize(&image.disk).unwrap_or_else(|_| image.disk.clone()),
     }
 }
 

@@ -113,7 +113,7 @@ impl Kube {
         Ok(got.map(|o| serde_json::to_value(o).expect("an object serializes")))
     }
 
-    /// Waits until `obj` meets `condition` ([`WAIT`], scaled); the object as last read (None once deleted).
+    /// Waits until `obj` meets `condition` (120 s on KVM, scaled under TCG); the object as last read (None once deleted).
     /// The deadline's error says what the object last looked like.
     pub async fn wait_for(&self, obj: &ObjectRef, condition: Condition) -> Result<Option<Value>, TestError> {
         self.wait_for_within(obj, condition, WAIT).await

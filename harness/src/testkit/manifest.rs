@@ -19,14 +19,18 @@ use super::TestError;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectRef {
+    /// `v1`, `apps/v1`, `cilium.io/v2`...
     pub api_version: String,
+    /// `Pod`, `Deployment`, `CiliumNetworkPolicy`...
     pub kind: String,
     /// None for a cluster-scoped object (a Namespace, a ClusterRole, a CRD).
     pub namespace: Option<String>,
+    /// `metadata.name`.
     pub name: String,
 }
 
 impl ObjectRef {
+    /// Object `name` of `kind` in `api_version`, cluster-scoped until [`ObjectRef::within`] a namespace.
     pub fn new(api_version: &str, kind: &str, name: &str) -> ObjectRef {
         ObjectRef { api_version: api_version.into(), kind: kind.into(), namespace: None, name: name.into() }
     }
@@ -64,9 +68,11 @@ impl fmt::Display for ObjectRef {
 /// One object of the YAML given, numbered from 1 as it stands there (empty documents not counted).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Doc {
+    /// Its number in the YAML given, from 1.
     pub index: usize,
     /// As the document says: its namespace only when it names one.
     pub target: ObjectRef,
+    /// The object as sent.
     pub object: Value,
 }
 
@@ -127,6 +133,8 @@ pub fn refusal(doc: &Doc, status: &kube::core::Status) -> TestError {
 mod tests {
     use super::*;
 
+    // Written by hand to exercise the splitting: a namespaced and a cluster-scoped object, a comment-only
+    // document, and a List whose items carry no namespace of their own.
     const SHOP: &str = "\
 apiVersion: v1
 kind: Namespace
@@ -175,6 +183,7 @@ items:
 
     #[test]
     fn a_document_without_what_apply_needs_is_named() {
+        // Written by hand to exercise a document server-side apply cannot take (generateName, no name).
         let no_name = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n---\napiVersion: v1\nkind: Pod\n\
                        metadata:\n  generateName: p-\n";
         let err = documents(no_name).unwrap_err().to_string();

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::{TestCluster, TestError};
-use crate::ssh::{shell_quote, Output, Session, SshError};
+use crate::ssh::{shell_quote, Output, Session, SshError, Tunnel};
 
 /// A command on a node, on KVM; scaled under TCG.
 pub const COMMAND: Duration = Duration::from_secs(60);
@@ -41,12 +41,13 @@ impl Node {
         Node { cluster, name, command: COMMAND, wait: WAIT }
     }
 
+    /// The node's name, as the spec gives it.
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// This node with other deadlines, written for KVM (scaled under TCG like the defaults, [`COMMAND`] for
-    /// a command and [`WAIT`] for a wait).
+    /// This node with other deadlines, written for KVM and scaled under TCG like the defaults (60 s for a
+    /// command, 120 s for a wait).
     pub fn with_deadlines(mut self, command: Duration, wait: Duration) -> Node {
         (self.command, self.wait) = (command, wait);
         self
@@ -73,6 +74,13 @@ impl Node {
     pub async fn exec(&self, cmd: &str) -> Result<Output, TestError> {
         let s = self.session().await?;
         s.exec(cmd, self.scaled(self.command)).await.map_err(self.ssh(cmd))
+    }
+
+    /// [`Node::exec`] within `deadline` as given, not scaled: for a wait whose length is itself what is tried
+    /// (a timeout the test provokes), or one the caller scaled already.
+    pub async fn exec_within(&self, cmd: &str, deadline: Duration) -> Result<Output, TestError> {
+        let s = self.session().await?;
+        s.exec(cmd, deadline).await.map_err(self.ssh(cmd))
     }
 
     /// Runs `cmd`, which must exit 0; its stdout. The error carries its status and the end of its stderr.
@@ -165,6 +173,13 @@ impl Node {
     pub async fn download(&self, remote: &str, local: &Path) -> Result<(), TestError> {
         let what = format!("download {remote} to {}", local.display());
         self.session().await?.download(remote, local).await.map_err(self.ssh(&what))
+    }
+
+    /// A host port (on 127.0.0.1) forwarded through this node to `host:port` as the node reaches it, for as
+    /// long as the tunnel lives: the host's only way into the cluster network (the host never routes there).
+    pub async fn forward(&self, host: &str, port: u16) -> Result<Tunnel, TestError> {
+        let what = format!("forward a host port to {host}:{port}");
+        self.session().await?.forward_local(host, port).await.map_err(self.ssh(&what))
     }
 
     /// Polls `probe` every half second until it gives `Ok(Ok(value))`, at most this node's wait deadline:

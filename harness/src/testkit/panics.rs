@@ -32,7 +32,7 @@ pub(super) fn note_messages() {
 }
 
 /// The last panic's message on this thread, once.
-fn last() -> Option<String> {
+pub(super) fn last() -> Option<String> {
     LAST.with(|l| l.borrow_mut().take())
 }
 

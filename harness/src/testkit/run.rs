@@ -45,18 +45,23 @@ where
     let message = match outcome {
         Ok(Ok(())) => return Ok(()),
         Ok(Err(e)) => crate::chain(&e),
-        Err(payload) => panics::message(&*payload),
+        Err(payload) => {
+            // Caught here, so no drop of the cluster will ask for the note of it.
+            let _ = panics::last();
+            panics::message(&*payload)
+        }
     };
     Err(failed(cluster, message).await)
 }
 
-/// The bundle, the keeping and the error of test body that failed with `message`.
-async fn failed(cluster: TestCluster, message: String) -> TestError {
+/// The bundle, the keeping and the error of a test body (or a golden state's setup step) that failed on
+/// `cluster` with `message`.
+pub(super) async fn failed(cluster: TestCluster, message: String) -> TestError {
     let test = cluster.test().clone();
     let reason = panics::reason(&test.name, &message);
     eprintln!("{reason}: making a failure bundle before the teardown");
     let started = Instant::now();
-    let extras = cluster.extras().clone();
+    let extras = cluster.extras();
     let made = crate::bundle::collect_for_test(
         cluster.cluster(),
         cluster.paths(),
