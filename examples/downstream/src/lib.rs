@@ -11,13 +11,12 @@ pub fn spec() -> ClusterSpec {
         .unwrap_or_else(|e| panic!("{}", kthw::chain(&e)))
 }
 
-/// A test's cluster at `phase` (restored from the golden snapshot of that phase), kept under the test home
+/// A test's cluster at `phase` (restored from the golden snapshot of that phase) under the test home
 /// (`KTHW_HOME`, else `kthw-test-home` in the target directory); `None`, having printed why, on a host that
 /// cannot run VMs (under `CI=true` that fails the test instead).
 pub fn cluster_at(phase: Phase, spec: ClusterSpec) -> Option<Builder> {
-    let paths = kthw::testing::test_paths();
-    kthw::testing::needs(kthw::testing::vm_host(&paths))?;
-    Some(TestCluster::at(phase).spec(spec).paths(paths))
+    kthw::testing::needs(kthw::testing::vm_host(&kthw::testing::test_paths()))?;
+    Some(TestCluster::at(phase).spec(spec))
 }
 
 /// The furthest phase a host with no upstream downloads reaches: `etcd`, with `etcd_from = "debian"`.

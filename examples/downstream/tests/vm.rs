@@ -22,13 +22,12 @@ async fn etcd_keys(c: &TestCluster, prefix: &str) -> Result<BTreeSet<String>, Te
 /// the README's first test, word for word: it uses nothing of this crate's own.
 #[tokio::test]
 async fn every_node_answers_with_its_own_name_and_address() -> Result<(), TestError> {
-    // Where tests keep images and clusters: KTHW_HOME, else kthw-test-home in the target directory.
-    let paths = kthw::testing::test_paths();
-    // No libvirt or QEMU here: print why and pass (under CI=true: fail).
-    let Some(()) = kthw::testing::needs(kthw::testing::vm_host(&paths)) else { return Ok(()) };
+    // No libvirt or QEMU here: print why and pass (under CI=true: fail). The test home is KTHW_HOME, else
+    // kthw-test-home in the target directory: where images, snapshots, clusters and bundles go.
+    let Some(()) = kthw::testing::needs(kthw::testing::vm_host(&kthw::testing::test_paths())) else { return Ok(()) };
     let spec = kthw::ClusterSpec::from_toml_validated(include_str!("../cluster.toml"), "cluster.toml")
         .map_err(TestError::other)?;
-    let cluster = TestCluster::at(Phase::Etcd).spec(spec).paths(paths);
+    let cluster = TestCluster::at(Phase::Etcd).spec(spec);
     run(cluster, "every_node_answers_with_its_own_name_and_address", async |c| {
         let answers = c.on_every_node("hostname; ip -4 -o addr show").await?;
         assert_eq!(answers.len(), c.spec().nodes.len(), "every node answers");
