@@ -33,14 +33,26 @@ gc:
 image *args:
     {{kthw}} image build {{args}}
 
-# Format and lint checks, then every test tier this host can run (the CI profile).
+# The example downstream crate (a user's repository in miniature: its own workspace and lock, kthw by path) is
+# built in the workspace's target directory, so only kthw and the example compile again (Cargo hashes a path
+# dependency's place relative to the workspace root, so kthw is a new unit there: rust-lang/cargo
+# src/cargo/core/package_id.rs `stable_hash`), and its tests share the test home under it: the node image and
+# the golden snapshots the vm tier saved. It runs after the workspace's tests, never beside them.
+downstream := "CARGO_TARGET_DIR=\"${CARGO_TARGET_DIR:-" + justfile_directory() + "/target}\" cargo nextest run --manifest-path examples/downstream/Cargo.toml --locked"
+
+# Format and lint checks, then every test tier this host can run (the CI profile), then the example downstream
+# crate's tests (examples/downstream: what a user's repository of kthw tests runs).
 test:
     cargo fmt --all --check
+    cargo fmt --manifest-path examples/downstream/Cargo.toml --all --check
     {{lint_while_building}} cargo nextest run --workspace --locked --profile ci
+    {{lint_while_building}} {{downstream}} --profile ci
 
-# Every tier including the cluster tier and its ignored tests (KVM runners with the pinned artifacts).
+# Every tier including the cluster tier and its ignored tests (KVM runners with the pinned artifacts), the
+# example downstream crate's too.
 e2e:
     cargo nextest run --workspace --locked --profile nightly --run-ignored all
+    {{downstream}} --profile nightly --run-ignored all
 
 # Unit tier only: seconds, no host prerequisites (the README's filter).
 unit:

@@ -60,6 +60,25 @@ pub fn test_paths() -> crate::paths::Paths {
     crate::paths::Paths::for_tests().unwrap_or_else(|why| panic!("no test home: {why}"))
 }
 
+/// `Ok` when this host can run kthw's VMs: every required check of `kthw doctor` (QEMU, the libvirt daemon,
+/// the image tools, space under `paths`) passes; otherwise each missing one with its fix. For a VM test's
+/// first line: `let Some(()) = needs(vm_host(&paths)) else { return };`.
+pub fn vm_host(paths: &crate::paths::Paths) -> Result<(), String> {
+    let missing: Vec<String> = crate::doctor::run(paths)
+        .into_iter()
+        .filter_map(|c| match c.status {
+            crate::doctor::Status::Missing { detail, fix } if c.required => {
+                Some(format!("{}: {detail} (fix: {fix})", c.name))
+            }
+            _ => None,
+        })
+        .collect();
+    match missing.is_empty() {
+        true => Ok(()),
+        false => Err(format!("this host cannot run kthw's VMs: {}", missing.join("; "))),
+    }
+}
+
 /// A binary target of the test's own package: `NEXTEST_BIN_EXE_<name>` (nextest, remapped into an extracted
 /// archive), else `CARGO_BIN_EXE_<name>` at run time (nextest, and cargo test since Rust 1.94), else `built`,
 /// the path compiled in with `env!("CARGO_BIN_EXE_<name>")`. Only the same package's binaries are given to a

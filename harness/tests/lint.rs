@@ -244,12 +244,15 @@ fn the_nightly_requires_kvm_and_pull_requests_do_not() {
 // came from, artifact sums that say where they were published. Each rule is a function over text, so a test
 // beside it shows it catches a violation.
 
-/// The workspace's own Rust sources, relative to the root, sorted.
+/// The repository's own Rust sources (the workspace's and the example downstream crate's), relative to the
+/// root, sorted.
 fn rust_sources() -> Vec<(String, String)> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         for e in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display())) {
             let p = e.unwrap().path();
-            if p.is_dir() {
+            // A crate built with its own target directory inside (examples/downstream without
+            // CARGO_TARGET_DIR) holds generated sources there: build output, not ours.
+            if p.is_dir() && p.file_name().is_some_and(|n| n != "target") {
                 walk(&p, out);
             } else if p.extension().is_some_and(|x| x == "rs") {
                 out.push(p);
@@ -257,7 +260,8 @@ fn rust_sources() -> Vec<(String, String)> {
         }
     }
     let mut files = Vec::new();
-    for krate in ["harness", "scenarios", "cli", "tests", "bench"] {
+    // The example downstream crate is outside the workspace but is ours, and what users copy: same rules.
+    for krate in ["harness", "scenarios", "cli", "tests", "bench", "examples/downstream"] {
         walk(&repo().join(krate), &mut files);
     }
     files.sort();
@@ -714,4 +718,33 @@ fn a_scenario_longer_than_nextest_allows_is_caught() {
     let said = scenario_overruns(&config, "connectivity.rs", 1830).expect("1830 s of waits do not fit 30 min");
     assert!(said.contains("1800 s (profile.nightly.overrides[0]") && said.contains("connectivity.rs"), "{said}");
     assert_eq!(scenario_overruns(&config, "pod_cidr.rs", 60), None, "a minute of waits fits");
+}
+
+// `just test` builds the example downstream crate (examples/downstream, a workspace of its own) in the
+// workspace's target directory, so that it compiles no dependency a second time: that holds only while its
+// dev profile is the workspace's. kthw itself is a member here and a dependency there, where
+// `[profile.dev.package."*"]` would optimise it, so the example gives kthw the members' settings by name.
+
+/// The `[profile]` table of the manifest at `path` (relative to the root).
+fn profile_of(path: &str) -> toml::Table {
+    let file = repo().join(path);
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
+    let doc: toml::Table = text.parse().unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    doc.get("profile").and_then(|p| p.as_table()).cloned().unwrap_or_default()
+}
+
+#[test]
+fn the_example_downstream_crate_builds_in_the_workspaces_profile() {
+    let ours = profile_of("Cargo.toml");
+    let mut theirs = profile_of("examples/downstream/Cargo.toml");
+    let dev = theirs.get_mut("dev").and_then(|d| d.as_table_mut()).expect("the example has [profile.dev]");
+    let packages = dev.get_mut("package").and_then(|p| p.as_table_mut()).expect("per-package settings");
+    let kthw = packages.remove("kthw").expect("the example names kthw's own settings");
+    let members_debug = ours["dev"].get("debug").cloned().expect("the workspace's dev debug setting");
+    let expected = toml::Table::from_iter([
+        ("opt-level".to_string(), toml::Value::Integer(0)),
+        ("debug".to_string(), members_debug),
+    ]);
+    assert_eq!(kthw.as_table(), Some(&expected), "kthw as the workspace builds its members");
+    assert_eq!(theirs, ours, "examples/downstream/Cargo.toml's [profile] is the workspace's (plus kthw's line)");
 }

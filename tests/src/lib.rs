@@ -26,17 +26,10 @@ pub fn host_prerequisite(what: &str, missing: Option<String>) -> Option<()> {
     kthw::testing::needs(missing.map_or(Ok(()), |why| Err(format!("the {what} tier cannot run here: {why}"))))
 }
 
-/// The host prerequisites of the vm tier, as `kthw doctor` reports them; `None` when all are present.
+/// The host prerequisites of the vm tier, as `kthw doctor` reports them ([`kthw::testing::vm_host`]); `None`
+/// when all are present.
 pub fn vm_host_missing() -> Option<String> {
-    let missing: Vec<String> = kthw::doctor::run(&test_paths())
-        .into_iter()
-        .filter(|c| c.required && c.is_missing())
-        .map(|c| match c.status {
-            kthw::doctor::Status::Missing { detail, fix } => format!("{}: {detail} (fix: {fix})", c.name),
-            _ => unreachable!("filtered to missing checks"),
-        })
-        .collect();
-    (!missing.is_empty()).then(|| missing.join("; "))
+    kthw::testing::vm_host(&test_paths()).err()
 }
 
 /// The `kthw` binary of this build. Tests never build anything: the nightly's shards run an archive as root,
@@ -290,4 +283,19 @@ pub fn timeline_bars(svg: &std::path::Path, test: &str) -> Vec<(String, String, 
             Some((class.to_string(), n.attribute("fill")?.to_string(), n.attribute("stroke-dasharray").is_some()))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `just test` runs the example downstream crate after the vm tier, in the same test home: its tests
+    /// restore the etcd snapshot the vm tier saved, instead of booting, only while its spec is this one.
+    #[test]
+    fn the_example_downstream_crate_runs_the_vm_tiers_etcd_spec() {
+        let file = kthw::testing::workspace_dir().join("examples/downstream/cluster.toml");
+        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let theirs = ClusterSpec::from_toml_validated(&text, "examples/downstream/cluster.toml").unwrap();
+        assert_eq!(theirs, etcd_spec());
+    }
 }
