@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::nodecheck::NodeLacks;
 use super::rollout::RolloutStalled;
 use super::Lack;
 use crate::access::AccessError;
@@ -72,6 +73,12 @@ pub enum BootstrapError {
         object: String,
         #[source]
         source: Box<kube::Error>,
+    },
+    #[error("phase {phase}")]
+    NodeLacks {
+        phase: Phase,
+        #[source]
+        source: Box<NodeLacks>,
     },
     #[error("phase {phase}: the spec: {detail}")]
     Spec { phase: Phase, detail: String },

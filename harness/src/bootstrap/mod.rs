@@ -15,6 +15,7 @@ mod error;
 mod layout;
 mod node;
 pub mod node_files;
+pub mod nodecheck;
 mod phases;
 mod preload;
 pub mod rollout;

@@ -5,6 +5,7 @@ mod cri;
 mod faults;
 mod golden;
 mod images;
+mod nodechecks;
 mod nodes;
 mod runtimes;
 mod scenario_premises;
