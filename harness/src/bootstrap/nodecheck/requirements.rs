@@ -1,9 +1,10 @@
 //! What the kubelet, the hard way and the Cilium agent need of a worker before they start, per version set,
 //! each with where upstream says so. Kubernetes and Cilium sources are cited at the set's pinned tag by path
 //! and function (the search index holds kubernetes/kubernetes and cilium/cilium at one commit each, not at
-//! every tag: `kubernetes/kubernetes@001332b0` for container_manager_linux.go, `cilium/cilium@25972d8e` for
-//! requirements.go, `cilium/cilium@00c88111` for system_requirements.rst); the Cilium chart and the hard way
-//! are cited by line at the exact commit (cilium/cilium-cli vendors each chart release).
+//! every tag: `kubernetes/kubernetes@001332b0` for container_manager_linux.go, `@0428b0fd` for
+//! validation_linux.go, `cilium/cilium@25972d8e` for requirements.go, `@e0cc421a` for probes.go, `@00c88111`
+//! for system_requirements.rst, and each read there); the Cilium chart and the hard way are cited by line at
+//! the exact commit (cilium/cilium-cli vendors each chart release).
 
 use crate::spec::VersionSet;
 
@@ -142,7 +143,10 @@ pub fn requirements(set: VersionSet, rendered: &Rendered) -> Vec<Requirement> {
             format!(
                 "{}: \"kubelet is configured to not run on a host using cgroup v1\"; failCgroupV1 defaults to \
                  true from 1.35 ({}), and our kubelet config leaves it unset",
-                kk("pkg/kubelet/apis/config/validation/validation_linux.go", "validateKubeletOSConfiguration"),
+                kk(
+                    "pkg/kubelet/apis/config/validation/validation_linux.go:32",
+                    "validateKubeletOSConfiguration; the line in the index's copy at 0428b0fd"
+                ),
                 kk("pkg/kubelet/apis/config/v1beta1/defaults.go", "SetDefaults_KubeletConfiguration"),
             ),
         ));
