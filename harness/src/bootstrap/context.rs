@@ -25,6 +25,8 @@ pub struct Bootstrap {
     pub manifest: Manifest,
     pub layout: Layout,
     pub unpack_dir: PathBuf,
+    /// Where Debian packages of other suites are kept (`artifacts::debian::suite_dir` under it).
+    pub deb_cache: PathBuf,
 }
 
 impl Bootstrap {
@@ -40,6 +42,7 @@ impl Bootstrap {
             manifest: Manifest::pinned().for_set(set),
             layout: Layout::default(),
             unpack_dir: paths.cache.join("unpacked"),
+            deb_cache: paths.cache.clone(),
         }
     }
 

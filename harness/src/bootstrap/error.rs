@@ -5,6 +5,7 @@ use super::nodecheck::NodeLacks;
 use super::rollout::RolloutStalled;
 use super::Lack;
 use crate::access::AccessError;
+use crate::artifacts::debian::DebError;
 use crate::cluster::ClusterError;
 use crate::kubeconfig::KubeconfigError;
 use crate::oci::OciError;
@@ -73,6 +74,12 @@ pub enum BootstrapError {
         object: String,
         #[source]
         source: Box<kube::Error>,
+    },
+    #[error("phase {phase}: a Debian package the host fetches for the nodes")]
+    Deb {
+        phase: Phase,
+        #[source]
+        source: Box<DebError>,
     },
     #[error("phase {phase}")]
     NodeLacks {
