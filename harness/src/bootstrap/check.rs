@@ -49,8 +49,8 @@ pub fn reach(spec: &ClusterSpec, until: Phase, cache: &Cache, manifest: &Manifes
     Reach { last: first.previous().expect("nodes needs no artifact"), blocked: Some((first, blocked)) }
 }
 
-/// A hint for a run that cannot reach `etcd` only for lack of upstream etcd: the image's Debian etcd works
-/// without any download.
+/// A hint for a run that cannot reach `etcd` only for lack of upstream etcd: Debian's etcd 3.5 works with no
+/// upstream download (the host fetches it from Debian's package registry).
 pub fn debian_etcd_hint(spec: &ClusterSpec, lacks: &[Lack]) -> Option<String> {
     let upstream_etcd_missing = spec.etcd_from == Origin::Upstream && lacks.iter().any(|l| l.phase == Phase::Etcd);
     upstream_etcd_missing.then(|| {
