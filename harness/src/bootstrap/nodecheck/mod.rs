@@ -11,6 +11,7 @@ mod requirements;
 mod tests;
 mod workers;
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 pub use facts::{kernel_config, mounts, probe, Mount, NodeFacts};
@@ -109,7 +110,7 @@ fn assess(check: &Check, f: &NodeFacts, rendered: &Rendered) -> (bool, String) {
             if cgroup_fs() == "cgroup2" {
                 return (true, "cgroup2 at /sys/fs/cgroup".into());
             }
-            let mounted: BTreeSetStr = f
+            let mounted: BTreeSet<&str> = f
                 .mounts
                 .iter()
                 .filter(|m| m.fstype == "cgroup")
@@ -192,8 +193,6 @@ fn assess(check: &Check, f: &NodeFacts, rendered: &Rendered) -> (bool, String) {
         },
     }
 }
-
-type BTreeSetStr<'a> = std::collections::BTreeSet<&'a str>;
 
 /// Runs [`probe`] on `node` and reads its facts for `requirements`.
 pub async fn read_node(node: &Session, requirements: &[Requirement]) -> Result<(NodeFacts, String), SshError> {
