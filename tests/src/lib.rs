@@ -201,7 +201,8 @@ pub async fn golden_up_until(spec: &ClusterSpec, name: &str, phase: Phase) -> Ru
     up_or_panic(up(spec, name).await.until(phase).save_golden(true)).await
 }
 
-/// The seed's three nodes, small, with the image's etcd: the furthest phase this host's artifacts reach.
+/// The seed's three nodes, small, with Debian trixie's etcd 3.5 (fetched by the host): the furthest phase this
+/// host's artifacts reach.
 pub fn etcd_spec() -> ClusterSpec {
     ClusterSpec { etcd_from: kthw::spec::Origin::Debian, ..small_spec(3) }
 }

@@ -7,6 +7,7 @@
 
 mod cache;
 mod checksum;
+pub mod debian;
 mod download;
 mod mirror;
 #[cfg(test)]

@@ -53,13 +53,14 @@ pub fn reach(spec: &ClusterSpec, until: Phase, cache: &Cache, manifest: &Manifes
     Reach { last: first.previous().expect("nodes needs no artifact"), blocked: Some((first, blocked)) }
 }
 
-/// A hint for a run that cannot reach `etcd` only for lack of upstream etcd: the image's Debian etcd works
-/// without any download.
+/// A hint for a run that cannot reach `etcd` only for lack of upstream etcd: Debian's etcd 3.5 works with no
+/// upstream download (the host fetches it from Debian's package registry).
 pub fn debian_etcd_hint(spec: &ClusterSpec, lacks: &[Lack]) -> Option<String> {
     let upstream_etcd_missing = spec.etcd_from == Origin::Upstream && lacks.iter().any(|l| l.phase == Phase::Etcd);
     upstream_etcd_missing.then(|| {
-        "etcd_from = \"debian\" in the spec uses the node image's etcd 3.4 (Debian's etcd-server) and needs no \
-         download: a run gets through the etcd phase on a host without the upstream artifacts"
+        "etcd_from = \"debian\" in the spec runs Debian trixie's etcd 3.5 (etcd-server and etcd-client, which the \
+         host fetches through apt, Debian's package registry) and needs no upstream download: a run gets through \
+         the etcd phase on a host without the upstream artifacts"
             .to_string()
     })
 }

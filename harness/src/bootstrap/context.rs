@@ -25,6 +25,8 @@ pub struct Bootstrap {
     pub manifest: Manifest,
     pub layout: Layout,
     pub unpack_dir: PathBuf,
+    /// Where Debian packages of other suites are kept (`artifacts::debian::suite_dir` under it).
+    pub deb_cache: PathBuf,
 }
 
 impl Bootstrap {
@@ -35,7 +37,13 @@ impl Bootstrap {
             Some(d) => Cache::air_gapped(d),
             None => Cache::new(paths.artifacts()),
         };
-        Bootstrap { cache, manifest, layout: Layout::default(), unpack_dir: paths.cache.join("unpacked") }
+        Bootstrap {
+            cache,
+            manifest,
+            layout: Layout::default(),
+            unpack_dir: paths.cache.join("unpacked"),
+            deb_cache: paths.cache.clone(),
+        }
     }
 
     /// What the phases through `until` lack; call it before booting anything.

@@ -1,9 +1,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::nodecheck::NodeLacks;
 use super::rollout::RolloutStalled;
 use super::Lack;
 use crate::access::AccessError;
+use crate::artifacts::debian::DebError;
 use crate::cluster::ClusterError;
 use crate::kubeconfig::KubeconfigError;
 use crate::oci::OciError;
@@ -72,6 +74,18 @@ pub enum BootstrapError {
         object: String,
         #[source]
         source: Box<kube::Error>,
+    },
+    #[error("phase {phase}: a Debian package the host fetches for the nodes")]
+    Deb {
+        phase: Phase,
+        #[source]
+        source: Box<DebError>,
+    },
+    #[error("phase {phase}")]
+    NodeLacks {
+        phase: Phase,
+        #[source]
+        source: Box<NodeLacks>,
     },
     #[error("phase {phase}: the spec: {detail}")]
     Spec { phase: Phase, detail: String },

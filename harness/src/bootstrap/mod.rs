@@ -11,10 +11,12 @@ pub mod cilium_install;
 pub mod configs;
 mod context;
 pub mod coredns_manifest;
+mod debs;
 mod error;
 mod layout;
 mod node;
 pub mod node_files;
+pub mod nodecheck;
 mod phases;
 mod preload;
 pub mod rollout;
@@ -26,6 +28,7 @@ use std::path::Path;
 
 pub use check::{check_artifacts, debian_etcd_hint, reach, Lack, Reach};
 pub use context::Bootstrap;
+pub use debs::install_debs;
 pub use error::{render_lacks, BootstrapError, WaitFailed};
 pub use layout::Layout;
 pub use node::JOURNAL_LINES;
@@ -34,7 +37,7 @@ pub use phases::{apiserver_to_kubelet_rbac, kubeconfig_files, load_or_generate, 
 /// What the cilium phase preloads and waits for, for scenarios that install Cilium themselves.
 pub use phases::{cilium_workloads, CILIUM_IMAGES};
 /// What the phases keep in the run directory (`RunDir::phase_output`), by file name.
-pub use phases::{CILIUM_STATUS_OUTPUT, READY_NODES_OUTPUT, READY_PODS_OUTPUT};
+pub use phases::{CILIUM_STATUS_OUTPUT, ETCD_VERSION_OUTPUT, READY_NODES_OUTPUT, READY_PODS_OUTPUT};
 pub use run::PhaseReport;
 
 fn path_str(p: &Path) -> String {

@@ -64,6 +64,8 @@ impl KeyInputs {
                 format!("{} {} {sum}", a.name, a.version)
             })
             .collect();
+        // Debian's packages the phases install (etcd_from = "debian"): a new pin is a new state.
+        needed.extend(crate::artifacts::debian::needed_until(&spec, phase).iter().map(|d| d.describe()));
         needed.sort();
         KeyInputs {
             format: FORMAT,
@@ -153,6 +155,11 @@ mod tests {
             newer.artifacts
         );
         assert!(newer.artifacts.iter().all(|a| !workers.artifacts.contains(a)), "no pin is shared with the seed set");
+        // Debian's etcd, from the etcd phase on.
+        let debian = ClusterSpec { etcd_from: crate::spec::Origin::Debian, ..spec.clone() };
+        let etcd = inputs(&debian, Phase::Etcd);
+        assert!(etcd.artifacts.iter().any(|a| a.starts_with("etcd-server 3.5.16-4 (trixie) sha256:")), "{etcd:?}");
+        assert!(inputs(&debian, Phase::Kubeconfigs).artifacts.is_empty());
         // Even a phase that installs no artifact: the spec names its set.
         assert_ne!(inputs(&current, Phase::Nodes).key(), inputs(&spec, Phase::Nodes).key());
     }

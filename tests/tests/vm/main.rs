@@ -6,6 +6,7 @@ mod faults;
 mod golden;
 mod images;
 mod lock;
+mod nodechecks;
 mod nodes;
 mod runtimes;
 mod scenario_premises;

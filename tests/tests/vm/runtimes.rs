@@ -1,9 +1,10 @@
 //! The runtimes under the hard way, at the majors the version sets pin, from Debian's own builds of them
-//! (DESIGN.md's table; nodes have no egress, so the host fetches the .debs): etcd 3.5 (trixie's 3.5.16; the seed
-//! pins 3.5.21) running the unit the upstream etcd phase renders, with the cluster's certificates; containerd 1.7
-//! (trixie's 1.7.24; the seed pins 1.7.27) and 2.x (sid's 2.1.9; the current set pins 2.2.7) each running the
-//! config and unit the workers phase renders for its set, unmodified, then importing the sandbox image as the
-//! phase does. Debian's binaries stand in for the release tarballs' at the paths the phases install those to.
+//! (DESIGN.md's table; nodes have no egress, so the host fetches the .debs): etcd 3.5 (trixie's 3.5.16 as
+//! `etcd_from = "debian"` pins it; the seed pins 3.5.21) running the unit the upstream etcd phase renders, with
+//! the cluster's certificates; containerd 1.7 (trixie's 1.7.24; the seed pins 1.7.27) and 2.x (sid's 2.1.9;
+//! the current set pins 2.2.7) each running the config and unit the workers phase renders for its set,
+//! unmodified, then importing the sandbox image as the phase does. Debian's binaries stand in for the release
+//! tarballs' at the paths the phases install those to.
 //! Each runs with the node's own runc 1.1.5: trixie's runc 1.1.15 and sid's 1.3.6 need glibc 2.38, and the
 //! nodes are Debian 12 (2.36). On each containerd, right after it runs, the kubelet's half of a pod through CRI
 //! (cri.rs).
@@ -22,7 +23,7 @@ use kthw::spec::{ClusterSpec, VersionSet};
 use kthw::ssh::Session;
 use kthw::up::Running;
 use kthw_tests::cri::{API_PACKAGE, API_SUITE};
-use kthw_tests::debs::{fetch_or_skip, install};
+use kthw_tests::debs::{fetch_or_skip, fetch_pinned_or_skip, install};
 use kthw_tests::oci_layout::running_stand_in_archive;
 use kthw_tests::{golden_cluster, small_spec, succeed};
 use rstest::rstest;
@@ -32,7 +33,7 @@ use rstest::rstest;
 async fn etcd_3_5_and_containerd_1_7_and_2_run_the_files_the_phases_render(#[future] golden_cluster: Option<Running>) {
     let Some(running) = golden_cluster.await else { return };
     let (Some(etcd), Some(containerd_1_7), Some(containerd_2), Some(cri_api)) = (
-        fetch_or_skip("trixie", &["etcd-server", "etcd-client"]),
+        fetch_pinned_or_skip(&kthw::artifacts::debian::ETCD),
         fetch_or_skip("trixie", &["containerd"]),
         fetch_or_skip("sid", &["containerd"]),
         fetch_or_skip(API_SUITE, &[API_PACKAGE]),

@@ -13,6 +13,7 @@ mod workers;
 
 pub use cilium::{workloads as cilium_workloads, IMAGES as CILIUM_IMAGES, STATUS_OUTPUT as CILIUM_STATUS_OUTPUT};
 pub use control_plane::apiserver_to_kubelet_rbac;
+pub use etcd::ETCD_VERSION_OUTPUT;
 pub use kubeconfigs::kubeconfig_files;
 pub use pki::{load_or_generate, pki_files};
 pub use ready::{NODES_FILE as READY_NODES_OUTPUT, PODS_FILE as READY_PODS_OUTPUT};

@@ -1,4 +1,5 @@
-//! The `workers` phase: on every worker, containerd with the rendered config (systemd cgroups, the pinned
+//! The `workers` phase: first every worker checked against what its kubelet and Cilium agent need at start
+//! (`nodecheck`: a worker that lacks one fails the phase before anything starts), then on every worker, containerd with the rendered config (systemd cgroups, the pinned
 //! sandbox image imported from the artifact directory, since guests have no egress) and the kubelet from the
 //! pinned node tarball. Done when every kubelet runs and its worker is registered as a node (NotReady until a
 //! CNI arrives, as in the seed). No kube-proxy anywhere.
@@ -10,6 +11,7 @@ use crate::accel::Accel;
 use crate::bootstrap::context::Ctx;
 use crate::bootstrap::node::{install, ssh, start, wait, wait_on, Put, Wait};
 use crate::bootstrap::node_files::worker_files;
+use crate::bootstrap::nodecheck::check_workers;
 use crate::bootstrap::preload::remote_archive;
 use crate::bootstrap::units::containerd_unit;
 use crate::bootstrap::{BootstrapError, Layout};
@@ -65,6 +67,8 @@ fn container_runtime(ctx: &Ctx<'_>) -> Result<Vec<Put>, BootstrapError> {
 }
 
 pub(super) async fn run(ctx: &Ctx<'_>) -> Result<Vec<String>, BootstrapError> {
+    // What the kubelet and the Cilium agent check when they start, before anything is installed or started.
+    check_workers(ctx).await?;
     let (phase, spec, layout, b) = (ctx.phase, ctx.spec(), ctx.layout(), ctx.b);
     let kubelet = b.binaries(phase, "kubernetes-node", &["kubernetes/node/bin/kubelet".to_string()])?.remove(0);
     let (pause, pause_archive) = b.artifact(phase, "pause")?;

@@ -1,0 +1,64 @@
+//! The check step the workers phase runs first: every worker read at once, judged against what its set's
+//! kubelet and Cilium agent need given the files the phase is about to render, and kept as phase output.
+
+use tokio::task::JoinSet;
+
+use super::{evaluate, read_node, rendered, report, requirements, NodeLacks};
+use crate::bootstrap::context::Ctx;
+use crate::bootstrap::node_files::worker_files;
+use crate::bootstrap::BootstrapError;
+use crate::events::Event;
+
+/// The phase output of worker `node`'s findings.
+pub fn output_file(node: &str) -> String {
+    format!("node-checks-{node}.txt")
+}
+
+/// Every worker against its startup requirements; the first that lacks one fails the phase (nothing was
+/// installed or started yet). Each worker's findings are kept (`node-checks-<worker>.txt`) and said.
+pub async fn check_workers(ctx: &Ctx<'_>) -> Result<(), BootstrapError> {
+    let (phase, spec, layout) = (ctx.phase, ctx.spec(), ctx.layout());
+    // The requirements are transcribed per preset, from each preset's pinned tags; a spec naming versions of its
+    // own is checked against the preset it names them over (issue 31 left reading them per version).
+    let set = spec.versions.preset;
+    let pause = ctx.b.manifest.get("pause").expect("every set pins the sandbox image").locator().to_string();
+    let mut reads = JoinSet::new();
+    for w in spec.workers() {
+        let files = worker_files(spec, &w.name, layout, &pause);
+        let text = |path: &std::path::Path| {
+            files.iter().find(|f| f.path == path).map(|f| f.contents.clone()).expect("the phase renders it")
+        };
+        let rendered = rendered(set, &text(&layout.kubelet_config()), &text(&layout.containerd_config))
+            .map_err(|detail| BootstrapError::Spec { phase, detail })?;
+        let requirements = requirements(set, &rendered);
+        let session = ctx.session(&w.name).await?;
+        let node = w.name.clone();
+        reads.spawn(async move {
+            let read = read_node(&session, &requirements).await;
+            (node, requirements, rendered, read)
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = reads.join_next().await {
+        results.push(joined.expect("a node check does not panic"));
+    }
+    results.sort_by(|a, b| a.0.cmp(&b.0));
+    for (node, requirements, rendered, read) in results {
+        let (facts, raw) = ctx.ssh(read)?;
+        let findings = evaluate(&requirements, &facts, &rendered);
+        let kept = ctx.keep_output(&output_file(&node), &report(&node, set, &findings, &raw))?;
+        let missing: Vec<_> = findings.iter().filter(|f| !f.met).cloned().collect();
+        if !missing.is_empty() {
+            return Err(BootstrapError::NodeLacks { phase, source: Box::new(NodeLacks { node, set, missing, kept }) });
+        }
+        let pins = set.pins();
+        ctx.events.emit(Event::Note(format!(
+            "phase workers: {node} meets all {} startup requirements of kubelet {} and Cilium {} ({})",
+            findings.len(),
+            pins.kubernetes,
+            pins.cilium,
+            kept.display()
+        )));
+    }
+    Ok(())
+}
