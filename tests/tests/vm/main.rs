@@ -9,3 +9,4 @@ mod nodes;
 mod runtimes;
 mod scenario_premises;
 mod ssh;
+mod stalls;
