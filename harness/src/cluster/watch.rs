@@ -239,6 +239,12 @@ pub(super) async fn boot_node(mut b: NodeBoot) -> Result<Booted, ClusterError> {
             last: stall.last.clone(),
         });
         tracing::warn!(node = %node, stage = %stall.stage, attempt, attempts, last = %stall.last, "boot stalled");
+        let (conn, def) = (b.conn.clone(), b.def.clone());
+        let _ = virt::blocking(move || {
+            keep_qemu_view(&conn, &def, attempt);
+            Ok(())
+        })
+        .await;
         if let Verdict::GiveUp { attempts } = verdict {
             return Err(ClusterError::NodeStalled {
                 node,
@@ -267,6 +273,31 @@ pub(super) async fn boot_node(mut b: NodeBoot) -> Result<Booted, ClusterError> {
         b.events.emit(Event::NodeBooting { node: node.clone() });
     }
     unreachable!("the attempts end in a return")
+}
+
+/// The virtio disk as libvirt names it (`<alias name='virtio-disk0'/>`), in QEMU's object tree.
+const DISK: &str = "/machine/peripheral/virtio-disk0/virtio-backend";
+
+/// Keeps what QEMU itself says of a stalled node beside its console (`stall-<attempt>.qemu.txt`, which the
+/// failure bundle carries): each of the disk's virtqueues (a used index ahead of what the guest took is a
+/// request completed whose interrupt the guest never saw; an available index ahead of the used one, a request
+/// QEMU still holds), the interrupt controllers, and each vCPU's state and registers (halted: waiting for an
+/// interrupt). Best effort: a stall is retried whether or not QEMU answers.
+fn keep_qemu_view(conn: &Connect, def: &DomainDef, attempt: u32) {
+    let mut commands: Vec<String> =
+        ["info status", "info virtio", &format!("info virtio-status {DISK}")].map(String::from).to_vec();
+    commands.extend((0..def.vcpus).map(|q| format!("info virtio-queue-status {DISK} {q}")));
+    commands.extend(["info irq", "info pic", "info cpus"].map(String::from));
+    commands.extend((0..def.vcpus).map(|cpu| format!("info lapic {cpu}")));
+    commands.push("info registers -a".into());
+    let path = def.console.with_file_name(format!("stall-{attempt}.qemu.txt"));
+    let text = match domain::monitor(conn, &def.name, &commands) {
+        Ok(text) => text,
+        Err(e) => format!("QEMU's monitor did not answer: {e}\n"),
+    };
+    if let Err(e) = std::fs::write(&path, text) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot keep QEMU's view of the stalled node");
+    }
 }
 
 /// Stops the node's domain, gives it a fresh overlay, marks the console and starts it again; the definition

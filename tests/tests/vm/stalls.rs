@@ -56,6 +56,13 @@ async fn a_node_suspended_in_its_initrd_is_started_again_and_comes_up() {
     assert_eq!(BootStage::reached(first), stage);
     assert_eq!(BootStage::reached(second), BootStage::Sshd, "{second}");
 
+    // QEMU's own view of the stalled boot was kept beside the console: the disk's queues and each vCPU.
+    let view = cluster.console(&node).unwrap().with_file_name("stall-1.qemu.txt");
+    let view = std::fs::read_to_string(&view).unwrap_or_else(|e| panic!("{}: {e}", view.display()));
+    for said in ["(qemu) info virtio-queue-status", "used_idx", "(qemu) info registers -a", "paused"] {
+        assert!(view.contains(said), "{said:?} in QEMU's view:\n{view}");
+    }
+
     // The timeline records it, and its picture draws the stalled boot red and the second one finished.
     let typed = kthw::events::read(cluster.run_dir());
     assert!(typed.iter().any(|s| matches!(&s.event, Event::NodeStalled { node: n, .. } if *n == node)));
