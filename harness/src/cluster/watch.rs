@@ -91,12 +91,7 @@ pub struct ConsoleWatch {
 }
 
 impl ConsoleWatch {
-    /// Watches what is appended to `path` from now on.
-    pub fn from_end(path: &Path) -> ConsoleWatch {
-        let from = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        ConsoleWatch::from_offset(path, from)
-    }
-
+    /// Watches what is written to `path` from byte `from` on.
     pub fn from_offset(path: &Path, from: u64) -> ConsoleWatch {
         ConsoleWatch {
             path: path.to_path_buf(),
@@ -263,13 +258,13 @@ pub(super) async fn boot_node(mut b: NodeBoot) -> Result<Booted, ClusterError> {
             attempt + 1
         );
         let (conn, gate, base, def, n) = (b.conn.clone(), b.gate.clone(), b.base.clone(), b.def.clone(), node.clone());
-        let def = virt::blocking(move || Ok(restart(&conn, &gate, &base, &n, def, &mark)))
+        let (def, from) = virt::blocking(move || Ok(restart(&conn, &gate, &base, &n, def, &mark)))
             .await
             .map_err(ClusterError::from)??;
         b.target.addr = ([127, 0, 0, 1], def.management.ssh_port).into();
         b.def = def;
         b.started = Instant::now();
-        watch = ConsoleWatch::from_end(&console);
+        watch = ConsoleWatch::from_offset(&console, from);
         b.events.emit(Event::NodeBooting { node: node.clone() });
     }
     unreachable!("the attempts end in a return")
@@ -301,7 +296,7 @@ fn keep_qemu_view(conn: &Connect, def: &DomainDef, attempt: u32) {
 }
 
 /// Stops the node's domain, gives it a fresh overlay, marks the console and starts it again; the definition
-/// comes back with the forward port it got.
+/// comes back with the forward port it got, and where the new boot's output begins in the console.
 fn restart(
     conn: &Connect,
     gate: &Gate,
@@ -309,7 +304,7 @@ fn restart(
     node: &str,
     mut def: DomainDef,
     mark: &str,
-) -> Result<DomainDef, ClusterError> {
+) -> Result<(DomainDef, u64), ClusterError> {
     domain::remove(conn, &def.name)?;
     match std::fs::remove_file(&def.disk) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -326,8 +321,9 @@ fn restart(
     if let Err(e) = marked {
         tracing::warn!(console = %def.console.display(), error = %e, "cannot mark the retry in the console");
     }
+    let from = std::fs::metadata(&def.console).map(|m| m.len()).unwrap_or(0);
     start_domain(conn, gate, node, &mut def)?;
-    Ok(def)
+    Ok((def, from))
 }
 
 /// Defines and starts the domain through the gate, choosing another forward port when QEMU finds the one
@@ -399,7 +395,7 @@ mod tests {
         let mut first = ConsoleWatch::from_offset(&console, 0);
         assert_eq!(first.poll(), BootStage::Initrd);
         assert!(first.last_line().contains("[vda] 16777216 512-byte logical blocks"), "{}", first.last_line());
-        let mut second = ConsoleWatch::from_end(&console);
+        let mut second = ConsoleWatch::from_offset(&console, stalled.len() as u64);
         assert_eq!(second.poll(), BootStage::Firmware, "the previous boot's lines are not this boot's");
         std::thread::sleep(Duration::from_millis(20));
         let before = second.quiet();
