@@ -1,8 +1,8 @@
 //! `kthw-bench soak`: many cluster boots in a row on one image (issue 30), counting what a nightly would
 //! lose: stalled boots, retries, failed `up`s; and each node's time to SSH as p50/p95/max beside raw QEMU
 //! booting the same image (the `boot` benchmark's baseline, one raw three-node boot every tenth round). The
-//! seed's nodes at their full size (2 vCPUs, 2 GiB: a multi-queue virtio disk, as on 2026-12-07). Each
-//! round takes /tmp/kthw-vm.lock and releases it afterwards, so that others' VM work interleaves.
+//! seed's nodes at their full size (2 vCPUs, 2 GiB: a multi-queue virtio disk, as on 2026-12-07). Every
+//! few rounds it releases /tmp/kthw-vm.lock and takes it again, so that others' VM work interleaves.
 //!
 //! Goals: no failed `up` over at least 100 node boots, every stall recovered, p95 within 1.5x p50.
 
@@ -23,6 +23,9 @@ use crate::boot::{raw_boot, RawBoot};
 pub const DEFAULT_NODE_BOOTS: usize = 102;
 /// One raw QEMU round every this many rounds (the first round included).
 const RAW_EVERY: usize = 10;
+/// Rounds per hold of /tmp/kthw-vm.lock: a few minutes at a time, then others' VM work gets its turn (one
+/// hold per round spent more time queueing for the lock than booting, on a host shared by several).
+const ROUNDS_PER_LOCK: usize = 5;
 
 #[derive(Debug, Default)]
 pub struct Soak {
@@ -92,14 +95,18 @@ pub async fn boots_in_a_row(paths: &Paths, image: &NodeImage, node_boots: usize)
     let accel = accel::detect(&paths.state, Some(&image.kernel)).accel;
     let started = Instant::now();
     let mut soak = Soak::default();
+    let mut lock = None;
     for round in 0..rounds {
+        if round % ROUNDS_PER_LOCK == 0 {
+            // The previous hold ends before the next begins.
+            drop(lock.take());
+            lock = Some(kthw_tests::vm_lock()?);
+        }
         if round % RAW_EVERY == 0 {
-            let _lock = kthw_tests::vm_lock()?;
             let scratch = tempfile::tempdir_in(std::env::temp_dir())?;
             let RawBoot { nodes, .. } = raw_boot(&spec, image, accel, scratch.path()).await?;
             soak.raw.extend(nodes.into_iter().map(|(_, d)| d));
         }
-        let _lock = kthw_tests::vm_lock()?;
         let (events, mut rx) = Events::channel();
         let name = format!("bench-soak-{}-{round}", std::process::id());
         let up = Up::new(spec.clone()).name(&name).until(Phase::Nodes).paths(paths.clone()).image(image.clone());
@@ -131,14 +138,23 @@ pub async fn boots_in_a_row(paths: &Paths, image: &NodeImage, node_boots: usize)
                 soak.failed_ups.push(format!("round {round}: {first}"));
             }
         }
+        // Each round's numbers as they come, so that a soak cut short still says what it saw.
+        let this_round: Vec<String> = soak.harness[soak.harness.len().saturating_sub(spec.nodes.len())..]
+            .iter()
+            .map(|d| format!("{:.1}", d.as_secs_f64()))
+            .collect();
         eprintln!(
-            "bench soak: round {} of {rounds} done ({:.0} s so far; {} stalls, {} failed ups)",
+            "bench soak: round {} of {rounds} done ({:.0} s so far; {} stalls, {} failed ups; last nodes to SSH {} s; \
+             raw so far {})",
             round + 1,
             started.elapsed().as_secs_f64(),
             soak.stalls.len(),
-            soak.failed_ups.len()
+            soak.failed_ups.len(),
+            this_round.join(", "),
+            crate::seconds(&soak.raw)
         );
     }
+    drop(lock);
     soak.took = started.elapsed();
     Ok(soak)
 }
