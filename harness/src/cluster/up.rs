@@ -444,6 +444,24 @@ mod tests {
     }
 
     #[test]
+    fn a_node_that_stalls_on_every_boot_under_kvm_falls_back_to_tcg_too() {
+        let stalled = ClusterError::NodeStalled {
+            node: "worker-node-1".into(),
+            stage: crate::boot_stage::BootStage::Firmware,
+            attempts: 3,
+            quiet: Duration::from_secs(4),
+            console: PathBuf::from("/run/console.log"),
+            console_tail: String::new(),
+        };
+        let Fallback::ToTcg { reason } = kvm_fallback(&probe(Accel::Kvm, false), &stalled) else {
+            panic!("a KVM that never prints falls back")
+        };
+        assert!(reason.starts_with("worker-node-1 stalled in the firmware") && reason.ends_with("3 boots"), "{reason}");
+        assert!(stalled.to_string().contains("on each of its 3 boots"), "{stalled}");
+        assert_eq!(kvm_fallback(&probe(Accel::Tcg, false), &stalled), Fallback::None);
+    }
+
+    #[test]
     fn forced_kvm_fails_clearly_and_tcg_or_other_errors_never_fall_back() {
         assert_eq!(kvm_fallback(&probe(Accel::Kvm, true), &hang()), Fallback::Refused);
         let err =
