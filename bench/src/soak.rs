@@ -2,7 +2,7 @@
 //! lose: stalled boots, retries, failed `up`s; and each node's time to SSH as p50/p95/max beside raw QEMU
 //! booting the same image (the `boot` benchmark's baseline, one raw three-node boot every tenth round). The
 //! seed's nodes at their full size (2 vCPUs, 2 GiB: a multi-queue virtio disk, as on 2026-12-07). Every
-//! few rounds it releases /tmp/kthw-vm.lock and takes it again, so that others' VM work interleaves.
+//! twelve rounds it releases /tmp/kthw-vm.lock and takes it again, so that others' VM work interleaves.
 //!
 //! Goals: no failed `up` over at least 100 node boots, every stall recovered, p95 within 1.5x p50.
 
@@ -23,9 +23,9 @@ use crate::boot::{raw_boot, RawBoot};
 pub const DEFAULT_NODE_BOOTS: usize = 102;
 /// One raw QEMU round every this many rounds (the first round included).
 const RAW_EVERY: usize = 10;
-/// Rounds per hold of /tmp/kthw-vm.lock: a few minutes at a time, then others' VM work gets its turn (one
+/// Rounds per hold of /tmp/kthw-vm.lock: about a quarter of an hour at a time, then others' VM work gets its turn (one
 /// hold per round spent more time queueing for the lock than booting, on a host shared by several).
-const ROUNDS_PER_LOCK: usize = 5;
+const ROUNDS_PER_LOCK: usize = 12;
 
 #[derive(Debug, Default)]
 pub struct Soak {
