@@ -84,7 +84,7 @@ pub async fn three_nodes_vs_raw_qemu(paths: &Paths, image: &NodeImage) -> anyhow
     let spec = small_three_node_spec();
     let accel = accel::detect(&paths.state, Some(&image.kernel)).accel;
     let scratch = tempfile::tempdir_in(std::env::temp_dir())?;
-    let (raw, raw_rss) = raw_boot(&spec, image, accel, scratch.path()).await?;
+    let RawBoot { all: raw, rss: raw_rss, .. } = raw_boot(&spec, image, accel, scratch.path()).await?;
 
     let name = format!("bench-boot-{}", std::process::id());
     let start = Instant::now();
@@ -110,14 +110,17 @@ impl Drop for Children {
     }
 }
 
+/// The raw QEMU baseline's boot: from starting every QEMU to the last answering SSH, each node's own time to
+/// SSH, and each QEMU's resident memory then (bytes).
+pub struct RawBoot {
+    pub all: Duration,
+    pub nodes: Vec<(String, Duration)>,
+    pub rss: Vec<(String, u64)>,
+}
+
 /// What libvirt would run for the domain, without libvirt: same machine, memory, TCG cache, disks, NICs
 /// (the cluster NIC on a private hub: boot to SSH does not need the nodes to see each other), console, fw_cfg.
-async fn raw_boot(
-    spec: &ClusterSpec,
-    image: &NodeImage,
-    accel: Accel,
-    scratch: &Path,
-) -> anyhow::Result<(Duration, Vec<(String, u64)>)> {
+pub async fn raw_boot(spec: &ClusterSpec, image: &NodeImage, accel: Accel, scratch: &Path) -> anyhow::Result<RawBoot> {
     let client = Arc::new(KeyPair::generate("kthw-bench-boot"));
     let mut targets = Vec::new();
     let mut children = Children(Vec::new());
@@ -164,14 +167,15 @@ async fn raw_boot(
     let deadline = accel.scale(Duration::from_secs(30));
     let mut waits = tokio::task::JoinSet::new();
     for t in targets {
-        waits.spawn(async move { Session::connect(&t, deadline).await });
+        waits.spawn(async move { Session::connect(&t, deadline).await.map(|_| (t.node, start.elapsed())) });
     }
+    let mut nodes = Vec::new();
     while let Some(done) = waits.join_next().await {
-        done??;
+        nodes.push(done??);
     }
-    let raw = start.elapsed();
+    let all = start.elapsed();
     let rss = spec.nodes.iter().zip(&children.0).map(|(n, c)| (n.name.clone(), rss_of(c.id()))).collect();
-    Ok((raw, rss))
+    Ok(RawBoot { all, nodes, rss })
 }
 
 /// VmRSS of a process, bytes (0 when it is gone).

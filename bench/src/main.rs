@@ -4,6 +4,8 @@
 //! Usage: kthw-bench [first] [image] [boot] [boot-cuts] [golden] [initrd] [ssh] [preload] [cilium-preload]   (no argument: all of
 //! them, in that order; cilium-preload needs the pinned upstream artifacts and a host whose guests may reach the internet).
 //! `first` is the README's first command's parts that have a baseline: `image` and `boot`.
+//! `kthw-bench soak [--node-boots=N]` (never part of "all": about 40 minutes under TCG) boots the seed's cluster
+//! N/3 times in a row (102 node boots by default) and reports stalls, retries, failed ups and time to SSH.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -21,6 +23,7 @@ mod golden;
 mod image_build;
 mod preload;
 mod raw_qemu;
+mod soak;
 mod ssh;
 
 /// The middle of several runs of one measurement (the upper middle of an even count).
@@ -41,16 +44,27 @@ const FIRST: &str = "first";
 const FIRST_PARTS: [&str; 2] = ["image", "boot"];
 
 const ALL: [&str; 8] = ["image", "boot", "boot-cuts", "golden", "initrd", "ssh", "preload", "cilium-preload"];
+/// Asked for by name only.
+const SOAK: &str = "soak";
+const NODE_BOOTS: &str = "--node-boots=";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt().with_env_filter("warn").with_writer(std::io::stderr).init();
-    let mut wanted: Vec<String> = std::env::args()
-        .skip(1)
+    let (options, names): (Vec<String>, Vec<String>) = std::env::args().skip(1).partition(|a| a.starts_with("--"));
+    let mut node_boots = soak::DEFAULT_NODE_BOOTS;
+    for o in options {
+        match o.strip_prefix(NODE_BOOTS).map(str::parse::<usize>) {
+            Some(Ok(n)) if n > 0 => node_boots = n,
+            _ => anyhow::bail!("unknown option {o:?}; the one option is {NODE_BOOTS}N (soak's node boots)"),
+        }
+    }
+    let mut wanted: Vec<String> = names
+        .into_iter()
         .flat_map(|w| if w == FIRST { FIRST_PARTS.map(String::from).to_vec() } else { vec![w] })
         .collect();
-    if let Some(bad) = wanted.iter().find(|w| !ALL.contains(&w.as_str())) {
-        anyhow::bail!("unknown benchmark {bad:?}; choose from {FIRST}, {}", ALL.join(", "));
+    if let Some(bad) = wanted.iter().find(|w| !ALL.contains(&w.as_str()) && *w != SOAK) {
+        anyhow::bail!("unknown benchmark {bad:?}; choose from {FIRST}, {}, {SOAK}", ALL.join(", "));
     }
     if wanted.is_empty() {
         wanted = ALL.iter().map(|s| s.to_string()).collect();
@@ -61,7 +75,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     // Dropping the benchmarks' futures drops their cluster handles, which tear their clusters down: a ^C
     // leaves nothing for `kthw gc`.
     tokio::select! {
-        done = run(&wanted) => done.map(|()| ExitCode::SUCCESS),
+        done = run(&wanted, node_boots) => done.map(|()| ExitCode::SUCCESS),
         signal = kthw::signals::interrupted() => {
             eprintln!("\ninterrupted by {signal}: the benchmark's clusters were torn down");
             Ok(ExitCode::from(130))
@@ -69,7 +83,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn run(wanted: &[String]) -> anyhow::Result<()> {
+async fn run(wanted: &[String], node_boots: usize) -> anyhow::Result<()> {
     let paths = test_paths();
     let started = Instant::now();
     let mut report = Vec::new();
@@ -87,6 +101,10 @@ async fn run(wanted: &[String]) -> anyhow::Result<()> {
         eprintln!("bench boot: three nodes by hand with qemu-system-x86_64, then through Cluster::up...");
         let b = boot::three_nodes_vs_raw_qemu(&paths, &image).await?;
         report.push(b.to_string());
+    }
+    if wanted.iter().any(|w| w == SOAK) {
+        eprintln!("bench soak: the seed's cluster to SSH, {node_boots} node boots in a row, beside raw qemu...");
+        report.push(soak::boots_in_a_row(&paths, &image, node_boots).await?.to_string());
     }
     if wanted.iter().any(|w| w == "boot-cuts") {
         eprintln!("bench boot-cuts: three nodes on the current recipe and on it without its boot cuts, alternating...");

@@ -373,6 +373,7 @@ fn fake_cluster(home: &Path, name: &str, keep_until: Option<u64>) {
                 ssh_port: 1,
                 host_key: key.public_openssh(),
                 boot_ms: None,
+                boot_retries: 0,
             })
             .collect(),
         spec,

@@ -56,6 +56,10 @@ pub struct Probe {
     /// Set by `KTHW_ACCEL`: a forced KVM is never replaced by TCG when a domain fails to start under it.
     #[serde(default)]
     pub forced: bool,
+    /// How long the probe ran, when it ran in this process (not for a remembered or forced verdict): the
+    /// run's timeline draws it as a row of its own.
+    #[serde(skip)]
+    pub took: Option<Duration>,
 }
 
 /// Bumped whenever the probe changes what it proves. Version 1 booted a real-mode boot sector, which the
@@ -87,6 +91,7 @@ fn detect_forced(forced: Option<String>, state_dir: &Path, kernel: Option<&Path>
             boot_id,
             method: PROBE_METHOD,
             forced: true,
+            took: None,
         };
     }
     let cache = state_dir.join("accel.json");
@@ -102,9 +107,12 @@ fn detect_forced(forced: Option<String>, state_dir: &Path, kernel: Option<&Path>
             boot_id,
             method: PROBE_METHOD,
             forced: false,
+            took: None,
         };
     };
+    let probing = Instant::now();
     let probe = Probe { boot_id, ..probe_kvm(Path::new("/dev/kvm"), kernel) };
+    let probe = Probe { took: Some(probing.elapsed()), ..probe };
     remember(state_dir, &probe);
     tracing::debug!(accel = ?probe.accel, reason = %probe.reason, "acceleration probed");
     probe
@@ -126,6 +134,7 @@ pub fn remember_kvm_failure(state_dir: &Path, reason: &str) -> Probe {
         boot_id: boot_id(),
         method: PROBE_METHOD,
         forced: false,
+        took: None,
     };
     remember(state_dir, &probe);
     probe
@@ -139,6 +148,7 @@ pub fn probe_kvm(dev: &Path, kernel: &Path) -> Probe {
         boot_id: String::new(),
         method: PROBE_METHOD,
         forced: false,
+        took: None,
     };
     if !dev.exists() {
         return tcg(format!("{} does not exist", dev.display()));
@@ -156,6 +166,7 @@ pub fn probe_kvm(dev: &Path, kernel: &Path) -> Probe {
             boot_id: String::new(),
             method: PROBE_METHOD,
             forced: false,
+            took: None,
         },
         Err(reason) => tcg(reason),
     }
@@ -227,8 +238,14 @@ mod tests {
     #[test]
     fn a_verdict_of_another_probe_method_is_not_trusted() {
         let dir = tempfile::tempdir().unwrap();
-        let stale =
-            Probe { accel: Accel::Kvm, reason: "boot sector ran".into(), boot_id: boot_id(), method: 1, forced: false };
+        let stale = Probe {
+            accel: Accel::Kvm,
+            reason: "boot sector ran".into(),
+            boot_id: boot_id(),
+            method: 1,
+            forced: false,
+            took: None,
+        };
         std::fs::write(dir.path().join("accel.json"), serde_json::to_vec(&stale).unwrap()).unwrap();
         let p = detect_forced(None, dir.path(), None);
         assert_eq!(p.accel, Accel::Tcg, "{p:?}");

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::boot_stage::BootStage;
 use crate::phase::Phase;
 use crate::rundir::RunDir;
 
@@ -25,10 +26,13 @@ pub enum Event {
         key: String,
         took: Duration,
     },
-    /// The acceleration chosen, and why.
+    /// The acceleration chosen, and why; `probe` is how long the probe took when it ran for this run (none
+    /// when the verdict was remembered from earlier in this host boot, or forced).
     Accel {
         accel: String,
         reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        probe: Option<Duration>,
     },
     /// The cluster failed to start under KVM (why): it is torn down and brought up again under TCG.
     AccelFallback {
@@ -38,7 +42,27 @@ pub enum Event {
     NodeBooting {
         node: String,
     },
-    /// A node answers SSH; `took` is from its domain's start.
+    /// A node's boot stalled: its console showed nothing new for `quiet` while in `stage`, before sshd, `took`
+    /// after this attempt's domain started. `attempt` of `attempts`; unless it was the last, the node's
+    /// domain is started again on a fresh overlay (a [`Event::NodeBooting`] follows).
+    NodeStalled {
+        node: String,
+        stage: BootStage,
+        quiet: Duration,
+        took: Duration,
+        attempt: u32,
+        attempts: u32,
+        /// The console's last line before it went quiet.
+        last: String,
+    },
+    /// A node's boot failed other than by stalling (it did not answer SSH in time, its domain stopped): `took`
+    /// after this attempt's domain started, and why.
+    NodeFailed {
+        node: String,
+        took: Duration,
+        why: String,
+    },
+    /// A node answers SSH; `took` is from its domain's (first) start.
     NodeUp {
         node: String,
         took: Duration,
@@ -89,9 +113,30 @@ impl fmt::Display for Event {
         match self {
             Event::ImageBuilding => write!(f, "image: building the node image (about 1.5 minutes the first time)"),
             Event::ImageReady { key, took } => write!(f, "image: {key} ready after {}", s(took)),
-            Event::Accel { accel, reason } => write!(f, "accel: {accel} ({reason})"),
+            Event::Accel { accel, reason, probe: None } => write!(f, "accel: {accel} ({reason})"),
+            Event::Accel { accel, reason, probe: Some(took) } => {
+                write!(f, "accel: {accel} ({reason}; the probe took {})", s(took))
+            }
             Event::AccelFallback { reason } => write!(f, "accel: KVM failed ({reason}); retrying under TCG"),
             Event::NodeBooting { node } => write!(f, "node {node}: booting"),
+            Event::NodeStalled { node, stage, quiet, took, attempt, attempts, last } => {
+                write!(
+                    f,
+                    "node {node}: boot {attempt} of {attempts} stalled {} after {}: nothing new on its console for {}",
+                    stage.describe(),
+                    s(took),
+                    s(quiet)
+                )?;
+                if !last.is_empty() {
+                    write!(f, " (last: {last})")?;
+                }
+                if attempt < attempts {
+                    write!(f, "; starting it again on a fresh overlay")
+                } else {
+                    write!(f, "; giving up")
+                }
+            }
+            Event::NodeFailed { node, took, why } => write!(f, "node {node}: boot failed after {}: {why}", s(took)),
             Event::NodeUp { node, took } => write!(f, "node {node}: answers SSH after {}", s(took)),
             Event::NodeRestored { node, took, clock_lag } => write!(
                 f,
@@ -147,6 +192,8 @@ impl Stamped {
             self.event,
             Event::ImageReady { .. }
                 | Event::NodeUp { .. }
+                | Event::NodeStalled { .. }
+                | Event::NodeFailed { .. }
                 | Event::NodeRestored { .. }
                 | Event::PhaseEnds { .. }
                 | Event::PhaseFailed { .. }

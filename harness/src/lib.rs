@@ -8,6 +8,7 @@
 pub mod accel;
 pub mod access;
 pub mod artifacts;
+pub mod boot_stage;
 pub mod bootstrap;
 pub mod bundle;
 pub mod cluster;

@@ -41,6 +41,11 @@ async fn live(mut rx: UnboundedReceiver<Event>) {
             Event::ImageBuilding => drop(bar("image".into(), e.to_string())),
             Event::ImageReady { .. } => bar("image".into(), e.to_string()).finish(),
             Event::NodeBooting { node } => drop(bar(format!("node {node}"), "booting".into())),
+            // Said above the bars, so that a retry stays on the screen after the node's bar moves on.
+            Event::NodeStalled { node, .. } | Event::NodeFailed { node, .. } => {
+                multi.println(e.to_string()).unwrap_or(());
+                drop(bar(format!("node {node}"), "boot stalled or failed: see above".into()))
+            }
             Event::NodeUp { node, took } => {
                 bar(format!("node {node}"), format!("answers SSH after {:.1} s", took.as_secs_f64())).finish()
             }

@@ -167,7 +167,9 @@ async fn collect_all(
     };
     let json = serde_json::to_vec_pretty(&manifest).expect("a bundle manifest serializes");
     write(&dir.join(MANIFEST), &json)?;
-    write(&dir.join("README.txt"), readme(&manifest).as_bytes())?;
+    let mut text = readme(&manifest);
+    text.push_str(&stalled_boots(&crate::events::read(cluster.run_dir())));
+    write(&dir.join("README.txt"), text.as_bytes())?;
     let archive = archive(&dir)?;
     let archive_bytes = std::fs::metadata(&archive).map_err(|e| BundleError::io("measure", &archive, e))?.len();
     writing.finish();
@@ -428,6 +430,23 @@ fn readme(m: &Manifest) -> String {
     text
 }
 
+/// Each node boot that stalled and was started again (or given up), as the run's timeline recorded it (issue
+/// 30): the bundle of a run that failed later still says its boot needed a retry. Empty when none did.
+fn stalled_boots(records: &[crate::events::Stamped]) -> String {
+    let stalls: Vec<String> = records
+        .iter()
+        .filter(|r| matches!(r.event, crate::events::Event::NodeStalled { .. }))
+        .map(|r| format!("  {}\n", r.event))
+        .collect();
+    if stalls.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\nboots that stalled (run/timeline.log has them in order; each console marks the retry):\n{}",
+        stalls.concat()
+    )
+}
+
 /// `<dir>.tar.gz` beside the directory, holding it under its own name; written under a temporary name so a
 /// half-written archive never looks finished.
 pub(super) fn archive(dir: &Path) -> Result<PathBuf, BundleError> {
@@ -452,6 +471,30 @@ pub(super) fn archive(dir: &Path) -> Result<PathBuf, BundleError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stalled_boot_is_told_in_the_readme_and_none_says_nothing() {
+        use crate::boot_stage::BootStage;
+        use crate::events::{Event, Stamped};
+        let stalled = Event::NodeStalled {
+            node: "worker-node-1".into(),
+            stage: BootStage::Initrd,
+            quiet: Duration::from_secs(24),
+            took: Duration::from_secs(28),
+            attempt: 1,
+            attempts: 3,
+            last: "virtio_blk virtio1: [vda] 16777216 512-byte logical blocks".into(),
+        };
+        let records = [Stamped::now(Event::NodeBooting { node: "worker-node-1".into() }), Stamped::now(stalled)];
+        let text = stalled_boots(&records);
+        assert!(text.contains("boots that stalled"), "{text}");
+        assert!(
+            text.contains("node worker-node-1: boot 1 of 3 stalled in the initrd")
+                && text.contains("starting it again on a fresh overlay"),
+            "{text}"
+        );
+        assert_eq!(stalled_boots(&records[..1]), "");
+    }
 
     #[test]
     fn a_long_log_keeps_its_end_and_says_so() {

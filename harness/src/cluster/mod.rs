@@ -10,6 +10,7 @@ mod gc;
 mod state;
 mod teardown;
 mod up;
+mod watch;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -24,8 +25,10 @@ pub use state::{console_tail, ClusterState, NodeState};
 pub(crate) use teardown::Gate;
 pub(crate) use up::create_run_dir;
 pub use up::{BootFailure, UpOptions};
+pub use watch::{ConsoleWatch, StallPolicy, Verdict, STALL_QUIET, STALL_RETRIES};
 
 use crate::accel::Accel;
+use crate::boot_stage::BootStage;
 use crate::image::ImageError;
 use crate::paths::Paths;
 use crate::rundir::RunDir;
@@ -69,6 +72,22 @@ pub enum ClusterError {
     Ssh(#[from] SshError),
     #[error("node {node} did not answer SSH within {waited:?}: {reason}\nlast {CONSOLE_LINES} lines of its console ({}):\n{console_tail}", console.display())]
     NodeDidNotAnswer { node: String, waited: Duration, reason: String, console: PathBuf, console_tail: String },
+    #[error(
+        "node {node} stalled {} on each of its {attempts} boots (its console showed nothing new for {:.0} s, \
+         each boot on a fresh overlay); issue 30 and images/README.md (\"Boots that stall\") say what is known\n\
+         last {CONSOLE_LINES} lines of its console ({}):\n{console_tail}",
+        stage.describe(),
+        quiet.as_secs_f64(),
+        console.display()
+    )]
+    NodeStalled {
+        node: String,
+        stage: BootStage,
+        attempts: u32,
+        quiet: Duration,
+        console: PathBuf,
+        console_tail: String,
+    },
     #[error("node {node} stopped while booting (domain {domain} is no longer running)\nlast {CONSOLE_LINES} lines of its console ({}):\n{console_tail}", console.display())]
     NodeStopped { node: String, domain: String, console: PathBuf, console_tail: String },
     #[error("the cluster was being torn down while it was created")]

@@ -51,6 +51,13 @@ pub struct NodeState {
     pub host_key: String,
     /// From the domain's start to its first SSH session, once measured.
     pub boot_ms: Option<u64>,
+    /// How many times its boot stalled and it was started again on a fresh overlay (issue 30).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub boot_retries: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl ClusterState {

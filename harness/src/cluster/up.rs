@@ -3,16 +3,17 @@
 //! answers SSH. The caller dropping the future tears down what was made; a failure hands the cluster back
 //! with the error ([`BootFailure`]), to be collected before it is torn down.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ::virt::connect::Connect;
 use tokio::task::JoinSet;
 
-use super::state::{console_tail, ClusterState, NodeState};
+use super::state::{ClusterState, NodeState};
 use super::teardown::{Gate, Teardown};
-use super::{gc, validate_name, Cluster, ClusterError, CONSOLE_LINES};
+use super::watch::{self, NodeBoot, StallPolicy};
+use super::{gc, validate_name, Cluster, ClusterError};
 use crate::accel::{self, Accel};
 use crate::events::{Event, Events};
 use crate::identity::{Mac, Nic, NodeIdentity};
@@ -20,15 +21,14 @@ use crate::image::{self, NodeImage};
 use crate::paths::Paths;
 use crate::rundir::{CreateError, RunDir};
 use crate::spec::ClusterSpec;
-use crate::ssh::{self, KeyPair, Session, SshError};
+use crate::ssh::{self, KeyPair};
 use crate::virt::domain::{DomainDef, ManagementNic};
 use crate::virt::network::NetworkDef;
 use crate::virt::{self, caps, disk, domain, metadata, names, network, Owner, VirtError};
 
-/// Written for KVM, where a node reaches sshd in under 10 s; scaled by the accelerator (x6 under TCG).
+/// Written for KVM, where a node reaches sshd in under 10 s; scaled by the accelerator (x6 under TCG). Each
+/// boot of a node that stalled and was started again has its own.
 const BOOT_DEADLINE: Duration = Duration::from_secs(30);
-/// A forward port can be taken between choosing it and QEMU binding it.
-const PORT_ATTEMPTS: usize = 5;
 
 /// How to bring a cluster up.
 #[derive(Debug, Clone, Default)]
@@ -80,7 +80,8 @@ pub(super) async fn up(
     let probe = accel::detect(&paths.state, Some(&image.kernel));
     tracing::info!(accel = ?probe.accel, reason = %probe.reason, "acceleration");
     let probe = host_capabilities(&uri, probe, paths, &options.events).await?;
-    let failure = match attempt(spec, name, paths, &options, &uri, &image, probe.accel, &probe.reason).await {
+    let failure = match attempt(spec, name, paths, &options, &uri, &image, probe.accel, &probe.reason, probe.took).await
+    {
         Ok(cluster) => return Ok(cluster),
         Err(failure) => failure,
     };
@@ -97,7 +98,7 @@ pub(super) async fn up(
             tracing::warn!(cluster = name, %reason, "a domain failed to start under KVM; retrying the cluster under TCG");
             options.events.emit(Event::AccelFallback { reason: reason.clone() });
             let tcg = accel::remember_kvm_failure(&paths.state, &format!("a KVM domain failed to start: {reason}"));
-            attempt(spec, name, paths, &options, &uri, &image, tcg.accel, &tcg.reason).await
+            attempt(spec, name, paths, &options, &uri, &image, tcg.accel, &tcg.reason, None).await
         }
     }
 }
@@ -157,6 +158,9 @@ pub(crate) fn kvm_fallback(probe: &accel::Probe, error: &ClusterError) -> Fallba
             format!("{node} did not answer SSH within the KVM boot deadline ({} s)", waited.as_secs())
         }
         ClusterError::NodeStopped { node, .. } => format!("{node}'s domain stopped while booting"),
+        ClusterError::NodeStalled { node, stage, attempts, .. } => {
+            format!("{node} stalled {} on each of its {attempts} boots", stage.describe())
+        }
         _ => return Fallback::None,
     };
     if probe.forced {
@@ -177,6 +181,7 @@ async fn attempt(
     image: &NodeImage,
     accel: Accel,
     reason: &str,
+    probe: Option<Duration>,
 ) -> Result<Cluster, BootFailure> {
     let deadline = accel.scale(options.boot_deadline.unwrap_or(BOOT_DEADLINE));
     let id = names::new_cluster_id();
@@ -184,7 +189,7 @@ async fn attempt(
     let run_dir = create_run_dir(paths, name, &state)?;
     let teardown = Teardown::arm(uri.to_string(), id.clone(), run_dir.clone());
     let events = options.events.with_timeline(&run_dir);
-    events.emit(Event::Accel { accel: format!("{accel:?}").to_uppercase(), reason: reason.to_string() });
+    events.emit(Event::Accel { accel: format!("{accel:?}").to_uppercase(), reason: reason.to_string(), probe });
     let mut cluster = Cluster {
         state,
         run_dir: run_dir.clone(),
@@ -199,7 +204,8 @@ async fn attempt(
     }
 }
 
-/// Provisions the planned libvirt objects of `cluster`, then waits until every node answers SSH.
+/// Provisions the planned libvirt objects of `cluster`, then waits until every node answers SSH, starting a
+/// node whose boot stalls again ([`watch::boot_node`]).
 async fn boot(
     cluster: &mut Cluster,
     spec: &ClusterSpec,
@@ -212,35 +218,45 @@ async fn boot(
     let run_dir = cluster.run_dir.clone();
     let plan = plan(spec, &cluster.state, host_keys, image, &run_dir, &cluster.client_key)?;
     let gate = cluster.gate();
-    let (base, uri2) = (image.disk.clone(), uri.to_string());
-    let (started, conn) = tokio::task::spawn_blocking(move || provision(&uri2, &base, plan, &gate))
+    let (base, uri2, gate2) = (image.disk.clone(), uri.to_string(), gate.clone());
+    let (started, conn) = tokio::task::spawn_blocking(move || provision(&uri2, &base, plan, &gate2))
         .await
         .map_err(|e| VirtError::Join(e.to_string()))??;
-    for (node, port, _) in &started {
+    for (node, def, _) in &started {
         if let Some(n) = cluster.state.nodes.iter_mut().find(|n| &n.name == node) {
-            n.ssh_port = *port;
+            n.ssh_port = def.management.ssh_port;
         }
     }
     cluster.state.write(&run_dir)?;
 
     let conn = Arc::new(conn);
+    let policy = StallPolicy::for_accel(cluster.state.accel);
     let mut waits = JoinSet::new();
-    for (node, _, at) in started {
+    for (node, def, at) in started {
         events.emit(Event::NodeBooting { node: node.clone() });
-        let target = cluster.target(&node)?;
-        let domain = cluster.node(&node)?.domain.clone();
-        let console = run_dir.node(&node).console();
-        waits.spawn(wait_for_ssh(target, at, deadline, conn.clone(), domain, console));
+        waits.spawn(watch::boot_node(NodeBoot {
+            target: cluster.target(&node)?,
+            def,
+            base: image.disk.clone(),
+            conn: conn.clone(),
+            gate: gate.clone(),
+            started: at,
+            deadline,
+            policy,
+            events: events.clone(),
+        }));
     }
     while let Some(done) = waits.join_next().await {
-        let (node, session, boot) = done.map_err(|e| VirtError::Join(e.to_string()))??;
-        events.emit(Event::NodeUp { node: node.clone(), took: boot });
-        if let Some(n) = cluster.state.nodes.iter_mut().find(|n| n.name == node) {
-            n.boot_ms = Some(boot.as_millis() as u64);
+        let booted = done.map_err(|e| VirtError::Join(e.to_string()))??;
+        events.emit(Event::NodeUp { node: booted.node.clone(), took: booted.took });
+        if let Some(n) = cluster.state.nodes.iter_mut().find(|n| n.name == booted.node) {
+            n.boot_ms = Some(booted.took.as_millis() as u64);
+            n.ssh_port = booted.ssh_port;
+            n.boot_retries = booted.retries;
         }
-        cluster.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(node, session);
+        cluster.state.write(&run_dir)?;
+        cluster.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(booted.node, booted.session);
     }
-    cluster.state.write(&run_dir)?;
     Ok(())
 }
 
@@ -300,6 +316,7 @@ fn initial_state(
             ssh_port: virt::free_port()?,
             host_key: key.public_openssh(),
             boot_ms: None,
+            boot_retries: 0,
         });
     }
     Ok((state, host_keys))
@@ -353,89 +370,32 @@ fn plan(
     Ok(Plan { network, domains })
 }
 
-/// A node whose domain is running: its name, forward port, and when it started.
-type Started = (String, u16, Instant);
+/// A node whose domain is running: its name, its domain as started (with the forward port it got), and when.
+type Started = (String, DomainDef, Instant);
 
 /// Creates the network, then each node's overlay and domain, through the gate so a concurrent teardown
-/// either sees an object or prevents it. Returns each node's forward port and when its domain started, and
-/// the connection for watching the domains.
+/// either sees an object or prevents it. Returns each node's domain and when it started, and the connection
+/// for watching the domains.
 fn provision(uri: &str, base: &Path, plan: Plan, gate: &Gate) -> Result<(Vec<Started>, Connect), ClusterError> {
     let conn = virt::connect::open(uri)?;
     gate.create(|| Ok(network::create(&conn, &plan.network)?))?;
     let mut started = Vec::new();
     for (node, mut def) in plan.domains {
         disk::create_overlay(base, &def.disk)?;
-        let mut attempt = 1;
-        loop {
-            match gate.create(|| Ok(domain::create(&conn, &def)?)) {
-                Ok(()) => break,
-                Err(ClusterError::Virt(VirtError::Libvirt { message, .. }))
-                    if message.contains("host forwarding") && attempt < PORT_ATTEMPTS =>
-                {
-                    tracing::debug!(node = %node, port = def.management.ssh_port, "forward port taken; another");
-                    def.management.ssh_port = virt::free_port()?;
-                    attempt += 1;
-                }
-                Err(ClusterError::Virt(source)) => {
-                    return Err(ClusterError::StartFailed { node, accel: def.accel, source });
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        started.push((node, def.management.ssh_port, Instant::now()));
+        watch::start_domain(&conn, gate, &node, &mut def)?;
+        started.push((node, def, Instant::now()));
     }
     Ok((started, conn))
 }
 
-/// Connects to one node, failing early if its domain stops (a kernel panic with on_crash=destroy, QEMU dying).
-async fn wait_for_ssh(
-    target: ssh::Target,
-    started: Instant,
-    deadline: Duration,
-    conn: Arc<Connect>,
-    domain: String,
-    console: PathBuf,
-) -> Result<(String, Session, Duration), ClusterError> {
-    let node = target.node.clone();
-    let left = deadline.saturating_sub(started.elapsed());
-    tokio::select! {
-        connected = Session::connect(&target, left) => match connected {
-            Ok(session) => Ok((node, session, started.elapsed())),
-            Err(SshError::Connect { last_error, waited, .. }) => Err(ClusterError::NodeDidNotAnswer {
-                node,
-                waited,
-                reason: last_error,
-                console_tail: console_tail(&console, CONSOLE_LINES),
-                console,
-            }),
-            Err(e) => Err(e.into()),
-        },
-        () = stopped(conn, domain.clone()) => Err(ClusterError::NodeStopped {
-            node,
-            domain,
-            console_tail: console_tail(&console, CONSOLE_LINES),
-            console,
-        }),
-    }
-}
-
-/// Returns once libvirt says the domain is no longer running; polls once a second.
-async fn stopped(conn: Arc<Connect>, domain: String) {
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let (c, d) = (conn.clone(), domain.clone());
-        if let Ok(Ok(false)) = tokio::task::spawn_blocking(move || domain::is_active(&c, &d)).await {
-            return;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
     fn probe(accel: Accel, forced: bool) -> accel::Probe {
-        accel::Probe { accel, reason: "test".into(), boot_id: "b".into(), method: 2, forced }
+        accel::Probe { accel, reason: "test".into(), boot_id: "b".into(), method: 2, forced, took: None }
     }
 
     fn hang() -> ClusterError {
@@ -481,6 +441,24 @@ mod tests {
             kvm_fallback(&kvm, &stopped),
             Fallback::ToTcg { reason: "worker-node-2's domain stopped while booting".into() }
         );
+    }
+
+    #[test]
+    fn a_node_that_stalls_on_every_boot_under_kvm_falls_back_to_tcg_too() {
+        let stalled = ClusterError::NodeStalled {
+            node: "worker-node-1".into(),
+            stage: crate::boot_stage::BootStage::Firmware,
+            attempts: 3,
+            quiet: Duration::from_secs(4),
+            console: PathBuf::from("/run/console.log"),
+            console_tail: String::new(),
+        };
+        let Fallback::ToTcg { reason } = kvm_fallback(&probe(Accel::Kvm, false), &stalled) else {
+            panic!("a KVM that never prints falls back")
+        };
+        assert!(reason.starts_with("worker-node-1 stalled in the firmware") && reason.ends_with("3 boots"), "{reason}");
+        assert!(stalled.to_string().contains("on each of its 3 boots"), "{stalled}");
+        assert_eq!(kvm_fallback(&probe(Accel::Tcg, false), &stalled), Fallback::None);
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //! laid out as a chart ([`chart`], pure), drawn as SVG ([`svg::render`], pure, hand-written text) and kept
 //! beside the timeline as `timeline.svg` ([`write_svg`]), which failure bundles carry too.
 //!
-//! The chart has one row for the image, one per node (boot to SSH, or a golden restore), and one per phase
-//! run, each with the waits that took a while in rows of their own beneath it. A bar that began and never
-//! ended (a node that never answered, a phase cut short by a crash) runs to the timeline's end, drawn as
-//! unfinished; a phase or wait that failed is drawn in the failure colour.
+//! The chart has one row for the image, one for the acceleration probe when it ran, one per node (boot to
+//! SSH, or a golden restore), and one per phase run, each with the waits that took a while in rows of their
+//! own beneath it. A bar that began and never ended (a phase cut short by a crash) runs to the timeline's
+//! end, drawn as unfinished; a phase or wait that failed, and a node's boot that stalled (started again, or
+//! given up) or failed, are drawn in the failure colour, with why in the bar's title.
 
 pub mod svg;
 #[cfg(test)]
@@ -22,6 +23,8 @@ use crate::rundir::RunDir;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Image,
+    /// The acceleration probe (a KVM guest booted to see whether KVM works).
+    Probe,
     Boot,
     Restore,
     Phase,
@@ -94,6 +97,9 @@ pub fn chart(title: &str, records: &[Stamped], now_ms: Option<u64>) -> Chart {
         .iter()
         .map(|r| match &r.event {
             Event::ImageReady { took, .. }
+            | Event::Accel { probe: Some(took), .. }
+            | Event::NodeStalled { took, .. }
+            | Event::NodeFailed { took, .. }
             | Event::NodeUp { took, .. }
             | Event::NodeRestored { took, .. }
             | Event::PhaseEnds { took, .. }
@@ -125,9 +131,35 @@ pub fn chart(title: &str, records: &[Stamped], now_ms: Option<u64>) -> Chart {
                 let i = b.row(Group::Nodes, node, false);
                 b.open(i, now, Kind::Boot, format!("{node}: booting, not answering SSH yet"));
             }
+            Event::NodeStalled { node, stage, quiet, took, attempt, attempts, last } => {
+                let i = b.row(Group::Nodes, node, false);
+                let then = if attempt < attempts { "started again on a fresh overlay" } else { "given up" };
+                let title = format!(
+                    "{node}: boot {attempt} of {attempts} stalled {}: nothing new on its console for {:.1} s \
+                     (last: {last}); {then}",
+                    stage.describe(),
+                    quiet.as_secs_f64()
+                );
+                b.close(i, from(took), now, End::Failed, Kind::Boot, title);
+            }
+            Event::NodeFailed { node, took, why } => {
+                let i = b.row(Group::Nodes, node, false);
+                b.close(i, from(took), now, End::Failed, Kind::Boot, format!("{node}: boot failed: {why}"));
+            }
             Event::NodeUp { node, took } => {
                 let i = b.row(Group::Nodes, node, false);
-                b.close(i, from(took), now, End::Ok, Kind::Boot, format!("{node}: boot to SSH"));
+                // `took` counts from the node's first start; after a retry the bar is the last boot's own.
+                let retried = b.rows[i].bars.iter().any(|bar| bar.end == End::Failed);
+                let from = match b.rows[i].bars.iter().rev().find(|bar| bar.end == End::Open) {
+                    Some(open) if retried => open.from,
+                    _ => from(took),
+                };
+                let title = if retried {
+                    format!("{node}: boot to SSH, after a stalled boot")
+                } else {
+                    format!("{node}: boot to SSH")
+                };
+                b.close(i, from, now, End::Ok, Kind::Boot, title);
             }
             Event::NodeRestored { node, took, clock_lag } => {
                 let i = b.row(Group::Nodes, node, false);
@@ -158,7 +190,11 @@ pub fn chart(title: &str, records: &[Stamped], now_ms: Option<u64>) -> Chart {
                 let said = if *ok { "waited" } else { "gave up waiting" };
                 b.close(i, from(took), now, end, Kind::Wait, format!("{phase}: on {node}, {said} for {what}"));
             }
-            Event::Accel { .. } | Event::AccelFallback { .. } | Event::Note(_) => {}
+            Event::Accel { accel, reason, probe: Some(took) } => {
+                let i = b.row(Group::Image, "acceleration probe", false);
+                b.close(i, from(took), now, End::Ok, Kind::Probe, format!("acceleration probe: {accel} ({reason})"));
+            }
+            Event::Accel { probe: None, .. } | Event::AccelFallback { .. } | Event::Note(_) => {}
         }
     }
     for row in &mut b.rows {

@@ -27,6 +27,7 @@ const OPEN: &str = "#9e9e9e";
 fn colour(kind: Kind) -> &'static str {
     match kind {
         Kind::Image => "#9467bd",
+        Kind::Probe => "#8c564b",
         Kind::Boot => "#1f77b4",
         Kind::Restore => "#17becf",
         Kind::Phase => "#2ca02c",
@@ -73,7 +74,7 @@ pub fn render(chart: &Chart) -> String {
         if group != Some(row.group) {
             group = Some(row.group);
             let name = match row.group {
-                Group::Image => "image",
+                Group::Image => "node image, acceleration probe",
                 Group::Nodes => "nodes: boot to SSH, or golden restore",
                 Group::Phases => "phases, and the waits in them",
             };
@@ -173,6 +174,7 @@ fn said(bar: &Bar) -> String {
 pub fn kind_name(kind: Kind) -> &'static str {
     match kind {
         Kind::Image => "image",
+        Kind::Probe => "probe",
         Kind::Boot => "boot",
         Kind::Restore => "restore",
         Kind::Phase => "phase",
@@ -183,6 +185,7 @@ pub fn kind_name(kind: Kind) -> &'static str {
 fn legend(s: &mut String, y: f64) {
     let items = [
         (colour(Kind::Image), "node image"),
+        (colour(Kind::Probe), "acceleration probe"),
         (colour(Kind::Boot), "boot to SSH"),
         (colour(Kind::Restore), "golden restore"),
         (colour(Kind::Phase), "phase"),

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::svg::{self, AXIS_X};
 use super::*;
+use crate::boot_stage::BootStage;
 
 const T0: u64 = 1_764_000_000_000;
 
@@ -262,4 +263,94 @@ fn rsvg_convert_renders_the_picture_as_a_png() {
     assert_eq!(width as f64, attr(&root.root_element(), "width"));
     assert_eq!(height as f64, attr(&root.root_element(), "height"));
     assert!(height > 400, "17 rows and a legend: {height}");
+}
+
+/// The run of the 2026-12-07 evidence (shared/evidence/boot-hang-2026-12-07/timeline.jsonl: the image, a
+/// 20 s acceleration probe, three boots) as kthw now records it: the probe's time, worker-node-1's first
+/// boot stalling in the initrd and its second answering, and worker-node-2 failing another way.
+fn retried_run() -> Vec<Stamped> {
+    let booting = |s: f64, node: &str| at(s, Event::NodeBooting { node: node.into() });
+    vec![
+        at(51.5, Event::ImageReady { key: "bookworm-2e208ecbf45d6618".into(), took: secs(51.5) }),
+        at(
+            71.6,
+            Event::Accel {
+                accel: "TCG".into(),
+                reason: "/dev/kvm opens, but a KVM guest did not boot the node kernel in 20 s".into(),
+                probe: Some(secs(20.1)),
+            },
+        ),
+        booting(73.5, "control-plane-1"),
+        booting(73.5, "worker-node-1"),
+        booting(73.5, "worker-node-2"),
+        at(92.8, Event::NodeUp { node: "control-plane-1".into(), took: secs(19.3) }),
+        at(
+            101.5,
+            Event::NodeStalled {
+                node: "worker-node-1".into(),
+                stage: BootStage::Initrd,
+                quiet: secs(24.1),
+                took: secs(28.0),
+                attempt: 1,
+                attempts: 3,
+                last: "virtio_blk virtio1: [vda] 16777216 512-byte logical blocks".into(),
+            },
+        ),
+        booting(102.0, "worker-node-1"),
+        at(
+            110.0,
+            Event::NodeFailed { node: "worker-node-2".into(), took: secs(36.5), why: "its domain stopped".into() },
+        ),
+        at(122.0, Event::NodeUp { node: "worker-node-1".into(), took: secs(48.5) }),
+    ]
+}
+
+#[test]
+fn the_probe_has_a_row_and_a_stalled_or_failed_boot_is_red_with_why() {
+    let chart = chart("t", &retried_run(), None);
+    let names: Vec<&str> = chart.rows.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["image", "acceleration probe", "control-plane-1", "worker-node-1", "worker-node-2"]);
+    let probe = &chart.rows[1].bars[0];
+    assert_eq!((probe.kind, probe.end), (Kind::Probe, End::Ok));
+    assert!((probe.from - 51.5).abs() < 0.01 && (probe.to - 71.6).abs() < 0.01, "right after the image: {probe:?}");
+    assert!(probe.title.contains("TCG") && probe.title.contains("did not boot"), "{}", probe.title);
+
+    let w1 = &chart.rows[3].bars;
+    assert_eq!(w1.len(), 2, "the stalled boot, then the one that answered: {w1:?}");
+    assert_eq!((w1[0].kind, w1[0].end, w1[0].from, w1[0].to), (Kind::Boot, End::Failed, 73.5, 101.5));
+    for why in ["boot 1 of 3 stalled in the initrd", "nothing new on its console for 24.1 s", "[vda]", "started again"]
+    {
+        assert!(w1[0].title.contains(why), "{why:?} in {}", w1[0].title);
+    }
+    assert_eq!((w1[1].end, w1[1].from, w1[1].to), (End::Ok, 102.0, 122.0), "the second boot's own bar");
+    let w2 = &chart.rows[4].bars[0];
+    assert_eq!((w2.end, w2.from, w2.to), (End::Failed, 73.5, 110.0));
+    assert_eq!(w2.title, "worker-node-2: boot failed: its domain stopped");
+
+    let text = svg::render(&chart);
+    let doc = doc(&text);
+    let bars: Vec<roxmltree::Node> =
+        doc.descendants().filter(|n| n.attribute("class").is_some_and(|c| c.starts_with("bar "))).collect();
+    let red: Vec<String> = bars
+        .iter()
+        .filter(|n| n.attribute("fill") == Some("#d62728"))
+        .map(|n| n.descendants().filter_map(|t| t.text()).collect())
+        .collect();
+    assert_eq!(red.len(), 2, "{red:?}");
+    assert!(red[0].contains("stalled in the initrd") && red[1].contains("its domain stopped"), "{red:?}");
+    assert_eq!(bars.iter().filter(|n| n.attribute("class") == Some("bar probe")).count(), 1);
+    let texts: Vec<&str> = doc.descendants().filter_map(|n| n.text()).collect();
+    for said in ["acceleration probe", "20.1 s", "28.0 s, FAILED, boot 20.0 s"] {
+        assert!(texts.iter().any(|t| t.contains(said)), "{said:?} in {texts:?}");
+    }
+}
+
+#[test]
+fn a_remembered_verdict_draws_no_probe_row() {
+    let records = [
+        at(1.0, Event::Accel { accel: "TCG".into(), reason: "remembered".into(), probe: None }),
+        at(2.0, Event::NodeBooting { node: "n".into() }),
+    ];
+    let names: Vec<String> = chart("t", &records, None).rows.into_iter().map(|r| r.name).collect();
+    assert_eq!(names, ["n"]);
 }

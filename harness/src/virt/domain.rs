@@ -238,6 +238,22 @@ fn qemu_log(uri: &str, name: &str) -> Option<PathBuf> {
     Some(dir.join(format!("{name}.log")))
 }
 
+/// QEMU's own answers to the human-monitor `commands` for domain `name`, each under its command, for a person
+/// reading why a guest stopped (never parsed). Through libvirt-qemu's virDomainQemuMonitorCommand with
+/// VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP (1) (https://libvirt.org/html/libvirt-libvirt-qemu.html); libvirt then
+/// marks the domain tainted ("custom-monitor"), which only its log says. A command that fails gives its error
+/// in its place.
+pub fn monitor(conn: &Connect, name: &str, commands: &[String]) -> Result<String, VirtError> {
+    const HMP: u32 = 1;
+    let dom = lookup(conn, name)?.ok_or_else(|| VirtError::NotFound { kind: "domain", name: name.to_string() })?;
+    let mut text = String::new();
+    for c in commands {
+        let answer = dom.qemu_monitor_command(c, HMP).unwrap_or_else(|e| format!("(failed: {})", e.message()));
+        text.push_str(&format!("(qemu) {c}\n{}\n", answer.trim_end()));
+    }
+    Ok(text)
+}
+
 /// Is `name` defined and running?
 pub fn is_active(conn: &Connect, name: &str) -> Result<bool, VirtError> {
     match lookup(conn, name)? {

@@ -11,4 +11,5 @@ mod nodes;
 mod runtimes;
 mod scenario_premises;
 mod ssh;
+mod stalls;
 mod testkit;
