@@ -43,7 +43,7 @@ const L7_BACKEND: (&str, &str) = ("loadBalancer.l7.backend", "envoy");
 /// Where the CLI writes its JUnit on the control plane.
 pub const REMOTE_JUNIT: &str = "/root/cilium-connectivity-junit.xml";
 /// The longest `cilium connectivity test` may run, for KVM (scaled like every deadline). .config/nextest.toml
-/// gives the scenario tier time for this, the cluster's bring-up and a bundle (harness/tests/lint.rs).
+/// gives the scenario tier time for this, the cluster's bring-up and a bundle (harness/tests/lint/).
 pub const TEST_DEADLINE: Duration = Duration::from_secs(1800);
 
 /// Whether `spec`'s CLI would run `l7-lb` against pods that cannot start: its CLI deploys them (v0.19 on), the

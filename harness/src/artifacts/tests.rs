@@ -20,7 +20,7 @@ fn every_pinned_artifact_of_each_set_has_a_published_sum_with_its_source_and_tha
         for a in &m.artifacts {
             let sum = a.sum().unwrap_or_else(|e| panic!("{set} {}: {e}", a.name));
             // What a source must name (a version, an upstream location) is the lint tier's rule, tested there
-            // against a violation: harness/tests/lint.rs every_artifact_source_names_a_version_and_...
+            // against a violation: harness/tests/lint/ every_artifact_source_names_a_version_and_...
             assert!(!a.source.trim().is_empty(), "{set} {}: the source must say where {sum} was published", a.name);
             assert_eq!(
                 a.spec_version(&spec).as_deref(),

@@ -23,7 +23,7 @@ const KUBERNETES_BUDGET: Duration = Duration::from_secs(300);
 /// The longest a bundle of a running cluster of `nodes` nodes takes to collect on KVM (each part at its
 /// budget; the local records and the archive take seconds). A test's nextest timeout must leave this much
 /// after the test's own deadlines, or a timed-out test is killed before its bundle is written
-/// (harness/tests/lint.rs holds .config/nextest.toml to it).
+/// (harness/tests/lint/ holds .config/nextest.toml to it).
 pub fn collect_budget(nodes: usize) -> Duration {
     NODE_BUDGET * nodes as u32 + KUBERNETES_BUDGET
 }
