@@ -7,7 +7,18 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::cluster::{ClusterState, DEFAULT_KEEP_TTL};
-use crate::up::Keep;
+
+/// Whether the cluster outlives the process that brought it up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Keep {
+    /// Torn down when the handle of the running cluster is dropped (tests).
+    #[default]
+    Never,
+    /// Kept when a phase fails, for a person to look at; torn down otherwise.
+    OnFailure,
+    /// Kept from the moment every node answers, until `kthw down` (`kthw up`).
+    Always,
+}
 
 /// A time to live longer than this is a typo (`240h` for `24h`), not a plan: `kthw down` is the way to keep
 /// a cluster indefinitely... by not running it.

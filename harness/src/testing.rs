@@ -20,6 +20,46 @@ pub fn workspace_dir() -> PathBuf {
     package.parent().map(PathBuf::from).unwrap_or(package)
 }
 
+/// The cargo target directory the running test binary was built into (`CARGO_TARGET_DIR`, `target/` of
+/// whichever workspace built it, or where an archive was extracted): read from the binary's own path, which
+/// is right in a single-crate repository, a workspace, a shared `CARGO_TARGET_DIR` and an extracted nextest
+/// archive alike, where the package's manifest directory is not. Cargo puts test and bench binaries in
+/// `<target>/[<triple>/]<profile>/deps/`, examples in `.../<profile>/examples/`, binaries in `.../<profile>/`
+/// (doc.rust-lang.org/cargo/reference/build-cache.html). `CARGO_TARGET_DIR` at run time is the fallback for
+/// an executable outside that layout.
+pub fn target_dir() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("the test binary's own path: {e}"))?;
+    target_dir_of(&exe)
+        .or_else(|| std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()).map(PathBuf::from))
+        .ok_or_else(|| {
+            format!(
+                "{} is not in a cargo target directory (<target>/<profile>/deps/) and CARGO_TARGET_DIR is unset: \
+                 set KTHW_HOME to the directory tests may keep their images and clusters in",
+                exe.display()
+            )
+        })
+}
+
+/// `<target>` of `exe` at `<target>/<profile>/{deps,examples}/<exe>` or `<target>/<profile>/<exe>`, told by
+/// the `.fingerprint` directory cargo keeps in every profile directory (a triple's too).
+fn target_dir_of(exe: &std::path::Path) -> Option<PathBuf> {
+    let dir = exe.parent()?;
+    let profile = match dir.file_name()?.to_str()? {
+        "deps" | "examples" => dir.parent()?,
+        _ => dir,
+    };
+    if !profile.join(".fingerprint").is_dir() && !profile.join("deps").is_dir() {
+        return None;
+    }
+    profile.parent().map(PathBuf::from)
+}
+
+/// [`crate::paths::Paths::for_tests`], or a failed test naming what to set: what a test passes to
+/// [`crate::up::Up::paths`] and to the CLI as `KTHW_HOME`.
+pub fn test_paths() -> crate::paths::Paths {
+    crate::paths::Paths::for_tests().unwrap_or_else(|why| panic!("no test home: {why}"))
+}
+
 /// A binary target of the test's own package: `NEXTEST_BIN_EXE_<name>` (nextest, remapped into an extracted
 /// archive), else `CARGO_BIN_EXE_<name>` at run time (nextest, and cargo test since Rust 1.94), else `built`,
 /// the path compiled in with `env!("CARGO_BIN_EXE_<name>")`. Only the same package's binaries are given to a
@@ -93,6 +133,30 @@ mod tests {
         let why = on_path("kthw-no-such-tool", "some_test").unwrap_err();
         assert!(why.contains("some_test needs kthw-no-such-tool"), "{why}");
         assert_eq!(needs(Ok::<u8, String>(7)), Some(7));
+    }
+
+    #[test]
+    fn the_target_directory_is_read_from_the_binary_path_in_every_layout() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("target");
+        let triple = root.join("x86_64-unknown-linux-gnu");
+        for profile in [root.join("debug"), triple.join("release")] {
+            std::fs::create_dir_all(profile.join("deps")).unwrap();
+            std::fs::create_dir_all(profile.join("examples")).unwrap();
+            std::fs::create_dir_all(profile.join(".fingerprint")).unwrap();
+        }
+        assert_eq!(target_dir_of(&root.join("debug/deps/vm-0123abcd")), Some(root.clone()));
+        assert_eq!(target_dir_of(&root.join("debug/examples/first")), Some(root.clone()));
+        assert_eq!(target_dir_of(&root.join("debug/kthw-bench")), Some(root.clone()));
+        // With --target, profiles sit one level down: the home goes beside them, still in the target directory.
+        assert_eq!(target_dir_of(&triple.join("release/deps/t-1")), Some(triple));
+        // An installed binary is in no build directory: nothing to name.
+        std::fs::create_dir_all(t.path().join("bin")).unwrap();
+        assert_eq!(target_dir_of(&t.path().join("bin/kthw")), None);
+        // This test binary runs from cargo's layout: its own target directory holds its profile's deps.
+        let exe = std::env::current_exe().unwrap();
+        let here = target_dir().unwrap();
+        assert!(exe.starts_with(&here), "{} is not under {}", exe.display(), here.display());
     }
 
     #[test]

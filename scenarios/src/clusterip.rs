@@ -25,8 +25,9 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 
-use crate::workload::{pinned_image, pinned_pod};
-use crate::{Report, ScenarioError, World};
+use crate::{Needs, Report, Scenario, ScenarioError, ScenarioFuture, World};
+use kthw::phase::Phase;
+use kthw::testkit::{pinned_image, pinned_pod};
 
 /// The pinned images it deploys: the echo server and the client of `cilium connectivity test`.
 pub const IMAGES: &[&str] = &["connectivity-json-mock", "connectivity-curl"];
@@ -167,7 +168,7 @@ pub fn server_and_client(workers: &[String]) -> Option<(String, String)> {
 }
 
 /// curl from the client pod: the exit status (None when kubectl itself failed to exec).
-async fn curl(w: &World<'_>, ns: &str, url: &str) -> Result<Option<u32>, ScenarioError> {
+async fn curl(w: &World, ns: &str, url: &str) -> Result<Option<u32>, ScenarioError> {
     let out = w.exec_in(ns, "client", &format!("curl -sS -o /dev/null --max-time 5 {url}")).await?;
     // kubectl exec passes the command's exit status through; it says "command terminated with exit code N".
     if out.success() {
@@ -177,7 +178,29 @@ async fn curl(w: &World<'_>, ns: &str, url: &str) -> Result<Option<u32>, Scenari
     Ok(err.split("exit code ").nth(1).and_then(|c| c.split_whitespace().next()?.parse().ok()))
 }
 
-pub(crate) async fn run(w: &World<'_>, r: &mut Report) -> Result<(), ScenarioError> {
+/// The scenario; the module's documentation says what it shows and how.
+pub struct ClusterIpNoKubeProxy;
+
+impl Scenario for ClusterIpNoKubeProxy {
+    fn name(&self) -> &'static str {
+        "clusterip-no-kube-proxy"
+    }
+
+    fn shows(&self) -> &'static str {
+        "no kube-proxy and no KUBE-* chains anywhere; ClusterIP (by IP and name) and NodePort answer through Cilium; a service scaled to zero refuses"
+    }
+
+    fn needs(&self) -> Needs {
+        // Its client runs on another worker than its server: what crosses nodes is what Cilium routes.
+        Needs::at(Phase::Ready).images(IMAGES).workers(2)
+    }
+
+    fn run<'a>(&'a self, w: &'a World, r: &'a mut Report) -> ScenarioFuture<'a> {
+        Box::pin(act(w, r))
+    }
+}
+
+async fn act(w: &World, r: &mut Report) -> Result<(), ScenarioError> {
     let kube = |what: &str| {
         let what = what.to_string();
         move |e| ScenarioError::Kube { scenario: w.name(), what, source: Box::new(e) }
@@ -296,7 +319,7 @@ pub(crate) async fn run(w: &World<'_>, r: &mut Report) -> Result<(), ScenarioErr
     w.delete_namespace(&ns).await
 }
 
-async fn echo_pod_ip(w: &World<'_>, ns: &str) -> Result<String, ScenarioError> {
+async fn echo_pod_ip(w: &World, ns: &str) -> Result<String, ScenarioError> {
     let pods: Api<Pod> = Api::namespaced(w.client(), ns);
     w.wait_until("the echo pod runs", w.scaled(Duration::from_secs(120)), async || {
         let list = pods.list(&ListParams::default().labels("app=echo")).await.map_err(|e| e.to_string())?;
@@ -310,7 +333,7 @@ async fn echo_pod_ip(w: &World<'_>, ns: &str) -> Result<String, ScenarioError> {
 }
 
 /// `cilium-dbg service list` from the agent on `node`.
-async fn service_table(w: &World<'_>, node: &str) -> Result<Vec<ServiceEntry>, ScenarioError> {
+async fn service_table(w: &World, node: &str) -> Result<Vec<ServiceEntry>, ScenarioError> {
     let agent = agent_on(w, node).await?;
     let out = w.kubectl(&format!("-n kube-system exec {agent} -c cilium-agent -- cilium-dbg service list")).await?;
     w.keep(&format!("service-list-{node}.txt"), &out.stdout_lossy())?;
@@ -318,7 +341,7 @@ async fn service_table(w: &World<'_>, node: &str) -> Result<Vec<ServiceEntry>, S
 }
 
 /// The Cilium agent pod on `node`.
-pub(crate) async fn agent_on(w: &World<'_>, node: &str) -> Result<String, ScenarioError> {
+async fn agent_on(w: &World, node: &str) -> Result<String, ScenarioError> {
     let pods: Api<Pod> = Api::namespaced(w.client(), "kube-system");
     let lp = ListParams::default().labels("k8s-app=cilium").fields(&format!("spec.nodeName={node}"));
     let list = pods.list(&lp).await.map_err(|e| ScenarioError::Kube {
@@ -336,7 +359,7 @@ pub(crate) async fn agent_on(w: &World<'_>, node: &str) -> Result<String, Scenar
 }
 
 /// No kube-proxy in any form, and none of its rules.
-async fn no_kube_proxy(w: &World<'_>, r: &mut Report) -> Result<(), ScenarioError> {
+async fn no_kube_proxy(w: &World, r: &mut Report) -> Result<(), ScenarioError> {
     let ds: Api<DaemonSet> = Api::namespaced(w.client(), "kube-system");
     let kube = |e| ScenarioError::Kube { scenario: w.name(), what: "look for kube-proxy".into(), source: Box::new(e) };
     let daemonset = ds.get_opt("kube-proxy").await.map_err(kube)?;
@@ -352,7 +375,7 @@ async fn no_kube_proxy(w: &World<'_>, r: &mut Report) -> Result<(), ScenarioErro
         .filter(|n| n.starts_with("kube-proxy"))
         .collect();
     r.check("no kube-proxy pod", named.is_empty(), format!("{named:?}"));
-    let run_dir = w.cluster.run_dir();
+    let run_dir = w.cluster.cluster().run_dir();
     let local: Vec<String> = [run_dir.pki(), run_dir.kubeconfigs()]
         .iter()
         .filter_map(|d| std::fs::read_dir(d).ok())

@@ -20,13 +20,12 @@ use k8s_openapi::api::core::v1::{Event, Pod};
 use kthw::bootstrap::cilium_install::{install_argv, status_argv, CILIUM_CLI, CLUSTER_NIC};
 use kthw::bootstrap::configs::REGISTRY_HOSTS_DIR;
 use kthw::bootstrap::{cilium_workloads, rollout, CILIUM_IMAGES};
-use kthw::cluster::Cluster;
 use kthw::diagnosis::{self, WaitTimeoutCause};
 use kthw::phase::Phase;
+use kthw::testkit::TestCluster;
 use kube::api::{Api, ListParams};
 
-use crate::world::{session, succeed};
-use crate::{Report, Scenario, ScenarioError, World};
+use crate::{Needs, Override, Report, Scenario, ScenarioError, ScenarioFuture, World};
 
 /// The mirror's port on control-plane-1 (docker-registry's default, /etc/docker/registry/config.yml).
 pub const MIRROR_PORT: u16 = 5000;
@@ -169,21 +168,15 @@ pub fn start_mirror_command() -> String {
 /// from the host through an SSH forward (the host touches only its loopback), and holds the control plane's
 /// cluster NIC to `rate_mbit`. Needs only the nodes.
 pub async fn serve_mirror(
-    cluster: &Cluster,
+    cluster: &TestCluster,
     images: &[(PathBuf, String)],
     rate_mbit: u64,
 ) -> Result<Mirror, ScenarioError> {
-    let me = Scenario::ColdImageWait;
-    let cp = cluster.spec().control_plane().name.clone();
-    let deadline = cluster.accel().scale(Duration::from_secs(60));
-    succeed(me, cluster, &cp, &start_mirror_command(), deadline).await?;
-    let s = session(me, cluster, &cp, "forward to the mirror").await?;
-    let tunnel = s.forward_local("127.0.0.1", MIRROR_PORT).await.map_err(|e| ScenarioError::Ssh {
-        scenario: me.name(),
-        node: cp.clone(),
-        cmd: format!("forward 127.0.0.1:{MIRROR_PORT}"),
-        source: Box::new(e),
-    })?;
+    let me = ColdImageWait.name();
+    let err = |e| ScenarioError::Test { scenario: me, source: Box::new(e) };
+    let cp = cluster.node(&cluster.control_plane()).map_err(err)?;
+    cp.succeed(&start_mirror_command()).await.map_err(err)?;
+    let tunnel = cp.forward("127.0.0.1", MIRROR_PORT).await.map_err(err)?;
     let mut mirror = Mirror { registries: Vec::new(), bytes: 0 };
     for (archive, reference) in images {
         mirror.bytes += std::fs::metadata(archive).map(|m| m.len()).unwrap_or(0);
@@ -193,7 +186,7 @@ pub async fn serve_mirror(
         }
         let argv = push_argv(archive, path, tunnel.local.port());
         let failed = |status: String, output: String| ScenarioError::Command {
-            scenario: me.name(),
+            scenario: me,
             node: "host".into(),
             cmd: format!("skopeo {}", argv.join(" ")),
             status,
@@ -209,42 +202,62 @@ pub async fn serve_mirror(
         }
     }
     let shape = format!("tc qdisc replace dev {CLUSTER_NIC} root tbf rate {rate_mbit}mbit burst 64kb latency 500ms");
-    succeed(me, cluster, &cp, &shape, deadline).await?;
+    cp.succeed(&shape).await.map_err(err)?;
     Ok(mirror)
 }
 
 /// Makes every worker's containerd pull `registries`' images from the control plane's mirror first.
-pub async fn use_mirror(cluster: &Cluster, registries: &[String]) -> Result<(), ScenarioError> {
-    let spec = cluster.spec();
-    let mirror = format!("{}:{MIRROR_PORT}", spec.control_plane().address);
-    let deadline = cluster.accel().scale(Duration::from_secs(60));
-    for worker in spec.workers() {
+pub async fn use_mirror(cluster: &TestCluster, registries: &[String]) -> Result<(), ScenarioError> {
+    let err = |e| ScenarioError::Test { scenario: ColdImageWait.name(), source: Box::new(e) };
+    let mirror = format!("{}:{MIRROR_PORT}", cluster.spec().control_plane().address);
+    for worker in cluster.workers() {
+        let node = cluster.node(&worker).map_err(err)?;
         for registry in registries {
             let dir = format!("{REGISTRY_HOSTS_DIR}/{registry}");
             let toml = kthw::ssh::shell_quote(&hosts_toml(registry, &mirror));
-            let cmd = format!("mkdir -p {dir} && printf '%s' {toml} > {dir}/hosts.toml");
-            succeed(Scenario::ColdImageWait, cluster, &worker.name, &cmd, deadline).await?;
+            node.succeed(&format!("mkdir -p {dir} && printf '%s' {toml} > {dir}/hosts.toml")).await.map_err(err)?;
         }
     }
     Ok(())
 }
 
-pub(crate) async fn run(w: &World<'_>, r: &mut Report) -> Result<(), ScenarioError> {
+/// The scenario; the module's documentation says what it shows and how.
+pub struct ColdImageWait;
+
+impl Scenario for ColdImageWait {
+    fn name(&self) -> &'static str {
+        "cold-image-wait"
+    }
+
+    fn shows(&self) -> &'static str {
+        "with cold images behind a slow mirror, `cilium status --wait` times out and is classified as still pulling; a longer wait succeeds; warm installs are fast"
+    }
+
+    fn needs(&self) -> Needs {
+        Needs::at(Phase::Workers).running(Phase::Cilium).with(Override::Preload(false))
+    }
+
+    fn run<'a>(&'a self, w: &'a World, r: &'a mut Report) -> ScenarioFuture<'a> {
+        Box::pin(act(w, r))
+    }
+}
+
+async fn act(w: &World, r: &mut Report) -> Result<(), ScenarioError> {
     let cp = w.cp();
     let root = w.layout().root_kubeconfig.clone();
     w.cilium_cli().await?;
 
     let mut images = Vec::new();
     for name in CILIUM_IMAGES {
-        let (a, archive) = w.bootstrap.artifact(Phase::Cilium, name).map_err(|e| ScenarioError::Phase {
+        let (a, archive) = w.bootstrap().artifact(Phase::Cilium, name).map_err(|e| ScenarioError::Phase {
             scenario: w.name(),
             phase: Phase::Cilium,
             source: Box::new(e),
         })?;
         images.push((archive, a.locator().to_string()));
     }
-    let mirror = serve_mirror(w.cluster, &images, RATE_MBIT).await?;
-    use_mirror(w.cluster, &mirror.registries).await?;
+    let mirror = serve_mirror(&w.cluster, &images, RATE_MBIT).await?;
+    use_mirror(&w.cluster, &mirror.registries).await?;
     let bytes = mirror.bytes;
     let workers = w.workers().len() as u64;
     r.fact("the mirror", format!("{} MiB of image archives behind {RATE_MBIT} Mbit/s on {cp}", bytes >> 20));
@@ -265,7 +278,7 @@ pub(crate) async fn run(w: &World<'_>, r: &mut Report) -> Result<(), ScenarioErr
         waited.describe_status(),
     );
     let stalled =
-        rollout::wait(&w.client(), &cilium_workloads(), Duration::from_secs(1), Phase::Cilium, w.events).await;
+        rollout::wait(&w.client(), &cilium_workloads(), Duration::from_secs(1), Phase::Cilium, w.events()).await;
     let mut findings = diagnosis::diagnose(&format!("{}{}", waited.stdout_lossy(), waited.stderr_lossy()));
     if let Err(s) = &stalled {
         findings.extend(s.findings());
@@ -296,7 +309,7 @@ pub(crate) async fn run(w: &World<'_>, r: &mut Report) -> Result<(), ScenarioErr
 
     // The harness's own wait, sized for the bytes, succeeds; so does the seed's command after it.
     let deadline = w.scaled(pull_deadline(bytes, workers, RATE_MBIT));
-    let rolled = rollout::wait(&w.client(), &cilium_workloads(), deadline, Phase::Cilium, w.events).await;
+    let rolled = rollout::wait(&w.client(), &cilium_workloads(), deadline, Phase::Cilium, w.events()).await;
     r.check(
         format!("the harness's wait ({deadline:.0?}) sees every Cilium pod ready"),
         rolled.is_ok(),
@@ -329,7 +342,7 @@ pub(crate) async fn run(w: &World<'_>, r: &mut Report) -> Result<(), ScenarioErr
         w.run_argv(&install_argv(w.spec(), &root), w.scaled(Duration::from_secs(120)), "install-warm.txt").await?;
     r.check("`cilium install` on warm nodes returns", installed.success(), installed.describe_status());
     let rolled =
-        rollout::wait(&w.client(), &cilium_workloads(), w.spec().cilium.status_wait, Phase::Cilium, w.events).await;
+        rollout::wait(&w.client(), &cilium_workloads(), w.spec().cilium.status_wait, Phase::Cilium, w.events()).await;
     let warm = warm_start.elapsed();
     r.check(
         "the warm install's pods are ready",

@@ -16,8 +16,8 @@ use std::time::Duration;
 use kthw::bootstrap::cilium_install::CILIUM_CLI;
 use kthw::phase::Phase;
 
-use crate::workload::pinned_image;
-use crate::{Report, ScenarioError, World};
+use crate::{Needs, Report, Scenario, ScenarioError, ScenarioFuture, World};
+use kthw::testkit::pinned_image;
 
 /// The images it deploys that no phase has put on the workers. cilium-cli v0.19.7 also deploys `l7-lb` with an
 /// echo image no primary source pins (`kthw::diagnosis::UNPINNED`): without egress that pod never starts, the
@@ -89,7 +89,28 @@ pub fn junit_verdict(report: Option<&str>, kept: &str) -> (bool, String) {
     }
 }
 
-pub(crate) async fn run(w: &World<'_>, r: &mut Report) -> Result<(), ScenarioError> {
+/// The scenario; the module's documentation says what it shows and how.
+pub struct Connectivity;
+
+impl Scenario for Connectivity {
+    fn name(&self) -> &'static str {
+        "connectivity"
+    }
+
+    fn shows(&self) -> &'static str {
+        "`cilium connectivity test` without the tests that need the internet, its images pinned and preloaded, its JUnit kept"
+    }
+
+    fn needs(&self) -> Needs {
+        Needs::at(Phase::Ready).images(IMAGES)
+    }
+
+    fn run<'a>(&'a self, w: &'a World, r: &'a mut Report) -> ScenarioFuture<'a> {
+        Box::pin(act(w, r))
+    }
+}
+
+async fn act(w: &World, r: &mut Report) -> Result<(), ScenarioError> {
     w.preload(Phase::Ready, IMAGES).await?;
     let root = w.layout().root_kubeconfig.clone();
     let egress = w.spec().egress;

@@ -24,7 +24,7 @@ use kthw::phase::Phase;
 use kthw::spec::ClusterSpec;
 use kube::api::{Api, ListParams};
 
-use crate::{Report, ScenarioError, World};
+use crate::{Needs, Override, Report, Scenario, ScenarioError, ScenarioFuture, World};
 
 /// How long the scenario lets `cilium status --wait` wait where it is expected to time out.
 const SHORT_WAIT: Duration = Duration::from_secs(30);
@@ -50,7 +50,7 @@ pub fn internal_ip_first(spec: &ClusterSpec) -> ClusterSpec {
     s
 }
 
-fn cilium_status(w: &World<'_>) -> Vec<String> {
+fn cilium_status(w: &World) -> Vec<String> {
     vec![
         CILIUM_CLI.to_string(),
         "status".into(),
@@ -59,7 +59,28 @@ fn cilium_status(w: &World<'_>) -> Vec<String> {
     ]
 }
 
-pub(crate) async fn run(w: &World<'_>, r: &mut Report) -> Result<(), ScenarioError> {
+/// The scenario; the module's documentation says what it shows and how.
+pub struct DnsNodeNames;
+
+impl Scenario for DnsNodeNames {
+    fn name(&self) -> &'static str {
+        "dns-node-names"
+    }
+
+    fn shows(&self) -> &'static str {
+        "without node names in /etc/hosts, `cilium status` cannot resolve worker names though every node is Ready; what clears it (and whether CoreDNS does)"
+    }
+
+    fn needs(&self) -> Needs {
+        Needs::at(Phase::Workers).running(Phase::Coredns).with(Override::ResolveNodeNames(false))
+    }
+
+    fn run<'a>(&'a self, w: &'a World, r: &'a mut Report) -> ScenarioFuture<'a> {
+        Box::pin(act(w, r))
+    }
+}
+
+async fn act(w: &World, r: &mut Report) -> Result<(), ScenarioError> {
     let root = w.layout().root_kubeconfig.clone();
     let workers = w.workers();
     let cp = w.cp();
@@ -68,7 +89,7 @@ pub(crate) async fn run(w: &World<'_>, r: &mut Report) -> Result<(), ScenarioErr
         w.run_argv(&install_argv(w.spec(), &root), w.scaled(Duration::from_secs(120)), "install.txt").await?;
     r.check("`cilium install` as admin-internal succeeds", installed.success(), installed.describe_status());
     let rolled =
-        rollout::wait(&w.client(), &cilium_workloads(), w.spec().cilium.status_wait, Phase::Cilium, w.events).await;
+        rollout::wait(&w.client(), &cilium_workloads(), w.spec().cilium.status_wait, Phase::Cilium, w.events()).await;
     r.check(
         "every Cilium pod is ready (the harness's own wait, through the API)",
         rolled.is_ok(),
@@ -156,13 +177,7 @@ pub(crate) async fn run(w: &World<'_>, r: &mut Report) -> Result<(), ScenarioErr
 }
 
 /// Whether, after a fix, `cilium status` shows no lookup error and `status --wait` succeeds.
-async fn clears(
-    w: &World<'_>,
-    r: &mut Report,
-    fix: &str,
-    root: &std::path::Path,
-    file: &str,
-) -> Result<(), ScenarioError> {
+async fn clears(w: &World, r: &mut Report, fix: &str, root: &std::path::Path, file: &str) -> Result<(), ScenarioError> {
     let out = w.run_argv(&cilium_status(w), w.scaled(Duration::from_secs(60)), &format!("status-{file}.txt")).await?;
     let left = unresolved(&format!("{}{}", out.stdout_lossy(), out.stderr_lossy()));
     r.check(format!("{fix}: `cilium status` shows no lookup error"), left.is_empty(), format!("{left:?}"));
@@ -176,9 +191,9 @@ async fn clears(
 }
 
 /// kube-apiserver's unit rendered from `spec`, installed, and the apiserver restarted and ready again.
-async fn apiserver_with(w: &World<'_>, spec: &ClusterSpec) -> Result<(), ScenarioError> {
+async fn apiserver_with(w: &World, spec: &ClusterSpec) -> Result<(), ScenarioError> {
     let cp = w.cp();
-    let unit = kube_apiserver_unit(spec, w.layout(), w.cluster.accel());
+    let unit = kube_apiserver_unit(spec, w.layout(), w.cluster.cluster().accel());
     let path = w.layout().unit("kube-apiserver");
     w.succeed(
         &cp,
@@ -204,7 +219,7 @@ async fn apiserver_with(w: &World<'_>, spec: &ClusterSpec) -> Result<(), Scenari
     .await
 }
 
-async fn every_node_ready(w: &World<'_>, r: &mut Report) -> Result<(), ScenarioError> {
+async fn every_node_ready(w: &World, r: &mut Report) -> Result<(), ScenarioError> {
     let nodes: Api<Node> = Api::all(w.client());
     let ready = w
         .wait_until("every node Ready", w.scaled(Duration::from_secs(120)), async || {

@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kthw::access::AccessError;
 use kthw::bootstrap::{render_lacks, BootstrapError, Lack};
 use kthw::cluster::ClusterError;
 use kthw::phase::Phase;
 use kthw::ssh::SshError;
+use kthw::testkit::TestError;
 use kthw::up::UpError;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,12 +42,6 @@ pub enum ScenarioError {
     Unsuitable { scenario: &'static str, cluster: String, why: String },
     #[error("scenario {scenario} cannot run on this spec: {why}; no VM was booted")]
     Unfit { scenario: &'static str, why: String },
-    #[error("scenario {scenario}: no API client")]
-    Access {
-        scenario: &'static str,
-        #[source]
-        source: Box<AccessError>,
-    },
     #[error("scenario {scenario}: phase {phase} failed")]
     Phase {
         scenario: &'static str,
@@ -74,6 +68,12 @@ pub enum ScenarioError {
     },
     #[error("scenario {scenario}: {what} did not happen within {waited:.0?}; last seen: {last}")]
     Timeout { scenario: &'static str, what: String, waited: Duration, last: String },
+    #[error("scenario {scenario}")]
+    Test {
+        scenario: &'static str,
+        #[source]
+        source: Box<TestError>,
+    },
     #[error("scenario {scenario}: cannot write {}", path.display())]
     Io {
         scenario: &'static str,

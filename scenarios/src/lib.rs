@@ -1,15 +1,51 @@
-//! The seed's scenarios: each turns one lesson of shared/seed/cilium-bootstrap.md into something that runs,
-//! asserts what is true (where the seed's explanation is wrong or incomplete, the scenario says so), and on
-//! failure keeps what explains it.
+//! The seed's scenarios, and the trait a scenario of your own implements to run the same way. Each turns one
+//! lesson of shared/seed/cilium-bootstrap.md into something that runs, asserts what is true (where the seed's
+//! explanation is wrong or incomplete, the scenario says so), and on failure keeps what explains it.
 //!
-//! A scenario is one module and one [`Scenario`] entry. It declares the cluster it needs ([`Needs`]: the
-//! phase it starts from and the spec changes it makes), acts on it through a [`World`], and writes a
-//! [`Report`] of checks (asserted) and facts (reported, never asserted). One implementation runs three ways:
-//! `kthw scenario run NAME [--on CLUSTER]`, the `scenarios` nextest binary, and [`run`] from a program that
-//! reproduces a reported bug.
+//! A scenario implements [`Scenario`]: it declares the cluster it needs ([`Needs`]: the phase it starts from
+//! and the spec changes it makes), acts on it through a [`World`] (built on `kthw::testkit`, the library's
+//! public test API, and nothing else), and writes a [`Report`] of checks (asserted) and facts (reported,
+//! never asserted). One implementation runs three ways: `kthw scenario run NAME [--on CLUSTER]` (the
+//! built-ins, [`BuiltIn`]), a test binary (the `scenarios` nextest binary, or a user's own), and [`run`] from a
+//! program that reproduces a reported bug: each with the same report, checks and failure bundle.
 //!
 //! What each scenario reads from upstream output (iptables chains, `cilium-dbg` tables, Forbidden texts, ...)
 //! is parsed by pure functions beside it, unit-tested against real output whose source each fixture names.
+//!
+//! ```no_run
+//! use kthw::phase::Phase;
+//! use kthw_scenarios::{run, Needs, On, Options, Report, Scenario, ScenarioFuture, World};
+//!
+//! /// Every worker answers `hostname` with its own name.
+//! struct Hostnames;
+//!
+//! impl Scenario for Hostnames {
+//!     fn name(&self) -> &'static str {
+//!         "hostnames"
+//!     }
+//!     fn shows(&self) -> &'static str {
+//!         "every worker knows its name"
+//!     }
+//!     fn needs(&self) -> Needs {
+//!         Needs::at(Phase::Etcd)
+//!     }
+//!     fn run<'a>(&'a self, w: &'a World, r: &'a mut Report) -> ScenarioFuture<'a> {
+//!         Box::pin(async move {
+//!             for worker in w.workers() {
+//!                 let said = w.succeed(&worker, "hostname").await?;
+//!                 r.check(format!("{worker} knows its name"), said.trim() == worker, said);
+//!             }
+//!             Ok(())
+//!         })
+//!     }
+//! }
+//!
+//! # async fn f() -> Result<(), kthw_scenarios::ScenarioError> {
+//! let on = On::Fresh { spec: Box::default(), name: "hostnames".into() };
+//! let report = run(&Hostnames, on, Options::default()).await?;
+//! assert!(report.passed(), "{report}");
+//! # Ok(()) }
+//! ```
 
 mod error;
 mod report;
@@ -25,6 +61,8 @@ pub mod pod_cidr;
 pub mod rbac;
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 
 use kthw::phase::Phase;
 use kthw::spec::ClusterSpec;
@@ -35,9 +73,28 @@ pub use report::{Check, Fact, Report};
 pub use run::{preflight, run, On, Options};
 pub use world::{outputs, World};
 
-/// Every scenario, by the name a person types.
+/// What [`Scenario::run`] returns: its acting, borrowing its world and report.
+pub type ScenarioFuture<'a> = Pin<Box<dyn Future<Output = Result<(), ScenarioError>> + 'a>>;
+
+/// A scenario: a named lesson with the cluster it needs, acted out on a [`World`] into a [`Report`]. A check
+/// that fails is a report that did not pass; an error is a scenario that could not reach its verdict.
+pub trait Scenario: Sync {
+    /// The name a person types and reads (`kthw scenario run NAME`, directories, bundles).
+    fn name(&self) -> &'static str;
+
+    /// What it shows, in a line.
+    fn shows(&self) -> &'static str;
+
+    /// The cluster it needs.
+    fn needs(&self) -> Needs;
+
+    /// Acts on `w`, recording checks and facts in `r`.
+    fn run<'a>(&'a self, w: &'a World, r: &'a mut Report) -> ScenarioFuture<'a>;
+}
+
+/// The built-in scenarios, by the name a person types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Scenario {
+pub enum BuiltIn {
     PodCidr,
     ClusterIpNoKubeProxy,
     RbacFailure,
@@ -46,82 +103,50 @@ pub enum Scenario {
     Connectivity,
 }
 
-impl Scenario {
-    pub const ALL: [Scenario; 6] = [
-        Scenario::PodCidr,
-        Scenario::ClusterIpNoKubeProxy,
-        Scenario::RbacFailure,
-        Scenario::ColdImageWait,
-        Scenario::DnsNodeNames,
-        Scenario::Connectivity,
+impl BuiltIn {
+    pub const ALL: [BuiltIn; 6] = [
+        BuiltIn::PodCidr,
+        BuiltIn::ClusterIpNoKubeProxy,
+        BuiltIn::RbacFailure,
+        BuiltIn::ColdImageWait,
+        BuiltIn::DnsNodeNames,
+        BuiltIn::Connectivity,
     ];
 
+    /// The scenario itself.
+    pub fn scenario(self) -> &'static dyn Scenario {
+        match self {
+            BuiltIn::PodCidr => &pod_cidr::PodCidr,
+            BuiltIn::ClusterIpNoKubeProxy => &clusterip::ClusterIpNoKubeProxy,
+            BuiltIn::RbacFailure => &rbac::RbacFailure,
+            BuiltIn::ColdImageWait => &cold_image::ColdImageWait,
+            BuiltIn::DnsNodeNames => &dns_node_names::DnsNodeNames,
+            BuiltIn::Connectivity => &connectivity::Connectivity,
+        }
+    }
+
     pub fn name(self) -> &'static str {
-        match self {
-            Scenario::PodCidr => "pod-cidr",
-            Scenario::ClusterIpNoKubeProxy => "clusterip-no-kube-proxy",
-            Scenario::RbacFailure => "rbac-failure",
-            Scenario::ColdImageWait => "cold-image-wait",
-            Scenario::DnsNodeNames => "dns-node-names",
-            Scenario::Connectivity => "connectivity",
-        }
+        self.scenario().name()
     }
 
-    /// What it shows, in a line.
     pub fn shows(self) -> &'static str {
-        match self {
-            Scenario::PodCidr => {
-                "each Cilium node has one distinct block of the pool; pods get addresses in their node's block; the \
-                 deployed pool equals the spec's"
-            }
-            Scenario::ClusterIpNoKubeProxy => {
-                "no kube-proxy and no KUBE-* chains anywhere; ClusterIP (by IP and name) and NodePort answer through \
-                 Cilium; a service scaled to zero refuses"
-            }
-            Scenario::RbacFailure => {
-                "`cilium install` as system:kube-controller-manager is Forbidden (as an access review predicts); \
-                 with admin-internal it succeeds"
-            }
-            Scenario::ColdImageWait => {
-                "with cold images behind a slow mirror, `cilium status --wait` times out and is classified as still \
-                 pulling; a longer wait succeeds; warm installs are fast"
-            }
-            Scenario::DnsNodeNames => {
-                "without node names in /etc/hosts, `cilium status` cannot resolve worker names though every node is \
-                 Ready; what clears it (and whether CoreDNS does)"
-            }
-            Scenario::Connectivity => {
-                "`cilium connectivity test` without the tests that need the internet, its images pinned and \
-                 preloaded, its JUnit kept"
-            }
-        }
+        self.scenario().shows()
     }
 
-    /// The cluster it needs.
     pub fn needs(self) -> Needs {
-        match self {
-            Scenario::PodCidr => Needs::at(Phase::Ready),
-            // Its client runs on another worker than its server: what crosses nodes is what Cilium routes.
-            Scenario::ClusterIpNoKubeProxy => Needs::at(Phase::Ready).images(clusterip::IMAGES).workers(2),
-            Scenario::RbacFailure => Needs::at(Phase::Workers).running(Phase::Cilium),
-            Scenario::ColdImageWait => Needs::at(Phase::Workers).running(Phase::Cilium).with(Override::Preload(false)),
-            Scenario::DnsNodeNames => {
-                Needs::at(Phase::Workers).running(Phase::Coredns).with(Override::ResolveNodeNames(false))
-            }
-            Scenario::Connectivity => Needs::at(Phase::Ready).images(connectivity::IMAGES),
-        }
+        self.scenario().needs()
     }
 
-    /// The scenario named `name`, or an error that lists the known ones.
-    pub fn from_name(name: &str) -> Result<Scenario, ScenarioError> {
-        Scenario::ALL.into_iter().find(|s| s.name() == name).ok_or_else(|| ScenarioError::Unknown {
+    /// The built-in scenario named `name`, or an error that lists them.
+    pub fn from_name(name: &str) -> Result<BuiltIn, ScenarioError> {
+        BuiltIn::ALL.into_iter().find(|s| s.name() == name).ok_or_else(|| ScenarioError::Unknown {
             name: name.to_string(),
-            known: Scenario::ALL.iter().map(|s| s.name()).collect(),
+            known: BuiltIn::ALL.iter().map(|s| s.name()).collect(),
         })
     }
 }
 
-impl fmt::Display for Scenario {
+impl fmt::Display for BuiltIn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
@@ -177,22 +202,31 @@ pub struct Needs {
 }
 
 impl Needs {
-    fn at(from: Phase) -> Needs {
+    /// A cluster with every phase through `from` done, none after, as the spec says, one worker at least.
+    pub fn at(from: Phase) -> Needs {
         Needs { from, through: from, overrides: Vec::new(), images: &[], workers: 1 }
     }
-    fn running(mut self, through: Phase) -> Needs {
+
+    /// It runs the phases after `from` through `through` itself: their artifacts must be at hand.
+    pub fn running(mut self, through: Phase) -> Needs {
         self.through = through;
         self
     }
-    fn with(mut self, o: Override) -> Needs {
+
+    /// A change to the spec it is given.
+    pub fn with(mut self, o: Override) -> Needs {
         self.overrides.push(o);
         self
     }
-    fn images(mut self, images: &'static [&'static str]) -> Needs {
+
+    /// Pinned image artifacts it deploys beyond the phases' own.
+    pub fn images(mut self, images: &'static [&'static str]) -> Needs {
         self.images = images;
         self
     }
-    fn workers(mut self, workers: usize) -> Needs {
+
+    /// The fewest workers its checks mean anything on.
+    pub fn workers(mut self, workers: usize) -> Needs {
         self.workers = workers;
         self
     }
@@ -237,11 +271,11 @@ mod tests {
 
     #[test]
     fn every_scenario_has_a_unique_name_that_finds_it() {
-        for s in Scenario::ALL {
-            assert_eq!(Scenario::from_name(s.name()).unwrap(), s);
+        for s in BuiltIn::ALL {
+            assert_eq!(BuiltIn::from_name(s.name()).unwrap(), s);
             assert!(!s.shows().is_empty());
         }
-        let err = Scenario::from_name("pod-cidrs").unwrap_err().to_string();
+        let err = BuiltIn::from_name("pod-cidrs").unwrap_err().to_string();
         assert!(err.contains("pod-cidrs") && err.contains("pod-cidr, clusterip-no-kube-proxy"), "{err}");
     }
 
@@ -249,7 +283,7 @@ mod tests {
     fn every_image_a_scenario_deploys_is_pinned_for_it() {
         for set in kthw::spec::VersionSet::ALL {
             let m = Manifest::pinned().for_set(set);
-            for s in Scenario::ALL {
+            for s in BuiltIn::ALL {
                 for name in s.needs().images {
                     let a = m.get(name).unwrap_or_else(|| panic!("{s}: {name} is not pinned"));
                     assert_eq!(a.kind, Kind::Image, "{name}");
@@ -263,21 +297,54 @@ mod tests {
     fn a_scenario_that_needs_two_workers_refuses_a_one_worker_spec_before_booting() {
         let mut one = ClusterSpec::default();
         one.nodes.retain(|n| n.name != "worker-node-2");
-        let needs = Scenario::ClusterIpNoKubeProxy.needs();
+        let needs = BuiltIn::ClusterIpNoKubeProxy.needs();
         assert_eq!(needs.unfit(&ClusterSpec::default()), None, "the seed's two workers fit");
         assert_eq!(needs.unfit(&one).as_deref(), Some("it needs 2 workers and the spec has 1"));
-        assert_eq!(Scenario::PodCidr.needs().unfit(&one), None, "one worker holds pod-cidr's checks");
+        assert_eq!(BuiltIn::PodCidr.needs().unfit(&one), None, "one worker holds pod-cidr's checks");
         // Through the entry point every caller uses: refused before the artifacts are looked at or a VM boots.
         let on = On::Fresh { spec: Box::new(one), name: "kthw-unfit".into() };
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let err = rt.block_on(run(Scenario::ClusterIpNoKubeProxy, on, Options::default())).unwrap_err();
+        let err = rt.block_on(run(BuiltIn::ClusterIpNoKubeProxy.scenario(), on, Options::default())).unwrap_err();
         assert!(matches!(err, ScenarioError::Unfit { .. }), "{}", kthw::chain(&err));
         assert!(err.to_string().contains("needs 2 workers and the spec has 1; no VM was booted"), "{err}");
     }
 
+    /// A scenario of a user's own, as they would write it, written by hand to exercise the trait.
+    struct ThreeWorkers;
+
+    impl Scenario for ThreeWorkers {
+        fn name(&self) -> &'static str {
+            "three-workers"
+        }
+        fn shows(&self) -> &'static str {
+            "a user's scenario runs the way the built-ins do"
+        }
+        fn needs(&self) -> Needs {
+            Needs::at(Phase::Etcd).workers(3).with(Override::ResolveNodeNames(false))
+        }
+        fn run<'a>(&'a self, w: &'a World, r: &'a mut Report) -> ScenarioFuture<'a> {
+            Box::pin(async move {
+                r.check("it ran", true, w.name());
+                Ok(())
+            })
+        }
+    }
+
+    #[test]
+    fn a_users_scenario_goes_through_the_same_entry_point_and_refusals() {
+        let on = On::Fresh { spec: Box::default(), name: "kthw-users".into() };
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let err = rt.block_on(run(&ThreeWorkers, on, Options::default())).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "scenario three-workers cannot run on this spec: it needs 3 workers and the spec has 2; no VM was booted"
+        );
+        assert_eq!(ThreeWorkers.needs().describe(), "a cluster through etcd, resolve_node_names = false, 3 workers");
+    }
+
     #[test]
     fn overrides_change_the_spec_and_say_so() {
-        let needs = Scenario::DnsNodeNames.needs();
+        let needs = BuiltIn::DnsNodeNames.needs();
         let spec = needs.spec(ClusterSpec::default());
         assert!(!spec.resolve_node_names);
         assert!(needs.overrides.iter().all(|o| o.holds(&spec)));
@@ -286,6 +353,6 @@ mod tests {
             needs.describe(),
             "a cluster through workers, the artifacts through coredns, resolve_node_names = false"
         );
-        assert!(!Scenario::ColdImageWait.needs().spec(ClusterSpec::default()).images.preload);
+        assert!(!BuiltIn::ColdImageWait.needs().spec(ClusterSpec::default()).images.preload);
     }
 }

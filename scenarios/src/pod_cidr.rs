@@ -17,8 +17,9 @@ use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 
-use crate::workload::{pinned_image, pinned_pod};
-use crate::{Report, ScenarioError, World};
+use crate::{Needs, Report, Scenario, ScenarioError, ScenarioFuture, World};
+use kthw::phase::Phase;
+use kthw::testkit::{pinned_image, pinned_pod};
 
 /// The CiliumNode resource (cilium.io/v2), read as a dynamic object: kthw does not vendor Cilium's CRDs.
 pub fn cilium_node_resource() -> ApiResource {
@@ -102,7 +103,28 @@ fn list(v: &[Ipv4Net]) -> String {
     v.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(", ")
 }
 
-pub(crate) async fn run(w: &World<'_>, r: &mut Report) -> Result<(), ScenarioError> {
+/// The scenario; the module's documentation says what it shows and how.
+pub struct PodCidr;
+
+impl Scenario for PodCidr {
+    fn name(&self) -> &'static str {
+        "pod-cidr"
+    }
+
+    fn shows(&self) -> &'static str {
+        "each Cilium node has one distinct block of the pool; pods get addresses in their node's block; the deployed pool equals the spec's"
+    }
+
+    fn needs(&self) -> Needs {
+        Needs::at(Phase::Ready)
+    }
+
+    fn run<'a>(&'a self, w: &'a World, r: &'a mut Report) -> ScenarioFuture<'a> {
+        Box::pin(act(w, r))
+    }
+}
+
+async fn act(w: &World, r: &mut Report) -> Result<(), ScenarioError> {
     let spec = w.spec();
     let (pool, mask) = (spec.network.pods, spec.network.pod_mask_size);
     let kube = |what: &str| {

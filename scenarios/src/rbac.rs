@@ -22,7 +22,7 @@ use kthw::diagnosis::{self, Finding};
 use kthw::phase::Phase;
 use kube::api::{Api, PostParams};
 
-use crate::{Report, ScenarioError, World};
+use crate::{Needs, Report, Scenario, ScenarioError, ScenarioFuture, World};
 
 /// The identity the seed's `~/.kube/config` was: kube-controller-manager's kubeconfig (its certificate's CN).
 pub const KCM_USER: &str = "system:kube-controller-manager";
@@ -97,7 +97,28 @@ pub fn is_access(f: &Finding, a: Access) -> bool {
     matches!(f, Finding::Forbidden { verb, resource, api_group, .. } if verb == a.verb && resource == a.resource && api_group == group)
 }
 
-pub(crate) async fn run(w: &World<'_>, r: &mut Report) -> Result<(), ScenarioError> {
+/// The scenario; the module's documentation says what it shows and how.
+pub struct RbacFailure;
+
+impl Scenario for RbacFailure {
+    fn name(&self) -> &'static str {
+        "rbac-failure"
+    }
+
+    fn shows(&self) -> &'static str {
+        "`cilium install` as system:kube-controller-manager is Forbidden (as an access review predicts); with admin-internal it succeeds"
+    }
+
+    fn needs(&self) -> Needs {
+        Needs::at(Phase::Workers).running(Phase::Cilium)
+    }
+
+    fn run<'a>(&'a self, w: &'a World, r: &'a mut Report) -> ScenarioFuture<'a> {
+        Box::pin(act(w, r))
+    }
+}
+
+async fn act(w: &World, r: &mut Report) -> Result<(), ScenarioError> {
     w.cilium_cli().await?;
 
     // Before the install: what the apiserver says kube-controller-manager may do, in Helm's order.

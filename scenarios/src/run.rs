@@ -1,5 +1,6 @@
-//! Running a scenario: on a fresh cluster brought up through [`kthw::up::Up`] as far as it needs, or on a
-//! kept one (`--on`) whose spec and phases fit; the artifacts checked before anything boots.
+//! Running a scenario, a built-in or one of the user's own: on a fresh cluster brought up through
+//! [`kthw::up::Up`] as far as it needs, or on a kept one (`--on`) whose spec and phases fit; the artifacts
+//! checked before anything boots; acted out on a `kthw::testkit::TestCluster`.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -11,9 +12,9 @@ use kthw::events::Events;
 use kthw::paths::Paths;
 use kthw::phase::Phase;
 use kthw::spec::ClusterSpec;
-use kthw::up::{Keep, Up};
+use kthw::testkit::TestCluster;
+use kthw::up::{Keep, Plan, Running, Up};
 
-use crate::{clusterip, cold_image, connectivity, dns_node_names, pod_cidr, rbac};
 use crate::{Report, Scenario, ScenarioError, World};
 
 /// Which cluster a scenario runs on.
@@ -58,7 +59,7 @@ impl Default for Options {
 
 /// What `scenario` lacks on this host for `spec` (its phases' artifacts and its own images); empty when it
 /// can run. Call before booting anything.
-pub fn preflight(scenario: Scenario, spec: &ClusterSpec, bootstrap: &Bootstrap) -> Vec<Lack> {
+pub fn preflight(scenario: &dyn Scenario, spec: &ClusterSpec, bootstrap: &Bootstrap) -> Vec<Lack> {
     let needs = scenario.needs();
     let mut lacks = bootstrap.check(spec, needs.through);
     for name in needs.images {
@@ -76,7 +77,7 @@ pub fn preflight(scenario: Scenario, spec: &ClusterSpec, bootstrap: &Bootstrap) 
 }
 
 /// Runs `scenario` on `on`. A failed check is a report that did not pass, not an error.
-pub async fn run(scenario: Scenario, on: On, opts: Options) -> Result<Report, ScenarioError> {
+pub async fn run(scenario: &dyn Scenario, on: On, opts: Options) -> Result<Report, ScenarioError> {
     let needs = scenario.needs();
     let name = scenario.name();
     match on {
@@ -102,12 +103,17 @@ pub async fn run(scenario: Scenario, on: On, opts: Options) -> Result<Report, Sc
             if let Some(image) = opts.image.clone() {
                 up = up.image(image);
             }
-            let mut running = up.run().await.map_err(|e| ScenarioError::Up { scenario: name, source: Box::new(e) })?;
-            let result = act(scenario, &running.cluster, &running.bootstrap, &opts).await;
+            let running = up.run().await.map_err(|e| ScenarioError::Up { scenario: name, source: Box::new(e) })?;
+            let cluster = TestCluster::adopt(running, opts.paths.clone(), name, opts.keep, opts.keep_ttl);
+            let result = act(scenario, &cluster, &opts).await;
             let failed = !matches!(&result, Ok(r) if r.passed());
             if opts.keep == Keep::OnFailure && failed {
-                if let Err(e) = running.cluster.keep_for(opts.keep_ttl) {
-                    tracing::warn!(error = %kthw::chain(&e), "cannot keep the failed scenario's cluster");
+                let kept = match cluster.into_running() {
+                    Ok(mut running) => running.cluster.keep_for(opts.keep_ttl).map_err(|e| kthw::chain(&e)),
+                    Err(_) => Err("the scenario still holds a handle of it".to_string()),
+                };
+                if let Err(e) = kept {
+                    tracing::warn!(error = %e, "cannot keep the failed scenario's cluster");
                 }
             }
             result
@@ -124,14 +130,18 @@ pub async fn run(scenario: Scenario, on: On, opts: Options) -> Result<Report, Sc
             if !lacks.is_empty() {
                 return Err(ScenarioError::MissingArtifacts { scenario: name, lacks });
             }
-            act(scenario, &open, &bootstrap, &opts).await
+            let plan = Plan { last: needs.from, blocked: None };
+            let running = Running { cluster: open, plan, reports: Vec::new(), bootstrap };
+            // An opened cluster is left running when its handle goes, whatever the scenario's verdict.
+            let cluster = TestCluster::adopt(running, opts.paths.clone(), name, Keep::Always, opts.keep_ttl);
+            act(scenario, &cluster, &opts).await
         }
     }
 }
 
 /// A kept cluster fits when its spec says what the scenario's overrides say, every phase through the
 /// scenario's starting phase is done, and (for a scenario that runs later phases itself) none after it.
-fn suitable(scenario: Scenario, cluster: &Cluster) -> Result<(), ScenarioError> {
+fn suitable(scenario: &dyn Scenario, cluster: &Cluster) -> Result<(), ScenarioError> {
     let needs = scenario.needs();
     let unsuitable =
         |why: String| ScenarioError::Unsuitable { scenario: scenario.name(), cluster: cluster.name().into(), why };
@@ -158,31 +168,22 @@ fn suitable(scenario: Scenario, cluster: &Cluster) -> Result<(), ScenarioError> 
     Ok(())
 }
 
-async fn act(
-    scenario: Scenario,
-    cluster: &Cluster,
-    bootstrap: &Bootstrap,
-    opts: &Options,
-) -> Result<Report, ScenarioError> {
+async fn act(scenario: &dyn Scenario, cluster: &TestCluster, opts: &Options) -> Result<Report, ScenarioError> {
     let start = Instant::now();
-    tracing::info!(scenario = scenario.name(), cluster = cluster.name(), "scenario begins");
-    let w = World::new(scenario, cluster, bootstrap, &opts.events, &opts.paths).await?;
+    let name = scenario.name();
+    tracing::info!(scenario = name, cluster = cluster.name(), "scenario begins");
+    let w = World::new(scenario, cluster, &opts.events).await?;
     let mut report = w.report();
-    match scenario {
-        Scenario::PodCidr => pod_cidr::run(&w, &mut report).await?,
-        Scenario::ClusterIpNoKubeProxy => clusterip::run(&w, &mut report).await?,
-        Scenario::RbacFailure => rbac::run(&w, &mut report).await?,
-        Scenario::ColdImageWait => cold_image::run(&w, &mut report).await?,
-        Scenario::DnsNodeNames => dns_node_names::run(&w, &mut report).await?,
-        Scenario::Connectivity => connectivity::run(&w, &mut report).await?,
-    }
+    scenario.run(&w, &mut report).await?;
     if !report.passed() {
         report.explanation = w.explain().await;
         let why = format!(
-            "scenario {scenario} failed: {}",
+            "scenario {name} failed: {}",
             report.failed().map(|c| c.what.as_str()).collect::<Vec<_>>().join("; ")
         );
-        match kthw::bundle::collect_for_scenario(cluster, &opts.paths, bootstrap, scenario.name(), &why).await {
+        let extras = cluster.extras();
+        let c = cluster.cluster();
+        match kthw::bundle::collect_for_scenario(c, &opts.paths, cluster.bootstrap(), name, &why, &extras).await {
             Ok(made) => report.bundle = Some(made.archive),
             Err(e) => report.explanation.push(format!("no failure bundle: {}", kthw::chain(&e))),
         }

@@ -1,20 +1,20 @@
-//! What a scenario acts through: its cluster, the phases' artifacts, an API client, and commands on nodes,
-//! named as a person would do them (`succeed`, `exec`, `kubectl`, `wait_until`), each with a deadline scaled
-//! for the acceleration, and every output worth reading kept in the scenario's directory.
+//! What a scenario acts through: its test cluster (`kthw::testkit`, the library's public test API), the
+//! apiserver, the phases' artifacts, and commands on nodes, named as a person would do them (`succeed`,
+//! `exec`, `kubectl`, `wait_until`), each with a deadline scaled for the acceleration, and every output worth
+//! reading kept in the scenario's directory.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use kthw::access::ApiClient;
 use kthw::bootstrap::cilium_install::CILIUM_CLI;
 use kthw::bootstrap::{Bootstrap, Layout, CILIUM_IMAGES};
-use kthw::cluster::Cluster;
 use kthw::diagnosis;
 use kthw::events::Events;
 use kthw::paths::Paths;
 use kthw::phase::Phase;
 use kthw::spec::ClusterSpec;
-use kthw::ssh::{Output, Session};
+use kthw::ssh::Output;
+use kthw::testkit::{Kube, TestCluster, TestError};
 
 use crate::{Report, Scenario, ScenarioError};
 
@@ -23,124 +23,83 @@ const POLL: Duration = Duration::from_secs(2);
 /// A command on a node, on KVM; scaled under TCG.
 const COMMAND: Duration = Duration::from_secs(60);
 
-/// Where a scenario run on `cluster` keeps its report and outputs.
-pub fn outputs(paths: &Paths, cluster: &str, scenario: Scenario) -> PathBuf {
-    paths.state.join("scenarios").join(cluster).join(scenario.name())
+/// Where a scenario named `scenario` run on `cluster` keeps its report and outputs.
+pub fn outputs(paths: &Paths, cluster: &str, scenario: &str) -> PathBuf {
+    paths.state.join("scenarios").join(cluster).join(scenario)
 }
 
-/// An SSH session to `node`, for what `scenario` does there.
-pub(crate) async fn session(
-    scenario: Scenario,
-    cluster: &Cluster,
-    node: &str,
-    what: &str,
-) -> Result<Session, ScenarioError> {
-    cluster.session(node).await.map_err(|e| ScenarioError::Command {
-        scenario: scenario.name(),
-        node: node.to_string(),
-        cmd: what.to_string(),
-        status: "no session".into(),
-        output: kthw::chain(&e),
-    })
-}
-
-/// `cmd` on `node`: its output whatever the exit status. Needs only the nodes, not the apiserver.
-pub(crate) async fn exec(
-    scenario: Scenario,
-    cluster: &Cluster,
-    node: &str,
-    cmd: &str,
-    deadline: Duration,
-) -> Result<Output, ScenarioError> {
-    let s = session(scenario, cluster, node, cmd).await?;
-    s.exec(cmd, deadline).await.map_err(|e| ScenarioError::Ssh {
-        scenario: scenario.name(),
-        node: node.to_string(),
-        cmd: cmd.to_string(),
-        source: Box::new(e),
-    })
-}
-
-/// `cmd` on `node`, which must succeed: its stdout, or an error with everything it printed.
-pub(crate) async fn succeed(
-    scenario: Scenario,
-    cluster: &Cluster,
-    node: &str,
-    cmd: &str,
-    deadline: Duration,
-) -> Result<String, ScenarioError> {
-    let out = exec(scenario, cluster, node, cmd, deadline).await?;
-    if out.success() {
-        return Ok(out.stdout_lossy());
-    }
-    Err(ScenarioError::Command {
-        scenario: scenario.name(),
-        node: node.to_string(),
-        cmd: cmd.to_string(),
-        status: out.describe_status(),
-        output: format!("{}{}", out.stdout_lossy(), out.stderr_lossy()),
-    })
-}
-
-pub struct World<'a> {
-    pub scenario: Scenario,
-    pub cluster: &'a Cluster,
-    pub bootstrap: &'a Bootstrap,
-    pub events: &'a Events,
-    pub api: ApiClient,
+/// A scenario's view of its cluster.
+#[derive(Debug)]
+pub struct World {
+    name: &'static str,
+    pub cluster: TestCluster,
+    pub kube: Kube,
+    events: Events,
     dir: PathBuf,
 }
 
-impl<'a> World<'a> {
-    /// The scenario's outputs go to `<state>/scenarios/<cluster>/<scenario>/`, outside the run directory, so
-    /// that they outlive a cluster torn down after the run.
-    pub async fn new(
-        scenario: Scenario,
-        cluster: &'a Cluster,
-        bootstrap: &'a Bootstrap,
-        events: &'a Events,
-        paths: &Paths,
-    ) -> Result<World<'a>, ScenarioError> {
-        let api = kthw::access::client(cluster)
-            .await
-            .map_err(|e| ScenarioError::Access { scenario: scenario.name(), source: Box::new(e) })?;
-        let dir = outputs(paths, cluster.name(), scenario);
+impl World {
+    /// The world of `scenario` on `cluster`. Its outputs go to `<state>/scenarios/<cluster>/<scenario>/`,
+    /// outside the run directory, so that they outlive a cluster torn down after the run.
+    pub async fn new(scenario: &dyn Scenario, cluster: &TestCluster, events: &Events) -> Result<World, ScenarioError> {
+        let name = scenario.name();
+        let kube = cluster.kube().await.map_err(|e| ScenarioError::Test { scenario: name, source: Box::new(e) })?;
+        let dir = outputs(cluster.paths(), cluster.name(), name);
         std::fs::create_dir_all(&dir).map_err(|source| ScenarioError::Io {
-            scenario: scenario.name(),
+            scenario: name,
             path: dir.clone(),
             source,
         })?;
-        Ok(World { scenario, cluster, bootstrap, events, api, dir })
+        Ok(World {
+            name,
+            cluster: cluster.clone(),
+            kube,
+            events: events.with_timeline(cluster.cluster().run_dir()),
+            dir,
+        })
     }
 
     pub fn name(&self) -> &'static str {
-        self.scenario.name()
+        self.name
+    }
+
+    /// A test API error as this scenario's.
+    pub fn err(&self) -> impl Fn(TestError) -> ScenarioError + '_ {
+        move |e| ScenarioError::Test { scenario: self.name, source: Box::new(e) }
     }
 
     pub fn spec(&self) -> &ClusterSpec {
         self.cluster.spec()
     }
 
+    pub fn bootstrap(&self) -> &Bootstrap {
+        self.cluster.bootstrap()
+    }
+
+    pub fn events(&self) -> &Events {
+        &self.events
+    }
+
     pub fn layout(&self) -> &Layout {
-        &self.bootstrap.layout
+        &self.bootstrap().layout
     }
 
     pub fn client(&self) -> kube::Client {
-        self.api.client.clone()
+        self.kube.client()
     }
 
     /// The control plane's name.
     pub fn cp(&self) -> String {
-        self.spec().control_plane().name.clone()
+        self.cluster.control_plane()
     }
 
     pub fn workers(&self) -> Vec<String> {
-        self.spec().workers().map(|w| w.name.clone()).collect()
+        self.cluster.workers()
     }
 
     /// A deadline written for KVM, scaled for this cluster's acceleration.
     pub fn scaled(&self, kvm: Duration) -> Duration {
-        self.cluster.accel().scale(kvm)
+        self.cluster.scaled(kvm)
     }
 
     pub fn dir(&self) -> &std::path::Path {
@@ -148,17 +107,29 @@ impl<'a> World<'a> {
     }
 
     pub fn report(&self) -> Report {
-        Report::new(self.scenario, self.cluster.name(), self.dir.clone())
+        Report::new(self.name, self.cluster.name(), self.dir.clone())
     }
 
-    /// Runs `cmd` on `node` and returns its output whatever its exit status.
+    /// Runs `cmd` on `node` within `deadline` (already scaled) and returns its output whatever its exit
+    /// status.
     pub async fn exec(&self, node: &str, cmd: &str, deadline: Duration) -> Result<Output, ScenarioError> {
-        exec(self.scenario, self.cluster, node, cmd, deadline).await
+        let node = self.cluster.node(node).map_err(self.err())?;
+        node.exec_within(cmd, deadline).await.map_err(self.err())
     }
 
     /// Runs `cmd` on `node`; its stdout, or an error with everything it printed.
     pub async fn succeed(&self, node: &str, cmd: &str) -> Result<String, ScenarioError> {
-        succeed(self.scenario, self.cluster, node, cmd, self.scaled(COMMAND)).await
+        let out = self.exec(node, cmd, self.scaled(COMMAND)).await?;
+        if out.success() {
+            return Ok(out.stdout_lossy());
+        }
+        Err(ScenarioError::Command {
+            scenario: self.name,
+            node: node.to_string(),
+            cmd: cmd.to_string(),
+            status: out.describe_status(),
+            output: format!("{}{}", out.stdout_lossy(), out.stderr_lossy()),
+        })
     }
 
     /// kubectl on the control plane as root's admin-internal identity.
@@ -180,17 +151,14 @@ impl<'a> World<'a> {
 
     /// Runs one phase of the bootstrap on the cluster.
     pub async fn phase(&self, phase: Phase) -> Result<(), ScenarioError> {
-        self.bootstrap.run(self.cluster, phase, self.events).await.map(|_| ()).map_err(|e| ScenarioError::Phase {
-            scenario: self.name(),
-            phase,
-            source: Box::new(e),
-        })
+        let ran = self.bootstrap().run(self.cluster.cluster(), phase, &self.events).await;
+        ran.map(|_| ()).map_err(|e| ScenarioError::Phase { scenario: self.name(), phase, source: Box::new(e) })
     }
 
     /// Puts pinned images on every worker, as `phase` would.
     pub async fn preload(&self, phase: Phase, images: &[&str]) -> Result<(), ScenarioError> {
-        self.bootstrap
-            .preload(self.cluster, phase, images, self.events)
+        self.bootstrap()
+            .preload(self.cluster.cluster(), phase, images, &self.events)
             .await
             .map(|_| ())
             .map_err(|e| ScenarioError::Phase { scenario: self.name(), phase, source: Box::new(e) })
@@ -227,15 +195,11 @@ impl<'a> World<'a> {
     pub async fn cilium_cli(&self) -> Result<(), ScenarioError> {
         let phase = Phase::Cilium;
         let err = |e| ScenarioError::Phase { scenario: self.name(), phase, source: Box::new(e) };
-        let cli = self.bootstrap.binaries(phase, "cilium-cli", &["cilium".to_string()]).map_err(err)?.remove(0);
-        let cp = self.cp();
-        let session = session(self.scenario, self.cluster, &cp, "upload the cilium CLI").await?;
-        session.upload(&cli, CILIUM_CLI, 0o755).await.map_err(|e| ScenarioError::Ssh {
-            scenario: self.name(),
-            node: cp.clone(),
-            cmd: format!("upload {}", cli.display()),
-            source: Box::new(e),
-        })?;
+        let cli = self.bootstrap().binaries(phase, "cilium-cli", &["cilium".to_string()]).map_err(err)?.remove(0);
+        let cp = self.cluster.node(&self.cp()).map_err(self.err())?;
+        cp.upload(&cli, CILIUM_CLI).await.map_err(self.err())?;
+        // An upload keeps the cache's mode; the CLI must be executable whatever that says.
+        cp.succeed(&format!("chmod 0755 {CILIUM_CLI}")).await.map_err(self.err())?;
         if self.spec().images.preload {
             self.preload(phase, &CILIUM_IMAGES).await?;
         }

@@ -10,17 +10,14 @@ pub mod oci_layout;
 pub mod registry;
 
 use kthw::image::{self, BuildOptions, NodeImage};
-use kthw::paths::Paths;
 use kthw::phase::Phase;
 use kthw::spec::{ClusterSpec, VersionSet};
 use kthw::ssh::Session;
 use kthw::up::{Running, Up};
 
-/// All tests share one KTHW_HOME under the target directory, so the node image is built once per checkout
-/// and nothing lands in the user's home.
-pub fn test_paths() -> Paths {
-    Paths::under(kthw::testing::workspace_dir().join("target/kthw-test-home"))
-}
+/// All tests share one KTHW_HOME under the target directory, so the node image is built once per target
+/// directory and nothing lands in the user's home.
+pub use kthw::testing::test_paths;
 
 /// Skips the calling test (returns `None`) with a reason on stderr, or fails it under CI, when a host
 /// prerequisite is missing. `what` names the tier's need, `missing` what was not found. A wording of

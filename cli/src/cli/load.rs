@@ -1,7 +1,6 @@
 //! `kthw load NAME IMAGE...`: put images into every node's containerd, digests preserved, as kind's
 //! `load image-archive` does: for testing a patched build on a cluster whose nodes cannot pull.
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -25,23 +24,7 @@ pub fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     let paths = Paths::from_env();
     let cluster = Cluster::open(&args.name, &paths)?;
     let scratch = tempfile::tempdir().context("cannot make a scratch directory for pulled images")?;
-    // Every argument is checked, and every reference pulled, before anything changes on a node.
-    let mut archives = Vec::new();
-    for (i, given) in args.images.iter().enumerate() {
-        let path = Path::new(given);
-        // A file, or what can only be meant as one (a missing one is then reported as such, not pulled).
-        let is_file = path.exists() || given.starts_with(['/', '.']) || given.ends_with(".tar");
-        if is_file {
-            archives.push((path.to_path_buf(), oci::read_archive(path)?));
-        } else {
-            let reference = oci::Reference::parse(given)?;
-            let dir = scratch.path().join(i.to_string());
-            std::fs::create_dir_all(&dir)?;
-            eprintln!("pulling {}", reference.source());
-            let (archive, image) = oci::pull(&reference, &dir)?;
-            archives.push((archive, vec![image]));
-        }
-    }
+    let archives = oci::resolve(&args.images, scratch.path())?;
     tokio::runtime::Runtime::new().context("cannot start the async runtime")?.block_on(async {
         for (archive, images) in &archives {
             for line in oci::load(&cluster, archive, images).await? {

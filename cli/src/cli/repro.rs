@@ -14,7 +14,7 @@ use kthw::paths::Paths;
 use kthw::phase::Phase;
 use kthw::spec::ClusterSpec;
 use kthw::up::{Keep, Up};
-use kthw_scenarios::{On, Scenario};
+use kthw_scenarios::{BuiltIn, On};
 
 #[derive(Debug, Args)]
 pub struct ReproArgs {
@@ -41,7 +41,9 @@ struct Source {
     until: Option<Phase>,
     image: Option<image::NodeImage>,
     /// The failed scenario the bundle names: the cluster comes up to where it starts, then it runs again.
-    scenario: Option<Scenario>,
+    scenario: Option<BuiltIn>,
+    /// The failed test (`kthw::testkit`) the bundle names: how to run it again on the cluster comes last.
+    test: Option<kthw::bundle::TestRecord>,
 }
 
 pub fn repro(args: ReproArgs) -> anyhow::Result<ExitCode> {
@@ -73,6 +75,9 @@ pub fn repro(args: ReproArgs) -> anyhow::Result<ExitCode> {
     }
     println!("reproducing {} as cluster {name}, through phase {until}", args.source.display());
     let code = super::cluster::drive(up, rx, &source.spec)?;
+    if let Some(test) = source.test.as_ref().filter(|_| code == ExitCode::SUCCESS) {
+        println!("{}", test.rerun(&name, kthw::up::home_to_name(&paths).as_deref()));
+    }
     match source.scenario {
         Some(s) if code == ExitCode::SUCCESS => {
             println!("running scenario {s} again on {name}, as the bundle's run did");
@@ -86,7 +91,7 @@ pub fn repro(args: ReproArgs) -> anyhow::Result<ExitCode> {
 fn read(path: &std::path::Path, paths: &Paths) -> Result<Source, String> {
     if path.extension().is_some_and(|e| e == "toml") {
         let spec = ClusterSpec::load(path).map_err(|e| e.to_string())?;
-        return Ok(Source { cluster: spec.name.clone(), spec, until: None, image: None, scenario: None });
+        return Ok(Source { cluster: spec.name.clone(), spec, until: None, image: None, scenario: None, test: None });
     }
     let opened = kthw::bundle::open(path).map_err(|e| kthw::chain(&e))?;
     let key = &opened.manifest.image_key;
@@ -110,17 +115,21 @@ fn read(path: &std::path::Path, paths: &Paths) -> Result<Source, String> {
         opened.manifest.harness_version,
         opened.manifest.reason.lines().next().unwrap_or_default()
     );
-    let scenario = match &opened.manifest.scenario {
-        Some(n) => {
-            Some(Scenario::from_name(n).map_err(|e| format!("{e} (the bundle names it; a newer kthw made it?)"))?)
+    // A scenario that is not kthw's own is a user's (or a newer kthw's): the cluster comes up all the same,
+    // and the scenario runs again from the program that ran it.
+    let scenario = opened.manifest.scenario.as_deref().and_then(|n| match BuiltIn::from_name(n) {
+        Ok(s) => Some(s),
+        Err(_) => {
+            println!("scenario {n} is not one of this kthw's: once the cluster is up, run it again from the program that ran it, on the kept cluster");
+            None
         }
-        None => None,
-    };
+    });
     Ok(Source {
         cluster: opened.manifest.cluster.clone(),
         until: opened.last_phase(),
         spec: opened.spec,
         image,
         scenario,
+        test: opened.manifest.test.clone(),
     })
 }

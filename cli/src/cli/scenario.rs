@@ -11,7 +11,7 @@ use kthw::paths::Paths;
 use kthw::signals::interrupted;
 use kthw::spec::ClusterSpec;
 use kthw::up::Keep;
-use kthw_scenarios::{On, Options, Scenario, ScenarioError};
+use kthw_scenarios::{BuiltIn, On, Options, ScenarioError};
 
 use super::cluster::{runtime, INTERRUPTED};
 use super::render;
@@ -48,7 +48,7 @@ pub struct RunArgs {
 pub fn run(c: ScenarioCommand) -> anyhow::Result<ExitCode> {
     match c {
         ScenarioCommand::List => {
-            for s in Scenario::ALL {
+            for s in BuiltIn::ALL {
                 println!("{}\n  shows: {}\n  needs: {}", s.name(), s.shows(), s.needs().describe());
             }
             Ok(ExitCode::SUCCESS)
@@ -58,7 +58,7 @@ pub fn run(c: ScenarioCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn run_one(a: RunArgs) -> anyhow::Result<ExitCode> {
-    let scenario = Scenario::from_name(&a.name)?;
+    let scenario = BuiltIn::from_name(&a.name)?;
     let spec = ClusterSpec::load_or_default(a.spec.as_deref())?;
     let on = match a.on {
         Some(cluster) => On::Kept(cluster),
@@ -70,7 +70,7 @@ fn run_one(a: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs `scenario` on `on`, showing progress live, and prints its report (`kthw scenario run`, `kthw repro`).
 pub(super) fn run_on(
-    scenario: Scenario,
+    scenario: BuiltIn,
     on: On,
     artifacts_dir: Option<PathBuf>,
     keep: Keep,
@@ -84,7 +84,7 @@ pub(super) fn run_on(
     runtime()?.block_on(async {
         let renderer = tokio::spawn(render::render(rx));
         let result = tokio::select! {
-            r = kthw_scenarios::run(scenario, on, opts) => Some(r),
+            r = kthw_scenarios::run(scenario.scenario(), on, opts) => Some(r),
             signal = interrupted() => {
                 eprintln!("\ninterrupted by {signal}: the scenario's cluster is torn down unless it was kept");
                 None

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::secrets::exclusion;
 use super::writer::{guest, session, timed, write, Writer, COMMAND};
 use super::{bundles_dir, BundleError, Excluded, Made, Manifest, FILE_CAP, FORMAT, MANIFEST, SPEC};
-use super::{SYSDUMP_CAP, TOTAL_CAP};
+use super::{Extras, TestRecord, SYSDUMP_CAP, TOTAL_CAP};
 use crate::bootstrap::Bootstrap;
 use crate::cluster::Cluster;
 use crate::paths::Paths;
@@ -35,6 +35,19 @@ pub async fn collect_with(
     collect_all(cluster, paths, bootstrap, reason, None, Scope::Running).await
 }
 
+/// [`collect_with`] for a failed test: named in the manifest (so that `kthw repro` says how to run it again),
+/// with what the test added ([`Extras`]).
+pub async fn collect_for_test(
+    cluster: &Cluster,
+    paths: &Paths,
+    bootstrap: &Bootstrap,
+    reason: &str,
+    test: &TestRecord,
+    extras: &Extras,
+) -> Result<Made, BundleError> {
+    collect_all(cluster, paths, bootstrap, Some(reason), Some(Of::Test(test, extras)), Scope::Running).await
+}
+
 /// [`collect_with`] for a cluster whose boot failed (`Cluster::boot`), before its teardown: the run directory
 /// (consoles, SSH logs, timeline), the domains, and over SSH only the nodes that answered; nothing is asked
 /// of a node that did not (it would only time out) nor of an apiserver no phase installed.
@@ -47,15 +60,24 @@ pub async fn collect_boot_failure(
     collect_all(cluster, paths, bootstrap, Some(reason), None, Scope::Boot).await
 }
 
-/// [`collect_with`] for a failed scenario, named in the manifest so that `kthw repro` runs it again.
+/// [`collect_with`] for a failed scenario, named in the manifest so that `kthw repro` runs it again, with what
+/// it added ([`Extras`]: the pods of the namespaces it made).
 pub async fn collect_for_scenario(
     cluster: &Cluster,
     paths: &Paths,
     bootstrap: &Bootstrap,
     scenario: &str,
     reason: &str,
+    extras: &Extras,
 ) -> Result<Made, BundleError> {
-    collect_all(cluster, paths, bootstrap, Some(reason), Some(scenario), Scope::Running).await
+    collect_all(cluster, paths, bootstrap, Some(reason), Some(Of::Scenario(scenario, extras)), Scope::Running).await
+}
+
+/// Whose failure a bundle is, when a scenario's or a test's.
+#[derive(Debug, Clone, Copy)]
+enum Of<'a> {
+    Scenario(&'a str, &'a Extras),
+    Test(&'a TestRecord, &'a Extras),
 }
 
 /// What is asked of the cluster's nodes.
@@ -72,7 +94,7 @@ async fn collect_all(
     paths: &Paths,
     bootstrap: &Bootstrap,
     reason: Option<&str>,
-    scenario: Option<&str>,
+    of: Option<Of<'_>>,
     scope: Scope,
 ) -> Result<Made, BundleError> {
     let started = Instant::now();
@@ -105,6 +127,12 @@ async fn collect_all(
         }
     }
 
+    if let Some(Of::Test(_, extras) | Of::Scenario(_, extras)) = of {
+        let budget = cluster.accel().scale(KUBERNETES_BUDGET);
+        if tokio::time::timeout(budget, super::test::collect(&mut w, cluster, extras)).await.is_err() {
+            w.step("test", "test", None, Some(format!("gave up after {budget:?}")), budget);
+        }
+    }
     let state = cluster.state();
     let manifest = Manifest {
         format: FORMAT,
@@ -113,7 +141,14 @@ async fn collect_all(
         cluster_id: state.id.clone(),
         created: unix_now(),
         reason: reason.unwrap_or("on demand").to_string(),
-        scenario: scenario.map(str::to_string),
+        scenario: match of {
+            Some(Of::Scenario(s, _)) => Some(s.to_string()),
+            _ => None,
+        },
+        test: match of {
+            Some(Of::Test(t, _)) => Some(t.clone()),
+            _ => None,
+        },
         image_key: state.image_key.clone(),
         file_cap: FILE_CAP,
         total_cap: TOTAL_CAP,
@@ -346,6 +381,10 @@ fn readme(m: &Manifest) -> String {
          To stand the same cluster up again: kthw repro <this directory or its .tar.gz>\n\n",
         m.format, m.cluster, m.cluster_id, m.harness_version, m.reason, m.file_cap, m.total_cap
     );
+    if let Some(test) = &m.test {
+        text.push_str(&super::test::readme_line(test, &m.cluster));
+        text.push('\n');
+    }
     let svg = format!("run/{}", crate::rundir::TIMELINE_SVG);
     if m.steps.iter().any(|s| s.file.as_deref() == Some(svg.as_str())) {
         text.push_str(&format!("Where the time went, per node and per phase (open it in a browser): {svg}\n\n"));

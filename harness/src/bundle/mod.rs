@@ -15,14 +15,16 @@ mod kube;
 pub mod prune;
 mod read;
 pub mod secrets;
+mod test;
 mod writer;
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use collect::{collect, collect_boot_failure, collect_for_scenario, collect_with};
+pub use collect::{collect, collect_boot_failure, collect_for_scenario, collect_for_test, collect_with};
 pub use read::{open, Opened};
+pub use test::{file_name, Extras, TestRecord};
 
 /// The bundle layout this kthw writes and the newest it reads.
 pub const FORMAT: u32 = 1;
@@ -83,6 +85,10 @@ pub struct Manifest {
     /// other failures and in those older kthw made.
     #[serde(default)]
     pub scenario: Option<String>,
+    /// The test (`kthw::testkit`) whose failure this is, for `kthw repro` to say how to run it again; absent in
+    /// bundles of other failures and in those older kthw made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<TestRecord>,
     pub image_key: String,
     pub file_cap: u64,
     pub total_cap: u64,

@@ -13,7 +13,9 @@ mod up;
 mod watch;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -283,6 +285,33 @@ impl Cluster {
     /// set before). Nothing runs on a drop without a panic, or after [`Cluster::down`].
     pub fn on_panic(&mut self, hook: impl FnOnce(&mut Cluster) + Send + Sync + 'static) {
         self.on_panic = Some(PanicHook(Box::new(hook)));
+    }
+
+    /// Runs `work` on this cluster from where no await is possible (a drop), on a thread of its own with a
+    /// runtime of its own, and waits for it. The runtime of the dropping thread may be the one stuck in that
+    /// drop, and the cached SSH sessions are its: they are closed before `work` (which opens fresh ones) and
+    /// again after it (the sessions of the work's runtime die with it).
+    pub fn block_on_a_thread<'a, T: Send>(
+        &'a self,
+        thread: &str,
+        work: impl FnOnce(&'a Cluster) -> Pin<Box<dyn Future<Output = T> + 'a>> + Send,
+    ) -> Result<T, String> {
+        self.close_sessions();
+        std::thread::scope(|scope| {
+            let worker = std::thread::Builder::new().name(thread.into()).spawn_scoped(scope, || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("cannot start a runtime for {thread}: {e}"))?;
+                let out = runtime.block_on(work(self));
+                self.close_sessions();
+                Ok(out)
+            });
+            match worker {
+                Ok(handle) => handle.join().unwrap_or_else(|_| Err(format!("{thread} panicked"))),
+                Err(e) => Err(format!("cannot start a thread for {thread}: {e}")),
+            }
+        })
     }
 
     /// Leaves the cluster running after this handle and its owner are gone, until `kthw down`, or for

@@ -29,6 +29,20 @@ pub struct KeyInputs {
     /// The harness wrote the files the phases installed: its version and a hash of its sources (build.rs),
     /// so a snapshot made by other code is never restored.
     pub harness: String,
+    /// A golden state of a user's own ([`crate::testkit::Golden`]): this phase's state plus their setup step,
+    /// which only they can name and version. Absent from the snapshots of a plain phase, whose keys it leaves
+    /// as they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<StateName>,
+}
+
+/// The name and version a user gives their golden state. The version is their promise that the setup step
+/// it names did the same thing each time: kthw cannot see into a closure, so a changed step under an
+/// unchanged version would restore the state of the old one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateName {
+    pub name: String,
+    pub version: String,
 }
 
 impl KeyInputs {
@@ -61,15 +75,20 @@ impl KeyInputs {
             accel,
             hypervisor,
             harness: format!("{} {}", env!("CARGO_PKG_VERSION"), env!("KTHW_SOURCE_HASH")),
+            state: None,
         }
     }
 
-    /// `<phase>-<16 hex digits of the inputs' sha256>`: readable, and stable across runs and hosts.
+    /// `<phase>-<16 hex digits of the inputs' sha256>`, or `<phase>-<state name>-<16 hex digits>` for a user's
+    /// state: readable, and stable across runs and hosts.
     pub fn key(&self) -> String {
         let canonical =
             serde_json::to_string(&serde_json::to_value(self).expect("inputs serialize")).expect("a value serializes");
         let hash = hex::encode(Sha256::digest(canonical.as_bytes()));
-        format!("{}-{}", self.phase.name(), &hash[..16])
+        match &self.state {
+            Some(s) => format!("{}-{}-{}", self.phase.name(), s.name, &hash[..16]),
+            None => format!("{}-{}", self.phase.name(), &hash[..16]),
+        }
     }
 }
 
@@ -97,6 +116,26 @@ mod tests {
         assert_ne!(kvm.key(), key);
         let qemu = KeyInputs { hypervisor: 10_001_000, ..inputs(&spec, Phase::Etcd) };
         assert_ne!(qemu.key(), key);
+    }
+
+    #[test]
+    fn a_users_state_is_keyed_by_its_name_and_version_on_top_of_the_phases_inputs() {
+        let spec = ClusterSpec::default();
+        let phase = inputs(&spec, Phase::Etcd);
+        let state = |name: &str, version: &str| KeyInputs {
+            state: Some(StateName { name: name.into(), version: version.into() }),
+            ..inputs(&spec, Phase::Etcd)
+        };
+        let mine = state("with-my-files", "1").key();
+        assert!(mine.starts_with("etcd-with-my-files-") && mine.len() == "etcd-with-my-files-".len() + 16, "{mine}");
+        assert_eq!(state("with-my-files", "1").key(), mine, "the same promise restores the same snapshot");
+        assert_ne!(state("with-my-files", "2").key(), mine, "a new version never restores the old setup's state");
+        assert_ne!(state("with-other-files", "1").key(), mine);
+        assert_ne!(phase.key(), mine);
+        let other_phase = KeyInputs { phase: Phase::Kubeconfigs, ..state("with-my-files", "1") };
+        assert_ne!(other_phase.key(), mine, "everything the phase's key has is in it too");
+        let json = serde_json::to_value(&phase).unwrap();
+        assert!(json.get("state").is_none(), "a phase's inputs serialize as before, so its keys stay");
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub mod template;
 
 use std::path::{Path, PathBuf};
 
-pub use key::KeyInputs;
+pub use key::{KeyInputs, StateName};
 pub use restore::{restore, Restored};
 pub use save::save;
 pub use store::{GoldenManifest, KeyLock, Listed, Pruned};

@@ -20,6 +20,33 @@ pub use reference::{split_domain, Reference};
 use crate::cluster::ClusterError;
 use crate::ssh::SshError;
 
+/// Every image given, as archives to load: a file is read as an OCI archive (a missing one is reported as
+/// such, not pulled), anything else is a reference pulled into `scratch` first. Every one is checked, and
+/// every reference pulled, before anything changes on a node. `kthw load` and `TestCluster::load_images`.
+pub fn resolve(given: &[String], scratch: &std::path::Path) -> Result<Vec<(PathBuf, Vec<ImageRef>)>, OciError> {
+    let mut archives = Vec::new();
+    for (i, given) in given.iter().enumerate() {
+        let path = std::path::Path::new(given);
+        // A file, or what can only be meant as one.
+        let is_file = path.exists() || given.starts_with(['/', '.']) || given.ends_with(".tar");
+        if is_file {
+            archives.push((path.to_path_buf(), read_archive(path)?));
+        } else {
+            let reference = Reference::parse(given)?;
+            let dir = scratch.join(i.to_string());
+            std::fs::create_dir_all(&dir).map_err(|source| OciError::Io {
+                action: "create",
+                path: dir.clone(),
+                source,
+            })?;
+            tracing::info!("pulling {}", reference.source());
+            let (archive, image) = pull(&reference, &dir)?;
+            archives.push((archive, vec![image]));
+        }
+    }
+    Ok(archives)
+}
+
 /// The forms of a reference that are accepted, for refusals.
 const REFERENCE_FORMS: &str = "repo:tag, repo@sha256:<digest> or repo:tag@sha256:<digest>";
 

@@ -1,4 +1,4 @@
-//! Where a run's time went, as a picture: the run directory's typed timeline ([`crate::events::Stamped`])
+//! Where a run's time went, as a picture: the run directory's typed timeline ([`crate::event::Stamped`])
 //! laid out as a chart ([`chart`], pure), drawn as SVG ([`svg::render`], pure, hand-written text) and kept
 //! beside the timeline as `timeline.svg` ([`write_svg`]), which failure bundles carry too.
 //!
@@ -15,7 +15,7 @@ mod tests;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::events::{Event, Stamped};
+use crate::event::{Event, Stamped};
 use crate::phase::Phase;
 use crate::rundir::RunDir;
 
@@ -288,12 +288,12 @@ impl Builder {
 /// sees half a picture) and returns its path; None, logged, when there is nothing to draw or it cannot be
 /// written: a picture is never a reason to fail a run.
 pub fn write_svg(dir: &RunDir) -> Option<std::path::PathBuf> {
-    let records = crate::events::read(dir);
+    let records = crate::event::read(dir);
     if records.is_empty() {
         return None;
     }
     let name = dir.root().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let now = crate::events::unix_ms(std::time::SystemTime::now());
+    let now = crate::event::unix_ms(std::time::SystemTime::now());
     let text = svg::render(&chart(&format!("kthw: where the time of cluster {name} went"), &records, Some(now)));
     let path = dir.timeline_svg();
     match crate::files::write_atomic(&path, text.as_bytes(), 0o644) {

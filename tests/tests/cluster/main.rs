@@ -2,4 +2,5 @@
 
 mod preflight;
 mod ready;
+mod testkit;
 mod workers;

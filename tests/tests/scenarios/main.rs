@@ -4,20 +4,20 @@
 //! as skipped, and the nightly profile (`--run-ignored all`) runs them. What runs everywhere: a scenario
 //! asked to run without its artifacts refuses before anything boots.
 
-use kthw_scenarios::{On, Options, Scenario, ScenarioError};
+use kthw_scenarios::{BuiltIn, On, Options, ScenarioError};
 use kthw_tests::{artifacts_dir, host_prerequisite, node_image, test_paths, unique_name, vm_host_missing};
 use rstest::rstest;
 
 #[rstest]
-#[case::pod_cidr(Scenario::PodCidr)]
-#[case::clusterip_no_kube_proxy(Scenario::ClusterIpNoKubeProxy)]
-#[case::rbac_failure(Scenario::RbacFailure)]
-#[case::cold_image_wait(Scenario::ColdImageWait)]
-#[case::dns_node_names(Scenario::DnsNodeNames)]
-#[case::connectivity(Scenario::Connectivity)]
+#[case::pod_cidr(BuiltIn::PodCidr)]
+#[case::clusterip_no_kube_proxy(BuiltIn::ClusterIpNoKubeProxy)]
+#[case::rbac_failure(BuiltIn::RbacFailure)]
+#[case::cold_image_wait(BuiltIn::ColdImageWait)]
+#[case::dns_node_names(BuiltIn::DnsNodeNames)]
+#[case::connectivity(BuiltIn::Connectivity)]
 #[ignore = "needs the pinned upstream artifacts (`kthw artifacts fetch`); the nightly profile runs it"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn runs_and_passes(#[case] scenario: Scenario) {
+async fn runs_and_passes(#[case] scenario: BuiltIn) {
     let Some(()) = host_prerequisite("scenarios", vm_host_missing()) else { return };
     let on = On::Fresh { spec: Box::new(kthw_tests::cluster_spec()), name: unique_name(scenario.name()) };
     // KTHW_KEEP=on-failure|always and KTHW_KEEP_TTL keep a scenario's cluster for a person to look at.
@@ -31,7 +31,8 @@ async fn runs_and_passes(#[case] scenario: Scenario) {
         save_golden: true,
         ..Options::default()
     };
-    let report = kthw_scenarios::run(scenario, on, opts).await.unwrap_or_else(|e| panic!("{}", kthw::chain(&e)));
+    let report =
+        kthw_scenarios::run(scenario.scenario(), on, opts).await.unwrap_or_else(|e| panic!("{}", kthw::chain(&e)));
     println!("{report}");
     assert!(report.passed(), "{report}");
 }
@@ -43,7 +44,7 @@ async fn a_scenario_without_its_artifacts_refuses_before_anything_boots() {
     let paths = kthw::paths::Paths::under(home.path().to_path_buf());
     let on = On::Fresh { spec: Box::default(), name: "refused".into() };
     let opts = Options { paths: paths.clone(), artifacts_dir: Some(empty.path().to_path_buf()), ..Options::default() };
-    let err = kthw_scenarios::run(Scenario::DnsNodeNames, on, opts).await.expect_err("no artifacts, no run");
+    let err = kthw_scenarios::run(BuiltIn::DnsNodeNames.scenario(), on, opts).await.expect_err("no artifacts, no run");
     let ScenarioError::MissingArtifacts { scenario, lacks } = &err else { panic!("{}", kthw::chain(&err)) };
     assert_eq!(*scenario, "dns-node-names");
     let names: Vec<&str> = lacks.iter().map(|l| l.artifact.as_str()).collect();

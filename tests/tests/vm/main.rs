@@ -10,3 +10,4 @@ mod runtimes;
 mod scenario_premises;
 mod ssh;
 mod stalls;
+mod testkit;
