@@ -289,7 +289,9 @@ async fn a_failed_boot_leaves_a_bundle_of_its_consoles_named_in_the_error_and_no
     }
     let kubernetes = opened.manifest.steps.iter().find(|s| s.name == "kubernetes").unwrap();
     assert!(kubernetes.error.as_deref().unwrap().starts_with("skipped: the cluster failed while booting"));
-    // Where the boot's time went, drawn into the bundle: a boot bar per node, unfinished (none answered).
+    // Where the boot's time went, drawn into the bundle: a boot bar per node, none finished. The node whose
+    // deadline ran out is drawn failed (red, harness/src/timeline/svg.rs FAILED, with why: issue 30); the others,
+    // torn down with it, unfinished (dashed).
     let svg = kthw::bundle::timeline_svg(dir);
     assert!(text.contains("where the time went in its run/timeline.svg"), "the error names the picture: {text}");
     let bars = kthw_tests::timeline_bars(
@@ -298,7 +300,9 @@ async fn a_failed_boot_leaves_a_bundle_of_its_consoles_named_in_the_error_and_no
     );
     let boots: Vec<_> = bars.iter().filter(|(class, ..)| class == "boot").collect();
     assert_eq!(boots.len(), spec.nodes.len(), "{bars:?}");
-    assert!(boots.iter().all(|(_, _, dashed)| *dashed), "drawn unfinished: {bars:?}");
+    let failed = |(_, fill, dashed): &&(String, String, bool)| fill == "#d62728" && !dashed;
+    assert!(boots.iter().any(failed), "the node that failed is drawn failed: {bars:?}");
+    assert!(boots.iter().filter(|b| !failed(b)).all(|(_, _, dashed)| *dashed), "the rest unfinished: {bars:?}");
     for secret in ["client_key", "nodes/control-plane-1/fwcfg/ssh_host_ed25519_key"] {
         assert!(opened.manifest.excluded.iter().any(|e| e.path == secret), "{secret} is listed as left out");
     }
