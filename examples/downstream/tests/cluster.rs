@@ -21,7 +21,7 @@ async fn only_shoppers_reach_the_shop_across_nodes() -> Result<(), TestError> {
     // The seed's own topology (2 vCPUs, 2 GiB a node): Cilium and the control plane want more than the vm tier.
     let Some(cluster) = cluster_at(Phase::Ready, ClusterSpec::default()) else { return Ok(()) };
     run(cluster, "only_shoppers_reach_the_shop_across_nodes", async |c| {
-        let set = c.spec().versions;
+        let set = c.spec().versions.preset;
         let (events, _) = kthw::events::Events::channel();
         c.bootstrap().preload(c.cluster(), Phase::Ready, &IMAGES, &events).await.map_err(TestError::other)?;
         let k = c.kube().await?;

@@ -148,12 +148,12 @@ async fn a_body_that_returns_an_error_leaves_a_bundle_naming_the_test_and_the_er
 #[case::current(VersionSet::Current)]
 #[tokio::test]
 async fn etcd_keeps_a_key_on_every_version_set(#[case] set: VersionSet) -> Result<(), TestError> {
-    let Some(cluster) = cluster_at(Phase::Etcd, kthw::ClusterSpec { versions: set, ..spec() }) else {
+    let Some(cluster) = cluster_at(Phase::Etcd, kthw::ClusterSpec { versions: set.into(), ..spec() }) else {
         return Ok(());
     };
     let test = format!("etcd_keeps_a_key_on_every_version_set::{set}");
     run(cluster, &test, async |c| {
-        assert_eq!(c.spec().versions, set);
+        assert_eq!(c.spec().versions.as_preset(), Some(set));
         let cp = c.node(&c.control_plane())?;
         cp.wait_for_unit("etcd").await?;
         cp.succeed(&format!("{} put /sets/{set} {}", etcdctl(c.spec()), set.pins().kubernetes)).await?;
