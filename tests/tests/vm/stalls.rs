@@ -27,7 +27,9 @@ async fn a_node_suspended_in_its_initrd_is_started_again_and_comes_up() {
     let (events, mut rx) = Events::channel();
     let suspender = tokio::spawn(suspend_once_in_initrd(test_paths(), name.clone(), node.clone()));
     let started = Instant::now();
-    let running = up_or_panic(up(&spec, &name).await.until(Phase::Nodes).events(events)).await;
+    // Fresh: the boot is what this test watches, and a golden snapshot of these two nodes (other tests save one)
+    // would be restored instead, with no boot to stall.
+    let running = up_or_panic(up(&spec, &name).await.until(Phase::Nodes).fresh(true).events(events)).await;
     let took = started.elapsed();
     let suspended = suspender.await.unwrap();
     let cluster = running.cluster;
