@@ -87,11 +87,8 @@ pub async fn run(scenario: &dyn Scenario, on: On, opts: Options) -> Result<Repor
             if let Some(why) = needs.unfit(&spec) {
                 return Err(ScenarioError::Unfit { scenario: name, why });
             }
-            let bootstrap = Bootstrap::new(
-                &opts.paths,
-                opts.artifacts_dir.clone(),
-                kthw::lock::Lock::preset(spec.versions.preset).manifest(),
-            );
+            let bootstrap =
+                Bootstrap::new(&opts.paths, opts.artifacts_dir.clone(), kthw::lock::preset_manifest(&spec.versions));
             let lacks = preflight(scenario, &spec, &bootstrap);
             if !lacks.is_empty() {
                 return Err(ScenarioError::MissingArtifacts { scenario: name, lacks });
@@ -133,7 +130,7 @@ pub async fn run(scenario: &dyn Scenario, on: On, opts: Options) -> Result<Repor
             let bootstrap = Bootstrap::new(
                 &opts.paths,
                 opts.artifacts_dir.clone(),
-                kthw::lock::Lock::preset(open.spec().versions.preset).manifest(),
+                kthw::lock::preset_manifest(&open.spec().versions),
             );
             let lacks = preflight(scenario, open.spec(), &bootstrap);
             if !lacks.is_empty() {

@@ -30,7 +30,7 @@ pub fn collect_budget(nodes: usize) -> Duration {
 
 /// Makes a bundle of `cluster` under `<state>/bundles/`, with the artifact cache `kthw` uses by default.
 pub async fn collect(cluster: &Cluster, paths: &Paths, reason: Option<&str>) -> Result<Made, BundleError> {
-    let manifest = crate::lock::Lock::preset(cluster.spec().versions.preset).manifest();
+    let manifest = crate::lock::preset_manifest(&cluster.spec().versions);
     collect_with(cluster, paths, &Bootstrap::new(paths, None, manifest), reason).await
 }
 

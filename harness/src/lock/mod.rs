@@ -149,6 +149,13 @@ impl Lock {
     }
 }
 
+/// The manifest of the preset that `versions` names its versions over: what the callers that carry no lock
+/// use (a kept cluster, a bundle, a scenario). Versions that are no preset get their preset's pins here, so
+/// this is the one place to read their lock instead once those callers carry one.
+pub fn preset_manifest(versions: &VersionSpec) -> Manifest {
+    Lock::preset(versions.preset).manifest()
+}
+
 /// The artifacts a spec's versions pin: a preset's shipped lock, else the lock beside the spec file `spec`
 /// (None: a spec with no file, which can only name a preset). A missing or stale lock is an error; nothing is
 /// resolved here.

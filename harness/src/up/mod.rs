@@ -217,8 +217,7 @@ impl Up {
     }
 
     pub fn bootstrap(&self) -> Bootstrap {
-        let manifest =
-            self.manifest.clone().unwrap_or_else(|| crate::lock::Lock::preset(self.spec.versions.preset).manifest());
+        let manifest = self.manifest.clone().unwrap_or_else(|| crate::lock::preset_manifest(&self.spec.versions));
         Bootstrap::new(&self.paths, self.artifacts_dir.clone(), manifest)
     }
 

@@ -42,7 +42,7 @@ async fn a_booted_worker_meets_what_kubelet_and_cilium_check_at_start_and_the_ph
     let bootstrap = Bootstrap::new(
         &test_paths(),
         Some(none.path().to_path_buf()),
-        kthw::lock::Lock::preset(cluster.spec().versions.preset).manifest(),
+        kthw::lock::preset_manifest(&cluster.spec().versions),
     );
     let err = workers(&cluster, &bootstrap).await.expect_err("no kubelet here");
     assert!(matches!(err, BootstrapError::MissingArtifacts { phase: Phase::Workers, .. }), "{}", kthw::chain(&err));
