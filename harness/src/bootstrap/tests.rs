@@ -145,18 +145,6 @@ fn kubelet_config_carries_the_spec_cluster_dns_and_its_own_certificate() {
 }
 
 #[test]
-fn containerd_uses_the_systemd_cgroup_driver_and_the_pinned_pause_image() {
-    let pause = crate::artifacts::Manifest::pinned().get("pause").unwrap().locator().to_string();
-    let v: toml::Value = toml::from_str(&containerd_config(&pause)).unwrap();
-    let cri = &v["plugins"]["io.containerd.grpc.v1.cri"];
-    assert_eq!(v["version"].as_integer(), Some(2));
-    assert_eq!(cri["sandbox_image"].as_str(), Some(pause.as_str()));
-    assert_eq!(cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"].as_bool(), Some(true));
-    assert_eq!(cri["containerd"]["runtimes"]["runc"]["runtime_type"].as_str(), Some("io.containerd.runc.v2"));
-    assert_eq!(cri["registry"]["config_path"].as_str(), Some("/etc/containerd/certs.d"), "mirrors per registry");
-}
-
-#[test]
 fn scheduler_config_points_at_its_kubeconfig() {
     let v: serde_json::Value = serde_json::from_str(&kube_scheduler_config(&Layout::default())).unwrap();
     assert_eq!(v["kind"], "KubeSchedulerConfiguration");

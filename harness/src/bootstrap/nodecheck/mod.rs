@@ -18,6 +18,7 @@ pub use facts::{kernel_config, mounts, probe, Mount, NodeFacts};
 pub use requirements::{requirements, Check, Rendered, Requirement};
 pub use workers::{check_workers, output_file};
 
+use crate::bootstrap::configs::CriSettings;
 use crate::spec::VersionSet;
 use crate::ssh::{Session, SshError};
 
@@ -56,27 +57,20 @@ pub struct NodeLacks {
 }
 
 /// What the kubelet and containerd configuration files the workers phase renders say (`kubelet` JSON, which
-/// the kubelet reads as YAML; containerd's TOML), with the kubelet's own defaults for what they leave unset
+/// the kubelet reads as YAML; containerd's TOML of either config version, [`CriSettings`]), with the kubelet's own defaults for what they leave unset
 /// (kubernetes/kubernetes@v1.35.4:pkg/kubelet/apis/config/v1beta1/defaults.go SetDefaults_KubeletConfiguration:
 /// cgroupDriver "cgroupfs", failSwapOn true, failCgroupV1 true from 1.35 and false before).
 pub fn rendered(set: VersionSet, kubelet_config: &str, containerd_config: &str) -> Result<Rendered, String> {
     let kubelet: serde_json::Value =
         serde_json::from_str(kubelet_config).map_err(|e| format!("the rendered kubelet config: {e}"))?;
-    let containerd: toml::Value =
-        toml::from_str(containerd_config).map_err(|e| format!("the rendered containerd config: {e}"))?;
+    let containerd =
+        CriSettings::read(containerd_config).map_err(|e| format!("the rendered containerd config: {e}"))?;
     let flag = |key: &str, default: bool| kubelet.get(key).and_then(|v| v.as_bool()).unwrap_or(default);
-    let systemd_cgroup = ["plugins", "io.containerd.grpc.v1.cri", "containerd", "runtimes", "runc", "options"]
-        .iter()
-        .try_fold(&containerd, |v, k| v.get(k))
-        .and_then(|options| options.get("SystemdCgroup"))
-        .and_then(|v| v.as_bool())
-        // containerd's CRI default (containerd docs/cri/config.md: "SystemdCgroup = false").
-        .unwrap_or(false);
     Ok(Rendered {
         kubelet_cgroup_driver: kubelet.get("cgroupDriver").and_then(|v| v.as_str()).unwrap_or("cgroupfs").to_string(),
         fail_swap_on: flag("failSwapOn", true),
         fail_cgroup_v1: flag("failCgroupV1", set == VersionSet::Current),
-        containerd_systemd_cgroup: systemd_cgroup,
+        containerd_systemd_cgroup: containerd.systemd_cgroup,
     })
 }
 

@@ -1,5 +1,5 @@
 use super::*;
-use crate::bootstrap::configs::{containerd_config, kubelet_config};
+use crate::bootstrap::configs::{containerd_config, kubelet_config, ContainerdConfig};
 use crate::bootstrap::Layout;
 use crate::spec::ClusterSpec;
 
@@ -10,8 +10,8 @@ const NODE: &str = include_str!("../../../tests/fixtures/node-probe-bookworm-6.1
 fn ours(set: VersionSet) -> Rendered {
     let spec = ClusterSpec { versions: set.into(), ..ClusterSpec::default() };
     let layout = Layout::default();
-    rendered(set, &kubelet_config(&spec, "worker-node-1", &layout), &containerd_config("registry.k8s.io/pause:3.10"))
-        .unwrap()
+    let containerd = containerd_config(ContainerdConfig::for_spec(&spec), "registry.k8s.io/pause:3.10");
+    rendered(set, &kubelet_config(&spec, "worker-node-1", &layout), &containerd).unwrap()
 }
 
 fn findings(set: VersionSet, facts: &NodeFacts) -> Vec<Finding> {
