@@ -125,18 +125,29 @@ const HARD_WAY: &str = "kelseyhightower/kubernetes-the-hard-way@52eb26d";
 /// The oldest Linux each Cilium minor runs on, with where that is said. Read at the pinned tags for 1.17 and
 /// 1.19 (Documentation/operations/system_requirements.rst, "Summary"); for 1.16 and 1.18 from the pull
 /// requests that moved the floor, since the documents at those tags were not read here.
-const CILIUM_KERNEL: [((u32, u32), (u32, u32), Option<&str>); 4] = [
-    (
-        (1, 16),
-        (5, 4),
-        Some(
+struct KernelFloor {
+    cilium: (u32, u32),
+    kernel: (u32, u32),
+    /// Where it is said when not in the document at the tag (which was not read).
+    said: Option<&'static str>,
+}
+
+const CILIUM_KERNEL: [KernelFloor; 4] = [
+    KernelFloor {
+        cilium: (1, 16),
+        kernel: (5, 4),
+        said: Some(
             "cilium/cilium pull 30869 (\"Increase the minimum required kernel version to v5.4 / RHEL 8.6\"), in 1.16 \
              as pull 36386 says (\"We bumped this requirement in Cilium v1.16\")",
         ),
-    ),
-    ((1, 17), (5, 4), None),
-    ((1, 18), (5, 10), Some("cilium/cilium pull 42081 (\"With v1.18 we bumped the minimum kernel version to 5.10\")")),
-    ((1, 19), (5, 10), None),
+    },
+    KernelFloor { cilium: (1, 17), kernel: (5, 4), said: None },
+    KernelFloor {
+        cilium: (1, 18),
+        kernel: (5, 10),
+        said: Some("cilium/cilium pull 42081 (\"With v1.18 we bumped the minimum kernel version to 5.10\")"),
+    },
+    KernelFloor { cilium: (1, 19), kernel: (5, 10), said: None },
 ];
 
 /// The first Cilium minor whose agent probes, and requires, the BPF helpers its 5.10 floor provides ("Require
@@ -276,8 +287,8 @@ pub fn requirements(v: &Versions, rendered: &Rendered) -> Vec<Requirement> {
 
     // The Cilium agent.
     let cilium_minor = minor(&v.cilium);
-    let row = CILIUM_KERNEL.iter().rev().find(|row| row.0 <= cilium_minor).unwrap_or(&CILIUM_KERNEL[0]);
-    let ((major, min), said) = (row.1, row.2);
+    let row = CILIUM_KERNEL.iter().rev().find(|row| row.cilium <= cilium_minor).unwrap_or(&CILIUM_KERNEL[0]);
+    let ((major, min), said) = (row.kernel, row.said);
     let summary = format!("{} (\"Linux kernel >= {major}.{min} or equivalent\")", docs("Summary"));
     out.push(r(
         &agent,
