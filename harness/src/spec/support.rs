@@ -304,7 +304,7 @@ pub const RANGES: &[Range] = &[
         oldest: (1, 7),
         newest: (2, 2),
         why: "the minors containerd's support table recommends for Kubernetes 1.30-1.35 that kthw renders a config \
-              and unit for (1.7 with config version 2, 2.x with the 1.7 config migrated on start)",
+              and unit for (1.7 with config version 2, 2.x with its own version 3)",
     },
     Range {
         key: VersionKey::Runc,
