@@ -694,6 +694,14 @@ fn versions_show_the_ranges_and_lock_a_preset_without_asking_anyone() {
     let out = kthw_at(&home, &["spec", "validate", other.to_str().unwrap()], &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("note:") && text(&out.stderr).contains("kthw versions lock --spec"));
+    // Cilium values for a chart whose keys kthw has not read yet are refused as uncheckable, saying how.
+    let values = dir.path().join("values.toml");
+    std::fs::write(&values, "[versions]\ncilium = \"1.18.3\"\n[cilium.values]\n\"hubble.enabled\" = true\n").unwrap();
+    let out = kthw_at(&home, &["spec", "validate", values.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let e = text(&out.stderr);
+    assert!(e.contains("cilium.values (hubble.enabled) cannot be checked") && e.contains("Cilium 1.18.3"), "{e}");
+    assert!(e.contains("unknown until `kthw versions lock` fetched that chart"), "{e}");
     let out = kthw_at(&home, &["up", "--spec", other.to_str().unwrap()], &[]);
     assert!(!out.status.success() && text(&out.stderr).contains("have no lock"), "{}", text(&out.stderr));
     assert!(!home.join("state/runs").exists(), "nothing was booted");

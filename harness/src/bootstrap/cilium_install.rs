@@ -80,7 +80,8 @@ fn top_level(key: &str) -> String {
 
 /// Checks every `cilium.values` key against the top-level keys of the chart the spec's versions pin, before
 /// anything reaches a node: the presets' charts' keys are compiled in; another chart's are in its lock
-/// ([`validate_values_with`], `crate::lock::Lock::chart_keys`), read from the chart when it was locked.
+/// ([`validate_values_with`], `crate::lock::Lock::chart_keys`), read from the chart when it was locked, and
+/// this passes them unchecked (the CLI checks them with the lock before it builds an `Up`).
 pub fn validate_values(spec: &ClusterSpec) -> Result<(), UnknownCiliumValue> {
     let chart = spec.versions.pins().cilium;
     match chart_top_level_keys(&chart) {
@@ -89,13 +90,35 @@ pub fn validate_values(spec: &ClusterSpec) -> Result<(), UnknownCiliumValue> {
     }
 }
 
-/// [`validate_values`] against the keys a lock read from the chart (none: the lock is a preset's).
-pub fn validate_values_with(spec: &ClusterSpec, chart_keys: &[String]) -> Result<(), UnknownCiliumValue> {
-    if chart_keys.is_empty() {
-        return validate_values(spec);
+/// Why `cilium.values` could not be checked against a lock's chart.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CiliumValuesError {
+    #[error(transparent)]
+    Unknown(#[from] UnknownCiliumValue),
+    #[error(
+        "cilium.values ({}) cannot be checked: the keys of the Cilium {chart} Helm chart are unknown until \
+         `kthw versions lock` fetched that chart (kthw ships the keys of {} only); lock these versions, then \
+         the lock beside the spec holds the chart's keys",
+        keys.join(", "),
+        CHART_TOP_LEVEL_KEYS.iter().map(|(v, _)| *v).collect::<Vec<_>>().join(" and ")
+    )]
+    KeysUnknown { chart: String, keys: Vec<String> },
+}
+
+/// [`validate_values`] against the keys a lock read from the chart (none: the lock is a preset's, or was made
+/// without the chart, as a failure bundle's is). A spec that sets `cilium.values` for a chart whose keys are
+/// neither compiled in nor in the lock is refused, saying so, rather than passed unchecked.
+pub fn validate_values_with(spec: &ClusterSpec, chart_keys: &[String]) -> Result<(), CiliumValuesError> {
+    let chart = spec.versions.pins().cilium;
+    if !chart_keys.is_empty() {
+        let keys: Vec<&str> = chart_keys.iter().map(String::as_str).collect();
+        return Ok(check_keys(spec, &keys, chart)?);
     }
-    let keys: Vec<&str> = chart_keys.iter().map(String::as_str).collect();
-    check_keys(spec, &keys, spec.versions.pins().cilium)
+    match chart_top_level_keys(&chart) {
+        Some(keys) => Ok(check_keys(spec, &keys, chart)?),
+        None if spec.cilium.values.is_empty() => Ok(()),
+        None => Err(CiliumValuesError::KeysUnknown { chart, keys: spec.cilium.values.keys().cloned().collect() }),
+    }
 }
 
 fn check_keys(spec: &ClusterSpec, keys: &[&str], chart: String) -> Result<(), UnknownCiliumValue> {
@@ -243,8 +266,16 @@ mod tests {
         assert_eq!(validate_values(&spec), Ok(()));
         let keys = vec!["image".to_string(), "hubble".to_string()];
         assert_eq!(validate_values_with(&spec, &keys), Ok(()));
-        let err = validate_values_with(&spec, &keys[..1]).unwrap_err();
+        let Err(CiliumValuesError::Unknown(err)) = validate_values_with(&spec, &keys[..1]) else { panic!("unknown") };
         assert_eq!((err.top.as_str(), err.chart.as_str()), ("hubble", "1.18.3"));
+        // Without a lock that read the chart, the values are refused as uncheckable, naming how to check them.
+        let err = validate_values_with(&spec, &[]).unwrap_err();
+        assert_eq!(err, CiliumValuesError::KeysUnknown { chart: "1.18.3".into(), keys: vec!["hubble.enabled".into()] });
+        let text = err.to_string();
+        assert!(text.contains("Cilium 1.18.3 Helm chart are unknown until `kthw versions lock`"), "{text}");
+        assert!(text.contains("1.17.4 and 1.19.5"), "{text}");
+        spec.cilium.values.clear();
+        assert_eq!(validate_values_with(&spec, &[]), Ok(()), "nothing to check");
     }
 
     #[test]

@@ -45,4 +45,6 @@ fn path_str(p: &Path) -> String {
 }
 
 #[cfg(test)]
+mod containerd_tests;
+#[cfg(test)]
 mod tests;

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::configs::{containerd_config, kube_scheduler_config, kubelet_config};
+use super::configs::{containerd_config, kube_scheduler_config, kubelet_config, ContainerdConfig};
 use super::units::{etcd_unit, kube_apiserver_unit, kube_controller_manager_unit, kube_scheduler_unit, kubelet_unit};
 use super::Layout;
 use crate::accel::Accel;
@@ -38,10 +38,11 @@ pub fn control_plane_files(spec: &ClusterSpec, layout: &Layout, accel: Accel) ->
 }
 
 /// The units and configuration files the `workers` phase installs on `worker`. `sandbox_image` is the
-/// pinned pause image (the artifact manifest's `pause` reference).
+/// pinned pause image (the artifact manifest's `pause` reference); containerd's config is in the format of
+/// the containerd the spec runs.
 pub fn worker_files(spec: &ClusterSpec, worker: &str, layout: &Layout, sandbox_image: &str) -> Vec<NodeFile> {
     vec![
-        file(layout.containerd_config.clone(), containerd_config(sandbox_image)),
+        file(layout.containerd_config.clone(), containerd_config(ContainerdConfig::for_spec(spec), sandbox_image)),
         file(layout.kubelet_config(), kubelet_config(spec, worker, layout)),
         file(layout.unit("kubelet"), kubelet_unit(spec, worker, layout)),
     ]

@@ -145,18 +145,6 @@ fn kubelet_config_carries_the_spec_cluster_dns_and_its_own_certificate() {
 }
 
 #[test]
-fn containerd_uses_the_systemd_cgroup_driver_and_the_pinned_pause_image() {
-    let pause = crate::artifacts::Manifest::pinned().get("pause").unwrap().locator().to_string();
-    let v: toml::Value = toml::from_str(&containerd_config(&pause)).unwrap();
-    let cri = &v["plugins"]["io.containerd.grpc.v1.cri"];
-    assert_eq!(v["version"].as_integer(), Some(2));
-    assert_eq!(cri["sandbox_image"].as_str(), Some(pause.as_str()));
-    assert_eq!(cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"].as_bool(), Some(true));
-    assert_eq!(cri["containerd"]["runtimes"]["runc"]["runtime_type"].as_str(), Some("io.containerd.runc.v2"));
-    assert_eq!(cri["registry"]["config_path"].as_str(), Some("/etc/containerd/certs.d"), "mirrors per registry");
-}
-
-#[test]
 fn scheduler_config_points_at_its_kubeconfig() {
     let v: serde_json::Value = serde_json::from_str(&kube_scheduler_config(&Layout::default())).unwrap();
     assert_eq!(v["kind"], "KubeSchedulerConfiguration");
@@ -262,4 +250,37 @@ fn the_image_and_the_workers_phase_name_the_same_pinned_sandbox_image() {
     assert_eq!(pause, "registry.k8s.io/pause:3.10");
     let baked: toml::Value = toml::from_str(&images_debian("files/etc/containerd/config.toml")).unwrap();
     assert_eq!(baked["plugins"]["io.containerd.grpc.v1.cri"]["sandbox_image"].as_str(), Some(pause.as_str()));
+}
+
+/// Each Kubernetes minor kthw runs, 1.30 to 1.35, against the flags the CHANGELOGs say it removed
+/// (`spec::support::REMOVED_FLAGS`): what we render for each component is the same set at every minor, and
+/// none of it is gone by then. The one per-minor difference the same CHANGELOGs name in what we render is a
+/// default, not a flag: the kubelet's `failCgroupV1` (nodecheck reads it per minor).
+#[test]
+fn every_flag_we_render_is_one_each_kubernetes_minor_still_has() {
+    use crate::spec::support::REMOVED_FLAGS;
+    use crate::spec::{Component, VersionKey, VersionSet, VersionSpec};
+    let layout = Layout::default();
+    let mut per_minor = Vec::new();
+    for minor in 30..=35 {
+        let mut versions = VersionSpec::from(VersionSet::Seed);
+        versions.named.insert(VersionKey::Kubernetes, format!("1.{minor}.0"));
+        let spec = ClusterSpec { versions, ..ClusterSpec::default() };
+        let units = [
+            (Component::KubeApiserver, kube_apiserver_unit(&spec, &layout, Accel::Kvm)),
+            (Component::KubeControllerManager, kube_controller_manager_unit(&spec, &layout)),
+            (Component::KubeScheduler, kube_scheduler_unit(&spec, &layout)),
+            (Component::Kubelet, kubelet_unit(&spec, "worker-node-1", &layout)),
+        ];
+        for (component, unit) in &units {
+            for (name, _) in exec_flags(unit) {
+                let gone = REMOVED_FLAGS
+                    .iter()
+                    .find(|r| r.component == *component && r.flag == name && r.removed_in <= (1, minor));
+                assert!(gone.is_none(), "1.{minor} {} has no --{name}: {}", component.name(), gone.unwrap().source.at);
+            }
+        }
+        per_minor.push(units.map(|(c, u)| (c, exec_flags(&u).into_iter().map(|(k, _)| k).collect::<Vec<_>>())));
+    }
+    assert!(per_minor.windows(2).all(|w| w[0] == w[1]), "the rendered flag names do not depend on the minor");
 }

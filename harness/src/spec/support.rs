@@ -162,15 +162,87 @@ pub struct RemovedFlag {
     pub source: Source,
 }
 
-pub const REMOVED_FLAGS: &[RemovedFlag] = &[RemovedFlag {
-    component: Component::Kubelet,
-    flag: "pod-infra-container-image",
-    removed_in: (1, 35),
-    source: Source {
-        table: "Kubernetes 1.35's Urgent Upgrade Notes",
-        at: "kubernetes/kubernetes CHANGELOG/CHANGELOG-1.35.md, v1.35.0 (#133779)",
-    },
-}];
+const fn removed(
+    component: Component,
+    flag: &'static str,
+    removed_in: (u32, u32),
+    table: &'static str,
+    at: &'static str,
+) -> RemovedFlag {
+    RemovedFlag { component, flag, removed_in, source: Source { table, at } }
+}
+
+const URGENT_1_31: &str = "Kubernetes 1.31's Urgent Upgrade Notes";
+const CHANGES_1_31: &str = "Kubernetes 1.31's Changes by Kind";
+
+/// The removals of command-line flags of our four components that the v1.31.0 to v1.35.0 sections of
+/// kubernetes/kubernetes CHANGELOG/CHANGELOG-1.3x.md name ("Urgent Upgrade Notes", "Changes by Kind"; read at
+/// the index's commits of each file). v1.32.0 has "no urgent upgrade notes" and names none.
+pub const REMOVED_FLAGS: &[RemovedFlag] = &[
+    removed(
+        Component::Kubelet,
+        "keep-terminated-pod-volumes",
+        (1, 31),
+        URGENT_1_31,
+        "kubernetes/kubernetes CHANGELOG/CHANGELOG-1.31.md, v1.31.0 (#122082)",
+    ),
+    removed(
+        Component::KubeControllerManager,
+        "horizontal-pod-autoscaler-upscale-delay",
+        (1, 31),
+        CHANGES_1_31,
+        "kubernetes/kubernetes CHANGELOG/CHANGELOG-1.31.md, v1.31.0, API Change (#124948)",
+    ),
+    removed(
+        Component::KubeControllerManager,
+        "horizontal-pod-autoscaler-downscale-delay",
+        (1, 31),
+        CHANGES_1_31,
+        "kubernetes/kubernetes CHANGELOG/CHANGELOG-1.31.md, v1.31.0, API Change (#124948)",
+    ),
+    removed(
+        Component::KubeControllerManager,
+        "volume-host-cidr-denylist",
+        (1, 31),
+        CHANGES_1_31,
+        "kubernetes/kubernetes CHANGELOG/CHANGELOG-1.31.md, v1.31.0, API Change (#124017)",
+    ),
+    removed(
+        Component::KubeControllerManager,
+        "volume-host-allow-local-loopback",
+        (1, 31),
+        CHANGES_1_31,
+        "kubernetes/kubernetes CHANGELOG/CHANGELOG-1.31.md, v1.31.0, API Change (#124017)",
+    ),
+    removed(
+        Component::KubeApiserver,
+        "cloud-provider",
+        (1, 33),
+        "Kubernetes 1.33's Changes by Kind",
+        "kubernetes/kubernetes CHANGELOG/CHANGELOG-1.33.md, v1.33.0, Other (Cleanup or Flake) (#130162)",
+    ),
+    removed(
+        Component::KubeApiserver,
+        "cloud-config",
+        (1, 33),
+        "Kubernetes 1.33's Changes by Kind",
+        "kubernetes/kubernetes CHANGELOG/CHANGELOG-1.33.md, v1.33.0, Other (Cleanup or Flake) (#130162)",
+    ),
+    removed(
+        Component::Kubelet,
+        "cloud-config",
+        (1, 34),
+        "Kubernetes 1.34's Urgent Upgrade Notes",
+        "kubernetes/kubernetes CHANGELOG/CHANGELOG-1.34.md, v1.34.0 (#130161)",
+    ),
+    removed(
+        Component::Kubelet,
+        "pod-infra-container-image",
+        (1, 35),
+        "Kubernetes 1.35's Urgent Upgrade Notes",
+        "kubernetes/kubernetes CHANGELOG/CHANGELOG-1.35.md, v1.35.0 (#133779)",
+    ),
+];
 
 /// Every `[components]` flag the spec's Kubernetes no longer has.
 pub fn removed_flags(spec: &ClusterSpec) -> Vec<Unsupported> {
@@ -232,7 +304,7 @@ pub const RANGES: &[Range] = &[
         oldest: (1, 7),
         newest: (2, 2),
         why: "the minors containerd's support table recommends for Kubernetes 1.30-1.35 that kthw renders a config \
-              and unit for (1.7 with config version 2, 2.x with the 1.7 config migrated on start)",
+              and unit for (1.7 with config version 2, 2.x with its own version 3)",
     },
     Range {
         key: VersionKey::Runc,

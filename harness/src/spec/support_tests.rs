@@ -215,7 +215,7 @@ const REMOVED_EXCERPT: &str =
 
 #[test]
 fn a_flag_a_kubernetes_release_removed_is_refused_from_that_release_on() {
-    let row = &REMOVED_FLAGS[0];
+    let row = REMOVED_FLAGS.iter().find(|r| r.flag == "pod-infra-container-image").unwrap();
     assert!(REMOVED_EXCERPT.contains(&format!("Removed the `--{}` flag from `{}`", row.flag, row.component.name())));
     assert!(row.source.at.contains("CHANGELOG-1.35.md") && row.removed_in == (1, 35));
     let flag = "[components.kubelet]\n\"pod-infra-container-image\" = \"registry.k8s.io/pause:3.10\"\n";
@@ -227,4 +227,40 @@ fn a_flag_a_kubernetes_release_removed_is_refused_from_that_release_on() {
         text.contains("was removed from kubelet in Kubernetes 1.35") && text.contains("CHANGELOG-1.35.md"),
         "{text}"
     );
+}
+
+/// The lines of kubernetes/kubernetes CHANGELOG/CHANGELOG-1.3x.md (v1.3x.0 sections, read at the index's
+/// commit of each file) that remove the other flags, by pull request.
+const REMOVALS: [(&str, &str); 5] = [
+    ("#122082", "Kubelet flag `--keep-terminated-pod-volumes` was removed.  This flag was deprecated in 2017."),
+    (
+        "#124948",
+        "Kube-controller-manager: the `horizontal-pod-autoscaler-upscale-delay` and \
+         `horizontal-pod-autoscaler-downscale-delay` flags have been removed (deprecated and non-functional since \
+         v1.12).",
+    ),
+    (
+        "#124017",
+        "Removed deprecated command flags --volume-host-cidr-denylist and --volume-host-allow-local-loopback from \
+         kube-controller-manager.",
+    ),
+    ("#130162", "kube-apiserver: removed the deprecated the `--cloud-provider` and `--cloud-config` CLI parameters."),
+    ("#130161", "Kubelet:  removed the deprecated flag `--cloud-config` from the command line."),
+];
+
+#[test]
+fn every_removed_flag_is_the_one_its_changelog_line_removes_from_that_component() {
+    for row in REMOVED_FLAGS.iter().filter(|r| r.flag != "pod-infra-container-image") {
+        let (_, line) =
+            REMOVALS.iter().find(|(pr, _)| row.source.at.contains(pr)).unwrap_or_else(|| panic!("{}", row.flag));
+        assert!(line.contains(&format!("--{}", row.flag)) || line.contains(&format!("`{}`", row.flag)), "{line}");
+        assert!(line.to_lowercase().contains(row.component.name()), "{}: {line}", row.component.name());
+        let file = format!("CHANGELOG-{}.{}.md", row.removed_in.0, row.removed_in.1);
+        assert!(row.source.at.contains(&file), "{} {}", row.flag, row.source.at);
+    }
+    // One a spec gives a component of a Kubernetes that still has it passes, one that no longer has it does not.
+    let flag = "[components.kube-apiserver]\n\"cloud-provider\" = \"external\"\n";
+    assert!(ClusterSpec::from_toml_validated(flag, "seed.toml").is_ok(), "Kubernetes 1.32 still has it");
+    let err = ClusterSpec::from_toml_validated(&format!("versions = \"current\"\n{flag}"), "lab.toml").unwrap_err();
+    assert!(err.to_string().contains("--cloud-provider was removed from kube-apiserver in Kubernetes 1.33"), "{err}");
 }

@@ -4,7 +4,7 @@
 //! thing this host lacks (the pinned kubelet), and stops a worker with swap on, or without the bridge netfilter
 //! module, before anything is installed, naming what is missing and where upstream requires it.
 
-use kthw::bootstrap::configs::{containerd_config, kubelet_config};
+use kthw::bootstrap::configs::{containerd_config, kubelet_config, ContainerdConfig};
 use kthw::bootstrap::nodecheck::{evaluate, output_file, read_node, rendered, report, requirements, NodeLacks};
 use kthw::bootstrap::{Bootstrap, BootstrapError, Layout};
 use kthw::cluster::Cluster;
@@ -27,11 +27,13 @@ async fn a_booted_worker_meets_what_kubelet_and_cilium_check_at_start_and_the_ph
     for set in VersionSet::ALL {
         let spec = ClusterSpec { versions: set.into(), ..cluster.spec().clone() };
         let pause = kthw::artifacts::Manifest::pinned().for_set(set).get("pause").unwrap().locator().to_string();
-        let ours = rendered(set, &kubelet_config(&spec, "worker-node-1", &layout), &containerd_config(&pause)).unwrap();
-        let reqs = requirements(set, &ours);
+        let containerd = containerd_config(ContainerdConfig::for_spec(&spec), &pause);
+        let pins = set.pins();
+        let ours = rendered(&pins.kubernetes, &kubelet_config(&spec, "worker-node-1", &layout), &containerd).unwrap();
+        let reqs = requirements(&pins, &ours);
         let (facts, raw) = read_node(&worker, &reqs).await.unwrap_or_else(|e| panic!("{}", kthw::chain(&e)));
         let findings = evaluate(&reqs, &facts, &ours);
-        let text = report("worker-node-1", set, &findings, "");
+        let text = report("worker-node-1", &pins, &findings, "");
         eprintln!("{text}");
         assert!(findings.iter().all(|f| f.met), "the node image lacks what {set}'s components check:\n{text}\n{raw}");
     }

@@ -3,8 +3,10 @@
 //! `etcd_from = "debian"` pins it; the seed pins 3.5.21) running the unit the upstream etcd phase renders, with
 //! the cluster's certificates; containerd 1.7 (trixie's 1.7.24; the seed pins 1.7.27) and 2.x (sid's 2.1.9;
 //! the current set pins 2.2.7) each running the config and unit the workers phase renders for its set,
-//! unmodified, then importing the sandbox image as the phase does. Debian's binaries stand in for the release
-//! tarballs' at the paths the phases install those to.
+//! unmodified (config version 2 for 1.7, version 3 for 2.x), then importing the sandbox image as the phase does.
+//! On 2.x, containerd's own `containerd config migrate` of the version 2 file we render for 1.7 must set what
+//! our version 3 file sets. Debian's binaries stand in for the release tarballs' at the paths the phases
+//! install those to.
 //! Each runs with the node's own runc 1.1.5: trixie's runc 1.1.15 and sid's 1.3.6 need glibc 2.38, and the
 //! nodes are Debian 12 (2.36). On each containerd, right after it runs, the kubelet's half of a pod through CRI
 //! (cri.rs).
@@ -14,6 +16,7 @@ use std::time::Duration;
 
 use kthw::accel::Accel;
 use kthw::artifacts::Manifest;
+use kthw::bootstrap::configs::{containerd_config, ContainerdConfig, CriSettings};
 use kthw::bootstrap::node_files::{etcd_files, worker_files};
 use kthw::bootstrap::units::containerd_unit;
 use kthw::bootstrap::Layout;
@@ -126,13 +129,39 @@ async fn containerd_runs_its_sets_files(
     assert!(exec.contains(&format!("path={bin}/containerd")), "the rendered unit runs it: {exec}");
     let nofile = succeed(worker, "systemctl show containerd -p LimitNOFILE --value").await;
     eprintln!("containerd {major}x ({set:?} set, unit for {pinned}): LimitNOFILE={nofile}");
-    // The CRI plugin took the rendered config: its sandbox image and systemd cgroups (2.x migrates version 2).
+    // The rendered config is in the containerd's own version, so 2.x has nothing to migrate at start.
+    let ours = CriSettings::read(&config.contents).unwrap();
+    assert_eq!(ours.version, if major == "2." { 3 } else { 2 }, "{set:?}:\n{}", config.contents);
+    // What this containerd process logged (v2.1.9 cmd/containerd/server/server.go warns "Configuration
+    // migrated from version %d" when it had to; cmd/containerd/command/main.go says "containerd successfully
+    // booted" in 1.7 and 2.x alike).
+    let log = "journalctl --no-pager -o cat _PID=$(systemctl show -p MainPID --value containerd)";
+    let log = succeed(worker, log).await;
+    assert!(log.contains("containerd successfully booted"), "{set:?}: the journal of this containerd:\n{log}");
+    assert!(!log.contains("Configuration migrated"), "{set:?}: containerd migrated our config at start:\n{log}");
+    // The CRI plugin took the rendered config: its sandbox image and systemd cgroups.
     let dump = succeed(worker, "containerd config dump").await;
     assert!(dump.contains(&pause), "{set:?}: the sandbox image {pause} in:\n{dump}");
     assert!(dump.contains("SystemdCgroup = true"), "{set:?}:\n{dump}");
+    if major == "2." {
+        migrate_agrees(worker, &ours, &pause).await;
+    }
     // The sandbox image, imported as the workers phase does, under both of its names: a stand-in that runs.
     let dir = tempfile::tempdir().unwrap();
     let archive = running_stand_in_archive(dir.path(), &pause);
     let pause = crate::cri::preload(worker, &ctr, &archive).await;
     crate::cri::kubelets_half_of_a_pod(worker, &ctr, &pause, cri_api, major, accel).await;
+}
+
+/// Upstream's own check of our two renderings: containerd 2.x's `containerd config migrate` (containerd/
+/// containerd@v2.1.9:cmd/containerd/command/config.go, which runs each plugin's `configMigration`) of the
+/// version 2 file we render for 1.7 sets what our version 3 file sets, table for table.
+async fn migrate_agrees(worker: &Session, ours: &CriSettings, pause: &str) {
+    let v2 = containerd_config(ContainerdConfig::V2, pause);
+    let path = "/tmp/kthw-containerd-v2.toml";
+    worker.upload_bytes(v2.as_bytes(), path, 0o644).await.unwrap();
+    let out = succeed(worker, &format!("containerd --config {path} config migrate")).await;
+    let theirs = CriSettings::read(&out).unwrap_or_else(|e| panic!("{e}:\n{out}"));
+    eprintln!("containerd config migrate of our version 2 file: {theirs:?}");
+    assert_eq!(&theirs, ours, "containerd's migration of our version 2 file:\n{out}\nours:\n{ours:?}");
 }

@@ -3,7 +3,8 @@
 //! the CRI's cgroup driver against the kubelet's, bpffs, the kernel version and the kernel options Cilium's
 //! system requirements list, and the BPF features the 1.19 agent probes. A worker that lacks one fails the
 //! phase naming what is missing and where upstream requires it ([`NodeLacks`]), instead of a kubelet or agent
-//! that crash-loops later. `requirements` says what applies per version set, `facts` reads the node.
+//! that crash-loops later. `requirements` says what applies per kubelet and Cilium version, `facts` reads the
+//! node.
 
 mod facts;
 mod requirements;
@@ -15,10 +16,11 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 pub use facts::{kernel_config, mounts, probe, Mount, NodeFacts};
-pub use requirements::{requirements, Check, Rendered, Requirement};
+pub use requirements::{kubelet_fails_on_cgroup_v1_by_default, requirements, Check, Rendered, Requirement};
 pub use workers::{check_workers, output_file};
 
-use crate::spec::VersionSet;
+use crate::bootstrap::configs::CriSettings;
+use crate::spec::Versions;
 use crate::ssh::{Session, SshError};
 
 /// One requirement as a node meets it, or not, with what was seen.
@@ -42,41 +44,38 @@ impl Finding {
 /// A worker that lacks what the kubelet or the Cilium agent needs at start.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "{node} lacks what the {set} set's kubelet and Cilium agent check when they start; nothing was started \
-     on it:\n{}\nevery check, met or not, is in {}",
+    "{node} lacks what kubelet {} and Cilium agent {} check when they start; nothing was started on it:\n{}\n\
+     every check, met or not, is in {}",
+    versions.kubernetes,
+    versions.cilium,
     missing.iter().map(|f| format!("  - {}", f.line())).collect::<Vec<_>>().join("\n"),
     kept.display()
 )]
 pub struct NodeLacks {
     pub node: String,
-    pub set: VersionSet,
+    /// The versions whose requirements were checked.
+    pub versions: Versions,
     pub missing: Vec<Finding>,
     /// The phase output holding every finding.
     pub kept: PathBuf,
 }
 
 /// What the kubelet and containerd configuration files the workers phase renders say (`kubelet` JSON, which
-/// the kubelet reads as YAML; containerd's TOML), with the kubelet's own defaults for what they leave unset
+/// the kubelet reads as YAML; containerd's TOML of either config version, [`CriSettings`]), with the kubelet's own defaults for what they leave unset
 /// (kubernetes/kubernetes@v1.35.4:pkg/kubelet/apis/config/v1beta1/defaults.go SetDefaults_KubeletConfiguration:
-/// cgroupDriver "cgroupfs", failSwapOn true, failCgroupV1 true from 1.35 and false before).
-pub fn rendered(set: VersionSet, kubelet_config: &str, containerd_config: &str) -> Result<Rendered, String> {
+/// cgroupDriver "cgroupfs", failSwapOn true; failCgroupV1 as [`kubelet_fails_on_cgroup_v1_by_default`] says
+/// for `kubernetes`).
+pub fn rendered(kubernetes: &str, kubelet_config: &str, containerd_config: &str) -> Result<Rendered, String> {
     let kubelet: serde_json::Value =
         serde_json::from_str(kubelet_config).map_err(|e| format!("the rendered kubelet config: {e}"))?;
-    let containerd: toml::Value =
-        toml::from_str(containerd_config).map_err(|e| format!("the rendered containerd config: {e}"))?;
+    let containerd =
+        CriSettings::read(containerd_config).map_err(|e| format!("the rendered containerd config: {e}"))?;
     let flag = |key: &str, default: bool| kubelet.get(key).and_then(|v| v.as_bool()).unwrap_or(default);
-    let systemd_cgroup = ["plugins", "io.containerd.grpc.v1.cri", "containerd", "runtimes", "runc", "options"]
-        .iter()
-        .try_fold(&containerd, |v, k| v.get(k))
-        .and_then(|options| options.get("SystemdCgroup"))
-        .and_then(|v| v.as_bool())
-        // containerd's CRI default (containerd docs/cri/config.md: "SystemdCgroup = false").
-        .unwrap_or(false);
     Ok(Rendered {
         kubelet_cgroup_driver: kubelet.get("cgroupDriver").and_then(|v| v.as_str()).unwrap_or("cgroupfs").to_string(),
         fail_swap_on: flag("failSwapOn", true),
-        fail_cgroup_v1: flag("failCgroupV1", set == VersionSet::Current),
-        containerd_systemd_cgroup: systemd_cgroup,
+        fail_cgroup_v1: flag("failCgroupV1", kubelet_fails_on_cgroup_v1_by_default(kubernetes)),
+        containerd_systemd_cgroup: containerd.systemd_cgroup,
     })
 }
 
@@ -201,10 +200,9 @@ pub async fn read_node(node: &Session, requirements: &[Requirement]) -> Result<(
 }
 
 /// The report a phase keeps: every finding, one a line, then the probe's raw output.
-pub fn report(node: &str, set: VersionSet, findings: &[Finding], raw: &str) -> String {
+pub fn report(node: &str, versions: &Versions, findings: &[Finding], raw: &str) -> String {
     let met = findings.iter().filter(|f| f.met).count();
-    let mut text =
-        format!("{node}: {met} of {} startup requirements of the {set} set ({}) met\n", findings.len(), set.pins());
+    let mut text = format!("{node}: {met} of {} startup requirements of {versions} met\n", findings.len());
     for f in findings {
         text.push_str(&f.line());
         text.push('\n');

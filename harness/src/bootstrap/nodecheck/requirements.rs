@@ -1,12 +1,12 @@
-//! What the kubelet, the hard way and the Cilium agent need of a worker before they start, per version set,
-//! each with where upstream says so. Kubernetes and Cilium sources are cited at the set's pinned tag by path
-//! and function (the search index holds kubernetes/kubernetes and cilium/cilium at one commit each, not at
+//! What the kubelet, the hard way and the Cilium agent need of a worker before they start, per kubelet and
+//! Cilium version, each with where upstream says so. Kubernetes and Cilium sources are cited at the version's
+//! tag by path and function (the search index holds kubernetes/kubernetes and cilium/cilium at one commit each, not at
 //! every tag: `kubernetes/kubernetes@001332b0` for container_manager_linux.go, `@0428b0fd` for
 //! validation_linux.go, `cilium/cilium@25972d8e` for requirements.go, `@e0cc421a` for probes.go, `@00c88111`
 //! for system_requirements.rst, and each read there); the Cilium chart and the hard way are cited by line at
 //! the exact commit (cilium/cilium-cli vendors each chart release).
 
-use crate::spec::VersionSet;
+use crate::spec::{Release, Versions};
 
 /// One thing a worker must have.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +83,7 @@ pub struct Rendered {
     pub kubelet_cgroup_driver: String,
     /// The kubelet's `failSwapOn`, defaulted as the kubelet defaults it.
     pub fail_swap_on: bool,
-    /// The kubelet's `failCgroupV1`, defaulted as the set's kubelet defaults it.
+    /// The kubelet's `failCgroupV1`, defaulted as that kubelet's version defaults it.
     pub fail_cgroup_v1: bool,
     /// containerd's runc `SystemdCgroup`.
     pub containerd_systemd_cgroup: bool,
@@ -122,12 +122,75 @@ const CILIUM_TUNNEL_CONFIG: [&str; 3] = ["CONFIG_VXLAN", "CONFIG_GENEVE", "CONFI
 /// The hard way's commit the project follows (bootstrap/configs.rs cites the same).
 const HARD_WAY: &str = "kelseyhightower/kubernetes-the-hard-way@52eb26d";
 
-/// Every requirement of a worker for version set `set`, given what the workers phase renders.
-pub fn requirements(set: VersionSet, rendered: &Rendered) -> Vec<Requirement> {
-    let pins = set.pins();
-    let (k8s, cilium) = (format!("v{}", pins.kubernetes), format!("v{}", pins.cilium));
-    let kubelet = format!("kubelet {}", pins.kubernetes);
-    let agent = format!("Cilium agent {}", pins.cilium);
+/// The oldest Linux each Cilium minor runs on, with where that is said. Read at the pinned tags for 1.17 and
+/// 1.19 (Documentation/operations/system_requirements.rst, "Summary"); for 1.16 and 1.18 from the pull
+/// requests that moved the floor, since the documents at those tags were not read here.
+struct KernelFloor {
+    cilium: (u32, u32),
+    kernel: (u32, u32),
+    /// Where it is said when not in the document at the tag (which was not read).
+    said: Option<&'static str>,
+}
+
+const CILIUM_KERNEL: [KernelFloor; 4] = [
+    KernelFloor {
+        cilium: (1, 16),
+        kernel: (5, 4),
+        said: Some(
+            "cilium/cilium pull 30869 (\"Increase the minimum required kernel version to v5.4 / RHEL 8.6\"), in 1.16 \
+             as pull 36386 says (\"We bumped this requirement in Cilium v1.16\")",
+        ),
+    },
+    KernelFloor { cilium: (1, 17), kernel: (5, 4), said: None },
+    KernelFloor {
+        cilium: (1, 18),
+        kernel: (5, 10),
+        said: Some("cilium/cilium pull 42081 (\"With v1.18 we bumped the minimum kernel version to 5.10\")"),
+    },
+    KernelFloor { cilium: (1, 19), kernel: (5, 10), said: None },
+];
+
+/// The first Cilium minor whose agent probes, and requires, the BPF helpers its 5.10 floor provides ("Require
+/// support for ..." in pkg/datapath/linux/requirements.go CheckRequirements): cilium/cilium pull 39384
+/// ("strictly require more BPF functionality that's provided by all v5.10+ kernels", May 2025, after the
+/// floor moved to 5.10 for 1.18).
+const CILIUM_PROBES_FROM: (u32, u32) = (1, 18);
+
+/// The kubelet's `failCgroupV1` default: the field came in 1.31 (kubernetes/kubernetes CHANGELOG-1.31.md,
+/// v1.31.0, "Introduced a new boolean kubelet flag `--fail-cgroupv1`", #126031) defaulting to false, and
+/// defaults to true from 1.35 (CHANGELOG-1.35.md, v1.35.0 Deprecation, "ACTION REQUIRED: `failCgroupV1`
+/// will be set to true from 1.35", #134298).
+pub fn kubelet_fails_on_cgroup_v1_by_default(kubernetes: &str) -> bool {
+    minor(kubernetes) >= (1, 35)
+}
+
+fn minor(version: &str) -> (u32, u32) {
+    Release::parse(version)
+        .unwrap_or_else(|| panic!("{version:?} is a release version (the spec's table says so)"))
+        .minor_version()
+}
+
+/// Where the chart's agent DaemonSet template is: the charts cilium-cli vendors (each release's, read at
+/// v0.19.7 for 1.16.0, 1.16.19, 1.18.0, 1.18.11 and 1.19.5: every one has the init containers cited), with
+/// the lines of the two pinned charts.
+fn chart_template(cilium: &str) -> (String, Option<(u32, u32)>) {
+    let (cli, lines) = match cilium {
+        "1.17.4" => ("v0.18.4", Some((510, 593))),
+        "1.19.5" => ("v0.19.7", Some((571, 654))),
+        _ => ("v0.19.7", None),
+    };
+    let at = format!(
+        "cilium/cilium-cli@{cli}:vendor/github.com/cilium/charts/cilium-{cilium}.tgz, cilium/templates/cilium-agent/\
+         daemonset.yaml"
+    );
+    (at, lines)
+}
+
+/// Every requirement of a worker whose kubelet and Cilium are `v`'s, given what the workers phase renders.
+pub fn requirements(v: &Versions, rendered: &Rendered) -> Vec<Requirement> {
+    let (k8s, cilium) = (format!("v{}", v.kubernetes), format!("v{}", v.cilium));
+    let kubelet = format!("kubelet {}", v.kubernetes);
+    let agent = format!("Cilium agent {}", v.cilium);
     let kk = |path: &str, what: &str| format!("kubernetes/kubernetes@{k8s}:{path} ({what})");
     let docs = |section: &str| {
         format!("cilium/cilium@{cilium}:Documentation/operations/system_requirements.rst (\"{section}\")")
@@ -223,14 +286,17 @@ pub fn requirements(set: VersionSet, rendered: &Rendered) -> Vec<Requirement> {
     }
 
     // The Cilium agent.
-    let (major, minor) = match set {
-        VersionSet::Seed => (5, 4),
-        VersionSet::Current => (5, 10),
-    };
+    let cilium_minor = minor(&v.cilium);
+    let row = CILIUM_KERNEL.iter().rev().find(|row| row.cilium <= cilium_minor).unwrap_or(&CILIUM_KERNEL[0]);
+    let ((major, min), said) = (row.kernel, row.said);
+    let summary = format!("{} (\"Linux kernel >= {major}.{min} or equivalent\")", docs("Summary"));
     out.push(r(
         &agent,
-        Check::KernelAtLeast(major, minor),
-        format!("{} (\"Linux kernel >= {major}.{minor} or equivalent\")", docs("Summary")),
+        Check::KernelAtLeast(major, min),
+        match said {
+            None => summary,
+            Some(pull) => format!("{summary}; not read at this tag: {pull}"),
+        },
     ));
     for option in CILIUM_BASE_CONFIG {
         out.push(r(&agent, Check::KernelConfig(option), docs("Base Requirements")));
@@ -253,36 +319,30 @@ pub fn requirements(set: VersionSet, rendered: &Rendered) -> Vec<Requirement> {
             format!("{} (cilium/cilium pull 38173; issue 36189)", docs("Requirements for Tunneling and Routing")),
         ));
     }
-    let (chart_cli, chart_lines) = match set {
-        VersionSet::Seed => ("v0.18.4", (510, 593)),
-        VersionSet::Current => ("v0.19.7", (571, 654)),
-    };
-    let chart = format!(
-        "cilium/cilium-cli@{chart_cli}:vendor/github.com/cilium/charts/cilium-{}.tgz, cilium/templates/cilium-agent/\
-         daemonset.yaml",
-        pins.cilium
-    );
+    let (chart, lines) = chart_template(&v.cilium);
+    let line = |n: fn((u32, u32)) -> u32| lines.map(|l| format!(":{}", n(l))).unwrap_or_default();
     out.push(r(
         &agent,
         Check::BpfFs,
         format!(
-            "{chart}:{} (init container mount-bpf-fs: `mount -t bpf bpf /sys/fs/bpf` unless mounted)",
-            chart_lines.1
+            "{chart}{} (init container mount-bpf-fs: `mount -t bpf bpf /sys/fs/bpf` unless mounted)",
+            line(|l| l.1)
         ),
     ));
     out.push(r(
         &agent,
         Check::Filesystem("cgroup2"),
         format!(
-            "{chart}:{} (init container mount-cgroup: cilium-mount mounts cgroup2 at /run/cilium/cgroupv2 in the \
+            "{chart}{} (init container mount-cgroup: cilium-mount mounts cgroup2 at /run/cilium/cgroupv2 in the \
              host's mount namespace)",
-            chart_lines.0
+            line(|l| l.0)
         ),
     ));
-    if set == VersionSet::Current {
-        // 1.18 replaced the kernel version check with probes of what the datapath uses; each failure stops
-        // the agent ("Require support for ...").
-        let req = format!("cilium/cilium@{cilium}:pkg/datapath/linux/requirements.go (CheckRequirements)");
+    if cilium_minor >= CILIUM_PROBES_FROM {
+        // Each failure stops the agent ("Require support for ..."); the list as read at the index's 25972d8e.
+        let req = format!(
+            "cilium/cilium@{cilium}:pkg/datapath/linux/requirements.go (CheckRequirements; cilium/cilium pull 39384)"
+        );
         for (prog, helper) in [
             ("cgroup_sock_addr", "bpf_get_socket_cookie"),
             ("sched_cls", "bpf_csum_level"),

@@ -1,7 +1,7 @@
 use super::*;
-use crate::bootstrap::configs::{containerd_config, kubelet_config};
+use crate::bootstrap::configs::{containerd_config, kubelet_config, ContainerdConfig};
 use crate::bootstrap::Layout;
-use crate::spec::ClusterSpec;
+use crate::spec::{ClusterSpec, VersionSet, Versions};
 
 /// What a booted worker of the node image answered to [`probe`] (tests/fixtures/README.md: the command and
 /// the host).
@@ -10,13 +10,13 @@ const NODE: &str = include_str!("../../../tests/fixtures/node-probe-bookworm-6.1
 fn ours(set: VersionSet) -> Rendered {
     let spec = ClusterSpec { versions: set.into(), ..ClusterSpec::default() };
     let layout = Layout::default();
-    rendered(set, &kubelet_config(&spec, "worker-node-1", &layout), &containerd_config("registry.k8s.io/pause:3.10"))
-        .unwrap()
+    let containerd = containerd_config(ContainerdConfig::for_spec(&spec), "registry.k8s.io/pause:3.10");
+    rendered(&set.pins().kubernetes, &kubelet_config(&spec, "worker-node-1", &layout), &containerd).unwrap()
 }
 
 fn findings(set: VersionSet, facts: &NodeFacts) -> Vec<Finding> {
     let rendered = ours(set);
-    evaluate(&requirements(set, &rendered), facts, &rendered)
+    evaluate(&requirements(&set.pins(), &rendered), facts, &rendered)
 }
 
 fn missing(findings: &[Finding]) -> Vec<String> {
@@ -30,11 +30,15 @@ fn what_we_render_is_systemd_on_both_sides_and_only_1_35_refuses_cgroup_v1() {
     assert!(seed.containerd_systemd_cgroup && seed.fail_swap_on && !seed.fail_cgroup_v1);
     assert!(ours(VersionSet::Current).fail_cgroup_v1, "1.35 defaults failCgroupV1 to true");
     // A kubelet config that opts out, as the kubelet reads it.
-    let opted =
-        rendered(VersionSet::Current, r#"{"failCgroupV1": false, "failSwapOn": false}"#, "version = 2\n").unwrap();
+    let opted = rendered(
+        &VersionSet::Current.pins().kubernetes,
+        r#"{"failCgroupV1": false, "failSwapOn": false}"#,
+        "version = 2\n",
+    )
+    .unwrap();
     assert!(!opted.fail_cgroup_v1 && !opted.fail_swap_on && !opted.containerd_systemd_cgroup);
     assert_eq!(opted.kubelet_cgroup_driver, "cgroupfs", "the kubelet's default");
-    let reqs = requirements(VersionSet::Current, &opted);
+    let reqs = requirements(&VersionSet::Current.pins(), &opted);
     assert!(!reqs.iter().any(|r| r.check == Check::SwapOff || r.check == Check::CgroupV2));
 }
 
@@ -42,7 +46,7 @@ fn what_we_render_is_systemd_on_both_sides_and_only_1_35_refuses_cgroup_v1() {
 fn every_requirement_names_who_needs_it_and_an_upstream_source_at_the_sets_pins() {
     for set in VersionSet::ALL {
         let pins = set.pins();
-        let reqs = requirements(set, &ours(set));
+        let reqs = requirements(&set.pins(), &ours(set));
         for r in &reqs {
             assert!(
                 r.source.contains('@') && r.source.contains(':') || r.source.starts_with("kubernetes/website"),
@@ -72,7 +76,7 @@ fn the_node_image_meets_every_startup_requirement_of_both_sets() {
     assert!(facts.bpftool.is_ok(), "{:?}", facts.bpftool);
     for set in VersionSet::ALL {
         let f = findings(set, &facts);
-        assert_eq!(missing(&f), Vec::<String>::new(), "{set}:\n{}", report("worker-node-1", set, &f, ""));
+        assert_eq!(missing(&f), Vec::<String>::new(), "{set}:\n{}", report("worker-node-1", &set.pins(), &f, ""));
     }
 }
 
@@ -180,9 +184,79 @@ fn unloaded_bridge_netfilter_fails_the_hard_ways_module_and_sysctls() {
 #[test]
 fn mismatched_cgroup_drivers_are_named_with_both_values() {
     let facts = NodeFacts::parse(NODE);
-    let cgroupfs = rendered(VersionSet::Seed, r#"{"cgroupDriver": "systemd"}"#, "version = 2\n").unwrap();
-    let f = evaluate(&requirements(VersionSet::Seed, &cgroupfs), &facts, &cgroupfs);
+    let cgroupfs =
+        rendered(&VersionSet::Seed.pins().kubernetes, r#"{"cgroupDriver": "systemd"}"#, "version = 2\n").unwrap();
+    let f = evaluate(&requirements(&VersionSet::Seed.pins(), &cgroupfs), &facts, &cgroupfs);
     let bad: Vec<&Finding> = f.iter().filter(|f| !f.met).collect();
     assert_eq!(bad.len(), 1, "{:?}", missing(&f));
     assert_eq!(bad[0].saw, "containerd SystemdCgroup = false (cgroupfs), kubelet cgroupDriver = systemd");
+}
+
+/// The seed's pins with `kubernetes` and `cilium` instead.
+fn with(kubernetes: &str, cilium: &str) -> Versions {
+    Versions { kubernetes: kubernetes.into(), cilium: cilium.into(), ..VersionSet::Seed.pins() }
+}
+
+#[test]
+fn the_kubelets_cgroup_v1_refusal_follows_its_minor_not_the_preset() {
+    // CHANGELOG-1.31.md (#126031) added failCgroupV1 defaulting to false; CHANGELOG-1.35.md (#134298) made it
+    // true.
+    for (k8s, refuses) in
+        [("1.30.14", false), ("1.31.0", false), ("1.33.5", false), ("1.34.2", false), ("1.35.0", true)]
+    {
+        assert_eq!(kubelet_fails_on_cgroup_v1_by_default(k8s), refuses, "{k8s}");
+        let unset = rendered(k8s, r#"{"cgroupDriver": "systemd"}"#, "version = 3\n").unwrap();
+        assert_eq!(unset.fail_cgroup_v1, refuses, "{k8s}");
+        let reqs = requirements(&with(k8s, "1.17.4"), &unset);
+        assert_eq!(reqs.iter().any(|r| r.check == Check::CgroupV2), refuses, "{k8s}");
+        assert!(reqs.iter().filter(|r| r.who == format!("kubelet {k8s}")).count() >= 4, "{k8s}: {reqs:?}");
+    }
+}
+
+#[test]
+fn the_agents_kernel_floor_and_probes_follow_its_minor_with_the_pull_that_moved_them() {
+    let none = Rendered {
+        kubelet_cgroup_driver: "systemd".into(),
+        fail_swap_on: true,
+        fail_cgroup_v1: false,
+        containerd_systemd_cgroup: true,
+    };
+    for (cilium, kernel, pull, probes) in [
+        ("1.16.19", (5, 4), Some("pull 30869"), false),
+        ("1.17.4", (5, 4), None, false),
+        ("1.18.11", (5, 10), Some("pull 42081"), true),
+        ("1.19.5", (5, 10), None, true),
+    ] {
+        let reqs = requirements(&with("1.33.5", cilium), &none);
+        let floor = reqs.iter().find(|r| matches!(r.check, Check::KernelAtLeast(..))).unwrap();
+        assert_eq!(floor.check, Check::KernelAtLeast(kernel.0, kernel.1), "{cilium}");
+        assert_eq!(floor.who, format!("Cilium agent {cilium}"));
+        assert!(floor.source.starts_with(&format!("cilium/cilium@v{cilium}:")), "{}", floor.source);
+        assert_eq!(pull.is_some_and(|p| floor.source.contains(p)), pull.is_some(), "{}", floor.source);
+        let helpers = reqs.iter().filter(|r| matches!(r.check, Check::BpfHelper { .. } | Check::BpfMisc(_))).count();
+        assert_eq!(helpers, if probes { 5 } else { 0 }, "{cilium}");
+        let chart = reqs.iter().find(|r| r.check == Check::BpfFs).unwrap();
+        assert!(chart.source.contains(&format!("charts/cilium-{cilium}.tgz")), "{}", chart.source);
+        let pinned = ["1.17.4", "1.19.5"].contains(&cilium);
+        assert_eq!(chart.source.contains("daemonset.yaml:"), pinned, "lines only where read: {}", chart.source);
+    }
+}
+
+#[test]
+fn a_spec_naming_its_own_versions_is_checked_against_them() {
+    // Kubernetes 1.33 and Cilium 1.18 over the current preset (Kubernetes 1.35, Cilium 1.19).
+    let mut versions = crate::spec::VersionSpec::from(VersionSet::Current);
+    versions.named.insert(crate::spec::VersionKey::Kubernetes, "1.33.5".into());
+    versions.named.insert(crate::spec::VersionKey::Cilium, "1.18.11".into());
+    let spec = ClusterSpec { versions, ..ClusterSpec::default() };
+    let pins = spec.versions.pins();
+    let layout = Layout::default();
+    let containerd = containerd_config(ContainerdConfig::for_spec(&spec), "registry.k8s.io/pause:3.10");
+    let ours = rendered(&pins.kubernetes, &kubelet_config(&spec, "worker-node-1", &layout), &containerd).unwrap();
+    assert!(!ours.fail_cgroup_v1, "1.33 does not refuse cgroup v1, whatever the preset's 1.35 does");
+    let reqs = requirements(&pins, &ours);
+    assert!(reqs.iter().all(|r| !r.source.contains("@v1.35.4") && !r.source.contains("@v1.19.5")), "{reqs:?}");
+    let f = evaluate(&reqs, &NodeFacts::parse(NODE), &ours);
+    assert_eq!(missing(&f), Vec::<String>::new(), "{}", report("worker-node-1", &pins, &f, ""));
+    assert!(report("worker-node-1", &pins, &f, "").contains("kubernetes 1.33.5"), "the report names the versions");
 }

@@ -1,4 +1,4 @@
-//! The check step the workers phase runs first: every worker read at once, judged against what its set's
+//! The check step the workers phase runs first: every worker read at once, judged against what the spec's
 //! kubelet and Cilium agent need given the files the phase is about to render, and kept as phase output.
 
 use tokio::task::JoinSet;
@@ -18,9 +18,8 @@ pub fn output_file(node: &str) -> String {
 /// installed or started yet). Each worker's findings are kept (`node-checks-<worker>.txt`) and said.
 pub async fn check_workers(ctx: &Ctx<'_>) -> Result<(), BootstrapError> {
     let (phase, spec, layout) = (ctx.phase, ctx.spec(), ctx.layout());
-    // The requirements are transcribed per preset, from each preset's pinned tags; a spec naming versions of its
-    // own is checked against the preset it names them over (issue 31 left reading them per version).
-    let set = spec.versions.preset;
+    // What the spec's own kubelet and Cilium check, whatever preset it names its versions over.
+    let versions = spec.versions.pins();
     let pause = ctx.b.manifest.get("pause").expect("every set pins the sandbox image").locator().to_string();
     let mut reads = JoinSet::new();
     for w in spec.workers() {
@@ -28,9 +27,10 @@ pub async fn check_workers(ctx: &Ctx<'_>) -> Result<(), BootstrapError> {
         let text = |path: &std::path::Path| {
             files.iter().find(|f| f.path == path).map(|f| f.contents.clone()).expect("the phase renders it")
         };
-        let rendered = rendered(set, &text(&layout.kubelet_config()), &text(&layout.containerd_config))
-            .map_err(|detail| BootstrapError::Spec { phase, detail })?;
-        let requirements = requirements(set, &rendered);
+        let rendered =
+            rendered(&versions.kubernetes, &text(&layout.kubelet_config()), &text(&layout.containerd_config))
+                .map_err(|detail| BootstrapError::Spec { phase, detail })?;
+        let requirements = requirements(&versions, &rendered);
         let session = ctx.session(&w.name).await?;
         let node = w.name.clone();
         reads.spawn(async move {
@@ -46,17 +46,19 @@ pub async fn check_workers(ctx: &Ctx<'_>) -> Result<(), BootstrapError> {
     for (node, requirements, rendered, read) in results {
         let (facts, raw) = ctx.ssh(read)?;
         let findings = evaluate(&requirements, &facts, &rendered);
-        let kept = ctx.keep_output(&output_file(&node), &report(&node, set, &findings, &raw))?;
+        let kept = ctx.keep_output(&output_file(&node), &report(&node, &versions, &findings, &raw))?;
         let missing: Vec<_> = findings.iter().filter(|f| !f.met).cloned().collect();
         if !missing.is_empty() {
-            return Err(BootstrapError::NodeLacks { phase, source: Box::new(NodeLacks { node, set, missing, kept }) });
+            return Err(BootstrapError::NodeLacks {
+                phase,
+                source: Box::new(NodeLacks { node, versions: versions.clone(), missing, kept }),
+            });
         }
-        let pins = set.pins();
         ctx.events.emit(Event::Note(format!(
             "phase workers: {node} meets all {} startup requirements of kubelet {} and Cilium {} ({})",
             findings.len(),
-            pins.kubernetes,
-            pins.cilium,
+            versions.kubernetes,
+            versions.cilium,
             kept.display()
         )));
     }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::accel::Accel;
+use crate::bootstrap::configs::CNI_BIN_DIR;
 use crate::bootstrap::context::Ctx;
 use crate::bootstrap::node::{install, ssh, start, wait, wait_on, Put, Wait};
 use crate::bootstrap::node_files::worker_files;
@@ -37,12 +38,11 @@ struct WorkerWork {
     events: Events,
 }
 
-/// Where the upstream runc and CNI plugins go (the hard way's places; /usr/local/sbin precedes Debian's
-/// /usr/sbin/runc on PATH).
+/// Where the upstream runc goes (the hard way's place; /usr/local/sbin precedes Debian's /usr/sbin/runc on
+/// PATH). The CNI plugins go where the rendered containerd config looks ([`CNI_BIN_DIR`]).
 const RUNC: &str = "/usr/local/sbin/runc";
-const CNI_BIN_DIR: &str = "/opt/cni/bin";
 
-/// The upstream container runtime (`containerd_from = "upstream"`): containerd 1.7 with its unit (which
+/// The upstream container runtime (`containerd_from = "upstream"`): containerd 1.7 or 2.x with its unit (which
 /// shadows the Debian package's under the same name, as etcd's does), runc, and the CNI `loopback` plugin
 /// containerd's CRI sets up every sandbox's loopback with (Cilium brings its own CNI plugin). Empty for
 /// `"debian"`: the node image's containerd 1.6 and runc stay.
