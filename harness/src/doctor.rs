@@ -163,7 +163,9 @@ pub fn disk_need_gib(image_cached: bool) -> u64 {
 fn free_disk(cache: &Path, need: u64) -> Check {
     let gib = |b: u64| b / (1 << 30);
     let why = match need > CLUSTER_DISK_GIB {
-        true => format!("{CLUSTER_DISK_GIB} GiB for a cluster, {IMAGE_BUILD_DISK_GIB} GiB to build the node image first"),
+        true => {
+            format!("{CLUSTER_DISK_GIB} GiB for a cluster, {IMAGE_BUILD_DISK_GIB} GiB to build the node image first")
+        }
         false => "for a cluster; the node image is cached".to_string(),
     };
     let status = match free_bytes(cache) {
@@ -214,7 +216,8 @@ mod tests {
         assert!(fix.contains("kthw golden prune"), "{fix}");
         let cached = free_disk(dir.path(), CLUSTER_DISK_GIB);
         assert!(
-            matches!(&cached.status, Status::Ok(_)) || format!("{:?}", cached.status).contains("the node image is cached"),
+            matches!(&cached.status, Status::Ok(_))
+                || format!("{:?}", cached.status).contains("the node image is cached"),
             "{:?}",
             cached.status
         );
