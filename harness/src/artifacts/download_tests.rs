@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::artifacts::test_server::{quick, Reply, Seen, Server};
+use crate::artifacts::test_server::{quick, Reply, Seen, Server, HOLD};
 use crate::artifacts::{Algorithm, Checksum};
 
 /// 3 MiB of bytes that are not a repetition of one block, so that a misplaced range changes the sum.
@@ -102,13 +102,14 @@ fn a_stalled_body_is_abandoned_after_the_stall_timeout_and_resumed() {
     quick().fetch(&server.url("/payload"), &part, "payload").unwrap();
     let took = started.elapsed();
     assert_complete(&part, &body);
-    // The stalled body, the silent server, then a resumed request that completes.
+    // The stalled body, the silent server, then resumed requests until one completes: one, unless the host is so
+    // loaded that a served body also pauses past the 300 ms stall window (seen once on 2 busy cores).
     let seen = ranges(&server.requests());
-    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(seen.len() >= 3, "{seen:?}");
     assert_eq!(seen[0], None);
     assert!(seen[1..].iter().all(|r| r.as_deref().is_some_and(|r| r.starts_with("bytes=") && r != "bytes=0-")));
-    // Two stalls of 300 ms each, not the server's 5 s hold.
-    assert!(took >= Duration::from_millis(600) && took < Duration::from_secs(4), "took {took:?}");
+    // Two stalls of 300 ms each, each abandoned before the server's hold ends.
+    assert!(took >= Duration::from_millis(600) && took < HOLD, "took {took:?}");
 }
 
 #[test]

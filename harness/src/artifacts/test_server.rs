@@ -53,7 +53,7 @@ pub struct Server {
 }
 
 /// How long a stalled or silent connection is held open: far longer than any test's stall timeout.
-const HOLD: Duration = Duration::from_secs(5);
+pub const HOLD: Duration = Duration::from_secs(5);
 
 impl Server {
     /// Serves `body` at every path, answering requests with `script` in order, then with [`Reply::Serve`].
