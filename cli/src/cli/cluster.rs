@@ -103,8 +103,6 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     // The artifacts the versions pin: a preset's shipped lock, else the lock beside the spec (refused when
     // missing or stale, before anything boots).
     let lock = kthw::lock::for_spec(&spec.versions, args.spec.as_deref())?;
-    // A chart kthw has no key list for is checked against the keys its lock read from it.
-    kthw::bootstrap::cilium_install::validate_values_with(&spec, &lock.chart_keys)?;
     let (events, rx) = Events::channel();
     let mut up = Up::new(spec.clone())
         .partial(args.partial)
@@ -113,7 +111,7 @@ pub fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         .keep_ttl(args.ttl)
         .fresh(args.fresh)
         .save_golden(args.golden)
-        .manifest(lock.manifest())
+        .lock(lock)
         .events(events);
     if let Some(until) = args.until {
         up = up.until(until);

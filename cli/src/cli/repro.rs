@@ -85,11 +85,7 @@ pub fn repro(args: ReproArgs) -> anyhow::Result<ExitCode> {
     if let Some(lock) =
         source.lock.clone().or_else(|| kthw::lock::for_spec(&source.spec.versions, Some(&args.source)).ok())
     {
-        if let Err(e) = kthw::bootstrap::cilium_install::validate_values_with(&source.spec, &lock.chart_keys) {
-            eprintln!("error: cannot reproduce {} here: {e}\nnothing was booted", args.source.display());
-            return Ok(ExitCode::FAILURE);
-        }
-        up = up.manifest(lock.manifest());
+        up = up.lock(lock);
     }
     if let Err(e) = up.plan() {
         eprintln!("error: cannot reproduce {} here: {e}", args.source.display());

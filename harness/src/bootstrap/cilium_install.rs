@@ -78,18 +78,6 @@ fn top_level(key: &str) -> String {
     top
 }
 
-/// Checks every `cilium.values` key against the top-level keys of the chart the spec's versions pin, before
-/// anything reaches a node: the presets' charts' keys are compiled in; another chart's are in its lock
-/// ([`validate_values_with`], `crate::lock::Lock::chart_keys`), read from the chart when it was locked, and
-/// this passes them unchecked (the CLI checks them with the lock before it builds an `Up`).
-pub fn validate_values(spec: &ClusterSpec) -> Result<(), UnknownCiliumValue> {
-    let chart = spec.versions.pins().cilium;
-    match chart_top_level_keys(&chart) {
-        Some(keys) => check_keys(spec, &keys, chart),
-        None => Ok(()),
-    }
-}
-
 /// Why `cilium.values` could not be checked against a lock's chart.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CiliumValuesError {
@@ -105,9 +93,10 @@ pub enum CiliumValuesError {
     KeysUnknown { chart: String, keys: Vec<String> },
 }
 
-/// [`validate_values`] against the keys a lock read from the chart (none: the lock is a preset's, or was made
-/// without the chart, as a failure bundle's is). A spec that sets `cilium.values` for a chart whose keys are
-/// neither compiled in nor in the lock is refused, saying so, rather than passed unchecked.
+/// Checks every `cilium.values` key against the top-level keys of the chart the spec's versions pin, before
+/// anything reaches a node: the keys a lock read from that chart (`crate::lock::Lock::chart_keys`), else the
+/// presets' charts' keys compiled in. A spec that sets `cilium.values` for a chart whose keys are neither is
+/// refused, saying so, rather than passed unchecked.
 pub fn validate_values_with(spec: &ClusterSpec, chart_keys: &[String]) -> Result<(), CiliumValuesError> {
     let chart = spec.versions.pins().cilium;
     if !chart_keys.is_empty() {
@@ -263,7 +252,10 @@ mod tests {
 
         // No key list is compiled in for 1.18.3: the lock's, read from that chart, decides.
         spec.cilium.values.insert("hubble.enabled".into(), true.into());
-        assert_eq!(validate_values(&spec), Ok(()));
+        let Err(CiliumValuesError::KeysUnknown { chart, .. }) = validate_values_with(&spec, &[]) else {
+            panic!("no keys for 1.18.3 and none from a lock: refused")
+        };
+        assert_eq!(chart, "1.18.3");
         let keys = vec!["image".to_string(), "hubble".to_string()];
         assert_eq!(validate_values_with(&spec, &keys), Ok(()));
         let Err(CiliumValuesError::Unknown(err)) = validate_values_with(&spec, &keys[..1]) else { panic!("unknown") };
@@ -417,13 +409,17 @@ mod tests {
         }
     }
 
+    fn validate_values(spec: &ClusterSpec) -> Result<(), CiliumValuesError> {
+        validate_values_with(spec, &[])
+    }
+
     #[test]
     fn an_unknown_value_is_an_error_naming_it() {
         let mut spec = ClusterSpec::default();
         spec.cilium.values.insert("hubble.relay.enabled".into(), toml::Value::Boolean(true));
         assert_eq!(validate_values(&spec), Ok(()));
         spec.cilium.values.insert("kubeProxyReplacment".into(), toml::Value::Boolean(true));
-        let err = validate_values(&spec).unwrap_err();
+        let Err(CiliumValuesError::Unknown(err)) = validate_values(&spec) else { panic!("a typo is refused") };
         assert_eq!(err.top, "kubeProxyReplacment");
         let text = err.to_string();
         assert!(text.contains("\"kubeProxyReplacment\"") && text.contains("1.17.4"), "{text}");

@@ -27,6 +27,9 @@ pub struct Bootstrap {
     pub unpack_dir: PathBuf,
     /// Where Debian packages of other suites are kept (`artifacts::debian::suite_dir` under it).
     pub deb_cache: PathBuf,
+    /// The top-level keys of the Cilium chart, as the lock read them from it (`crate::lock::Lock::chart_keys`);
+    /// empty for a preset, whose chart's keys are compiled in.
+    pub chart_keys: Vec<String>,
 }
 
 impl Bootstrap {
@@ -43,7 +46,13 @@ impl Bootstrap {
             layout: Layout::default(),
             unpack_dir: paths.cache.join("unpacked"),
             deb_cache: paths.cache.clone(),
+            chart_keys: Vec::new(),
         }
+    }
+
+    /// The same, with the artifacts and chart keys of `lock`.
+    pub fn from_lock(paths: &Paths, artifacts_dir: Option<PathBuf>, lock: &crate::lock::Lock) -> Bootstrap {
+        Bootstrap { chart_keys: lock.chart_keys.clone(), ..Bootstrap::new(paths, artifacts_dir, lock.manifest()) }
     }
 
     /// What the phases through `until` lack; call it before booting anything.

@@ -249,7 +249,7 @@ fn local(w: &mut Writer, cluster: &Cluster, paths: &Paths, bootstrap: &Bootstrap
             format: crate::lock::FORMAT,
             resolved: format!("the lock cluster {} ran with", state.name),
             versions: state.spec.versions.pins(),
-            chart_keys: Vec::new(),
+            chart_keys: bootstrap.chart_keys.clone(),
             artifacts: manifest.artifacts.clone(),
         };
         w.ok("lock", LOCK, lock.to_toml().into_bytes());

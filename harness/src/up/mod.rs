@@ -20,12 +20,12 @@ mod tests;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::artifacts::Manifest;
 use crate::bootstrap::{debian_etcd_hint, Bootstrap, Lack, PhaseReport};
 use crate::cluster::Cluster;
 use crate::events::Events;
 use crate::image::NodeImage;
 pub use crate::keep::Keep;
+use crate::lock::{preset_manifest, Lock};
 use crate::paths::Paths;
 use crate::phase::Phase;
 use crate::spec::ClusterSpec;
@@ -81,7 +81,7 @@ pub struct Up {
     run_from: Option<Phase>,
     save_golden: bool,
     bundle_on_panic: bool,
-    manifest: Option<Manifest>,
+    lock: Option<Lock>,
 }
 
 impl Up {
@@ -104,14 +104,15 @@ impl Up {
             run_from: None,
             save_golden: false,
             bundle_on_panic: false,
-            manifest: None,
+            lock: None,
         }
     }
 
-    /// The artifacts the spec's versions pin: its lock's (`crate::lock::for_spec`). A preset's shipped lock when
-    /// not given; versions that are no preset must be given theirs, or [`Up::plan`] refuses.
-    pub fn manifest(mut self, manifest: Manifest) -> Up {
-        self.manifest = Some(manifest);
+    /// The spec's lock (`crate::lock::for_spec`): the artifacts its versions pin and the keys of its Cilium chart.
+    /// A preset's shipped lock when not given; versions that are no preset must be given theirs, or [`Up::plan`]
+    /// refuses. A failure bundle carries it, so that `kthw repro` checks the same chart's keys.
+    pub fn lock(mut self, lock: Lock) -> Up {
+        self.lock = Some(lock);
         self
     }
 
@@ -217,24 +218,27 @@ impl Up {
     }
 
     pub fn bootstrap(&self) -> Bootstrap {
-        let manifest = self.manifest.clone().unwrap_or_else(|| crate::lock::preset_manifest(&self.spec.versions));
-        Bootstrap::new(&self.paths, self.artifacts_dir.clone(), manifest)
+        match &self.lock {
+            Some(lock) => Bootstrap::from_lock(&self.paths, self.artifacts_dir.clone(), lock),
+            None => Bootstrap::new(&self.paths, self.artifacts_dir.clone(), preset_manifest(&self.spec.versions)),
+        }
     }
 
     /// How far the run will go with the artifacts at hand; without `partial`, an error listing what is
     /// missing (and the command that provides each) when that is not all the way to `until`.
     pub fn plan(&self) -> Result<Plan, UpError> {
-        if self.manifest.is_none() && self.spec.versions.as_preset().is_none() {
+        if self.lock.is_none() && self.spec.versions.as_preset().is_none() {
             return Err(UpError::Spec(format!(
                 "versions {} are no preset and no lock was given: `kthw versions lock --spec FILE` resolves them, \
                  then `kthw up --spec FILE` uses the lock beside it",
                 self.spec.versions
             )));
         }
-        if self.until >= Phase::Cilium {
-            crate::bootstrap::cilium_install::validate_values(&self.spec).map_err(|e| UpError::Spec(e.to_string()))?;
-        }
         let bootstrap = self.bootstrap();
+        if self.until >= Phase::Cilium {
+            crate::bootstrap::cilium_install::validate_values_with(&self.spec, &bootstrap.chart_keys)
+                .map_err(|e| UpError::Spec(e.to_string()))?;
+        }
         if self.partial {
             let reach = bootstrap.reach(&self.spec, self.until);
             return Ok(Plan { last: reach.last, blocked: reach.blocked });

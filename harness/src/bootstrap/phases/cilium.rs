@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::access;
-use crate::bootstrap::cilium_install::{install_argv_from, status_argv, validate_values, CILIUM_CLI};
+use crate::bootstrap::cilium_install::{install_argv_from, status_argv, validate_values_with, CILIUM_CLI};
 use crate::bootstrap::context::Ctx;
 use crate::bootstrap::node::{install, Put};
 use crate::bootstrap::preload::preload;
@@ -49,7 +49,7 @@ pub const STATUS_OUTPUT: &str = "status.txt";
 
 pub(super) async fn run(ctx: &Ctx<'_>) -> Result<Vec<String>, BootstrapError> {
     let (phase, spec, layout, b) = (ctx.phase, ctx.spec(), ctx.layout(), ctx.b);
-    validate_values(spec).map_err(|e| BootstrapError::Spec { phase, detail: e.to_string() })?;
+    validate_values_with(spec, &b.chart_keys).map_err(|e| BootstrapError::Spec { phase, detail: e.to_string() })?;
     let cp = &spec.control_plane().name;
     let s = ctx.session(cp).await?;
 
