@@ -49,6 +49,27 @@ fn a_cilium_value_that_is_no_chart_key_is_refused_before_anything_boots() {
 }
 
 #[test]
+fn a_chart_with_no_compiled_in_keys_checks_cilium_values_against_its_locks_keys() {
+    let home = tempfile::tempdir().unwrap();
+    let mut spec = ClusterSpec::default();
+    spec.versions.named.insert(crate::spec::VersionKey::Cilium, "1.18.3".into());
+    spec.cilium.values.insert("hubble.enabled".into(), true.into());
+    let locked = |keys: &[&str]| Lock {
+        versions: spec.versions.pins(),
+        chart_keys: keys.iter().map(|k| k.to_string()).collect(),
+        ..Lock::preset(crate::spec::VersionSet::Seed)
+    };
+    let up = |lock| Up::new(spec.clone()).paths(Paths::under(home.path().to_path_buf())).partial(true).lock(lock);
+    let err = up(locked(&[])).plan().unwrap_err().to_string();
+    assert!(err.contains("keys of the Cilium 1.18.3 Helm chart are unknown"), "{err}");
+    let err = up(locked(&["image"])).plan().unwrap_err().to_string();
+    assert!(err.contains("\"hubble.enabled\"") && err.contains("1.18.3"), "{err}");
+    let fine = up(locked(&["image", "hubble"]));
+    assert_eq!(fine.bootstrap().chart_keys, ["image", "hubble"], "what a failure bundle's lock carries");
+    assert!(fine.plan().is_ok());
+}
+
+#[test]
 fn a_kept_failure_names_its_bundle_and_how_to_get_in() {
     let source = Box::new(BootstrapError::Node { phase: Phase::Etcd, detail: "etcd exited".into() });
     let err = UpError::Phase {
