@@ -159,6 +159,7 @@ async fn collect_all(
             Some(Of::Test(t, _)) => Some(t.clone()),
             _ => None,
         },
+        boot_failed: scope == Scope::Boot,
         image_key: state.image_key.clone(),
         file_cap: FILE_CAP,
         total_cap: TOTAL_CAP,

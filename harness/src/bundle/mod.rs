@@ -93,6 +93,10 @@ pub struct Manifest {
     /// bundles of other failures and in those older kthw made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test: Option<TestRecord>,
+    /// The cluster failed while its nodes booted, before any phase ran: `kthw repro` boots it again rather
+    /// than restoring a golden snapshot of booted nodes, which would skip what failed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub boot_failed: bool,
     pub image_key: String,
     pub file_cap: u64,
     pub total_cap: u64,

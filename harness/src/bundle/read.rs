@@ -27,12 +27,15 @@ pub struct Opened {
 impl Opened {
     /// The furthest phase the bundle's cluster reached or failed in: where a reproduction should go.
     pub fn last_phase(&self) -> Option<Phase> {
-        self.phases.iter().map(|r| r.phase).max()
+        self.phases.iter().map(|r| r.phase).max().or(self.manifest.boot_failed.then_some(Phase::Nodes))
     }
 
-    /// The phase the bundle's run failed in: its last phase record, when that one failed.
+    /// The phase the bundle's run failed in: its last phase record, when that one failed, or the nodes' boot.
     pub fn failed_phase(&self) -> Option<Phase> {
-        self.phases.last().filter(|r| r.outcome == Outcome::Failed).map(|r| r.phase)
+        match self.manifest.boot_failed {
+            true => Some(Phase::Nodes),
+            false => self.phases.last().filter(|r| r.outcome == Outcome::Failed).map(|r| r.phase),
+        }
     }
 }
 
@@ -163,6 +166,14 @@ mod tests {
         let mut opened = open(&dir).unwrap();
         opened.phases.pop();
         assert_eq!(opened.failed_phase(), None);
+        // A failed boot has no phase record: repro boots the nodes again, never restores booted ones.
+        opened.phases.clear();
+        assert_eq!((opened.last_phase(), opened.failed_phase()), (None, None));
+        opened.manifest.boot_failed = true;
+        assert_eq!((opened.last_phase(), opened.failed_phase()), (Some(Phase::Nodes), Some(Phase::Nodes)));
+        let text = serde_json::to_string(&opened.manifest).unwrap();
+        let read: super::super::Manifest = serde_json::from_str(&text).unwrap();
+        assert!(read.boot_failed, "{text}");
     }
 
     #[test]

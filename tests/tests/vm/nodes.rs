@@ -274,6 +274,7 @@ async fn a_failed_boot_leaves_a_bundle_of_its_consoles_named_in_the_error_and_no
         kthw::bundle::open(&dir.with_file_name(format!("{}.tar.gz", dir.file_name().unwrap().to_string_lossy())))
             .unwrap_or_else(|e| panic!("{}", kthw::chain(&e)));
     assert_eq!(opened.spec, spec);
+    assert_eq!(opened.failed_phase(), Some(Phase::Nodes), "kthw repro boots it again, restores nothing");
     assert!(
         opened.manifest.reason.starts_with(&format!("cluster {name} did not come up: node ")),
         "{}",
