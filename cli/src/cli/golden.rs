@@ -25,19 +25,21 @@ pub fn run(cmd: GoldenCommand) -> anyhow::Result<ExitCode> {
                 println!("no golden snapshots under {} (`kthw up --golden` saves one)", store::root(&paths).display());
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("{:<26} {:>9}  {:<26} {:>5}  {:<6} USED BY", "KEY", "SIZE", "IMAGE", "NODES", "ACCEL");
+            // A test's own snapshot is keyed by its name (`testkit::Golden`): as wide as the longest key.
+            let w = all.iter().map(|l| l.key.len()).max().unwrap_or(0).max(26);
+            println!("{:<w$} {:>9}  {:<26} {:>5}  {:<6} USED BY", "KEY", "SIZE", "IMAGE", "NODES", "ACCEL");
             for l in all {
                 let size = format!("{} MiB", l.disk_bytes >> 20);
                 let users = if l.users.is_empty() { "-".to_string() } else { l.users.join(",") };
                 match &l.manifest {
                     Ok(m) => println!(
-                        "{:<26} {size:>9}  {:<26} {:>5}  {:<6} {users}",
+                        "{:<w$} {size:>9}  {:<26} {:>5}  {:<6} {users}",
                         l.key,
                         m.inputs.image_key,
                         m.nodes.len(),
                         format!("{:?}", m.inputs.accel).to_uppercase()
                     ),
-                    Err(why) => println!("{:<26} {size:>9}  unusable: {why}", l.key),
+                    Err(why) => println!("{:<w$} {size:>9}  unusable: {why}", l.key),
                 }
             }
         }
