@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::artifacts::test_server::{quick, Reply, Seen, Server, HOLD};
+use crate::artifacts::test_server::{quick, refused_port, Reply, Seen, Server, HOLD};
 use crate::artifacts::{Algorithm, Checksum};
 
 /// 3 MiB of bytes that are not a repetition of one block, so that a misplaced range changes the sum.
@@ -161,9 +161,9 @@ fn retries_run_out_with_the_last_failure_as_the_cause() {
 #[test]
 fn a_refused_connection_is_retried_then_reported() {
     // A loopback port nothing listens on: refused at once, and nothing leaves this machine.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let refused = refused_port();
     let dir = tempfile::tempdir().unwrap();
-    let err = quick().fetch(&format!("http://127.0.0.1:{port}/x"), &part_in(&dir), "payload").unwrap_err();
+    let err = quick().fetch(&format!("http://127.0.0.1:{}/x", refused.port), &part_in(&dir), "payload").unwrap_err();
     let DownloadError::GaveUp { attempts: 4, last: Attempt::Connect(_) } = &err else { panic!("{err:?}") };
 }
 

@@ -21,6 +21,36 @@ pub fn quick() -> Download {
     }
 }
 
+/// A loopback port that refuses every connection and stays this test's while the guard lives: bound, never
+/// listening. A port freed by dropping a listener could be bound at once by another test's [`Server`], which then
+/// answered the connections meant to be refused and counted a request it never expected (two tests failed so,
+/// once each, in a parallel run).
+pub struct RefusedPort {
+    _socket: std::os::fd::OwnedFd,
+    pub port: u16,
+}
+
+pub fn refused_port() -> RefusedPort {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket calls on a descriptor this function owns from creation; each result is checked, and
+    // the address structures are the sizes the calls are told.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let socket = std::os::fd::OwnedFd::from_raw_fd(fd);
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        addr.sin_family = libc::AF_INET as libc::sa_family_t;
+        addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let rc = libc::bind(fd, &addr as *const libc::sockaddr_in as *const libc::sockaddr, len);
+        assert_eq!(rc, 0, "bind 127.0.0.1:0: {}", std::io::Error::last_os_error());
+        let mut len = len;
+        let rc = libc::getsockname(fd, &mut addr as *mut libc::sockaddr_in as *mut libc::sockaddr, &mut len);
+        assert_eq!(rc, 0, "getsockname: {}", std::io::Error::last_os_error());
+        RefusedPort { _socket: socket, port: u16::from_be(addr.sin_port) }
+    }
+}
+
 /// How the server answers one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reply {

@@ -1,7 +1,6 @@
 //! The pinned manifest's promises, and the fetch/verify path against an HTTP server on 127.0.0.1 only,
 //! through test-double manifests.
 
-use std::net::TcpListener;
 use std::path::Path;
 
 use super::cache::part;
@@ -289,8 +288,8 @@ fn a_404_fails_at_once_naming_the_url_and_how_to_run_air_gapped() {
 #[test]
 fn an_unreachable_url_fails_after_the_retries() {
     // A loopback port nothing listens on: refused at once, and nothing leaves this machine.
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let url = format!("http://127.0.0.1:{port}/etcd-v9-linux-amd64.tar.gz");
+    let refused = crate::artifacts::test_server::refused_port();
+    let url = format!("http://127.0.0.1:{}/etcd-v9-linux-amd64.tar.gz", refused.port);
     let m = double(&url, &format!("sha256:{}", "a".repeat(64)));
     let dir = tempfile::tempdir().unwrap();
     let cache = quick_cache(dir.path());
