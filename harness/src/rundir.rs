@@ -129,6 +129,13 @@ impl RunDir {
         self.kubeconfigs().join("host-admin.kubeconfig")
     }
 
+    /// The lock the cluster's versions were brought up with, when they are no preset (`Up` writes it): what
+    /// later work on the cluster (`kthw bundle`, a test on a kept cluster) reads its artifacts and chart keys
+    /// from. A golden snapshot's copies carry it along with the run directory.
+    pub fn lock(&self) -> PathBuf {
+        self.0.join("lock.toml")
+    }
+
     /// The key of the golden snapshot this cluster was restored from: its overlays are backed by that
     /// snapshot's disks, which must outlive it.
     pub fn golden_origin(&self) -> PathBuf {

@@ -30,8 +30,8 @@ pub fn collect_budget(nodes: usize) -> Duration {
 
 /// Makes a bundle of `cluster` under `<state>/bundles/`, with the artifact cache `kthw` uses by default.
 pub async fn collect(cluster: &Cluster, paths: &Paths, reason: Option<&str>) -> Result<Made, BundleError> {
-    let manifest = crate::lock::preset_manifest(&cluster.spec().versions);
-    collect_with(cluster, paths, &Bootstrap::new(paths, None, manifest), reason).await
+    let lock = crate::lock::of_cluster(cluster);
+    collect_with(cluster, paths, &Bootstrap::from_lock(paths, None, &lock), reason).await
 }
 
 /// [`collect`], listing the artifacts `bootstrap` sees (an air-gapped run's directory, say).

@@ -149,11 +149,25 @@ impl Lock {
     }
 }
 
-/// The manifest of the preset that `versions` names its versions over: what the callers that carry no lock
-/// use (a kept cluster, a bundle, a scenario). Versions that are no preset get their preset's pins here, so
-/// this is the one place to read their lock instead once those callers carry one.
+/// The manifest of the preset that `versions` names its versions over: what `Up` uses when given no lock (it
+/// refuses versions that are no preset then).
 pub fn preset_manifest(versions: &VersionSpec) -> Manifest {
     Lock::preset(versions.preset).manifest()
+}
+
+/// The lock `cluster` was brought up with: its preset's, or the one `Up` wrote into its run directory. A cluster
+/// of versions that are no preset whose run directory has none (brought up by an older kthw) gets its preset's,
+/// said in the log: its artifacts then list as missing rather than as another set's.
+pub fn of_cluster(cluster: &crate::cluster::Cluster) -> Lock {
+    let versions = &cluster.spec().versions;
+    if let Some(set) = versions.as_preset() {
+        return Lock::preset(set);
+    }
+    let path = cluster.run_dir().lock();
+    Lock::read(&path).unwrap_or_else(|e| {
+        tracing::warn!(cluster = %cluster.name(), error = %e, "no lock of the cluster's versions; using its preset's");
+        Lock::preset(versions.preset)
+    })
 }
 
 /// The artifacts a spec's versions pin: a preset's shipped lock, else the lock beside the spec file `spec`

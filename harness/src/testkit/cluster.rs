@@ -319,8 +319,7 @@ impl Builder {
         let cluster = Cluster::open(name, &paths)
             .map_err(|e| TestError::Cluster { cluster: name.to_string(), source: Box::new(e) })?;
         eprintln!("test {}: on kept cluster {name} ({TEST_ON}), which it leaves running", test.name);
-        let manifest = crate::lock::preset_manifest(&cluster.spec().versions);
-        let bootstrap = Bootstrap::new(&paths, self.artifacts_dir.clone(), manifest);
+        let bootstrap = Bootstrap::from_lock(&paths, self.artifacts_dir.clone(), &crate::lock::of_cluster(&cluster));
         let running =
             Running { cluster, plan: Plan { last: self.phase, blocked: None }, reports: Vec::new(), bootstrap };
         Ok(TestCluster::new(running, paths, test, Keep::Always, ttl))

@@ -69,4 +69,10 @@ pub enum UpError {
         #[source]
         source: Box<ClusterError>,
     },
+    #[error("cluster {name}: writing the lock of its versions into its run directory")]
+    Lock {
+        name: String,
+        #[source]
+        source: Box<crate::lock::LockError>,
+    },
 }

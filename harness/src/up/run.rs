@@ -97,6 +97,10 @@ impl Up {
             None => (self.boot(&name, image, &mut image_built, &mut cancel).await?, Phase::Nodes),
         };
         let events = self.events.with_timeline(cluster.run_dir());
+        if let Some(lock) = self.lock.as_ref().filter(|_| self.spec.versions.as_preset().is_none()) {
+            let lock_err = |e| UpError::Lock { name: name.clone(), source: Box::new(e) };
+            lock.write(&cluster.run_dir().lock()).map_err(lock_err)?;
+        }
         if self.keep == Keep::Always {
             cluster.keep_for(self.keep_ttl).map_err(|e| UpError::Keep { name: name.clone(), source: Box::new(e) })?;
         }

@@ -4,17 +4,19 @@
 //! dl.k8s.io, GitHub releases and helm.cilium.io whose checksum files it computes itself in each publisher's
 //! form. Then what the lock is for: the spec beside it validates and is what `kthw up` would use; a changed
 //! spec makes the lock stale, refused before anything boots; a version upstream does not have is refused
-//! naming the URL that answered 404. No VM is booted.
+//! naming the URL that answered 404. No VM is booted there; the last test boots two small nodes of versions
+//! that are no preset, to show the lock stays with the cluster for the work that comes after `up`.
 
 use std::path::Path;
 use std::process::{Command, Output};
 
 use kthw::lock::stand_in::StandIn;
 use kthw::lock::Lock;
+use kthw::phase::Phase;
 use kthw::spec::Versions;
-use kthw_tests::kthw_bin;
 use kthw_tests::oci_layout::{layer, Format, OciLayout};
 use kthw_tests::registry::Registry;
+use kthw_tests::{host_prerequisite, kthw_bin, small_spec, unique_name, up_or_panic, vm_host_missing};
 
 /// A stand-in chart's values.yaml, written by hand to exercise the resolver's reading of a chart: the image
 /// blocks of Cilium's chart (their keys as cilium/cilium@v1.18.3:install/kubernetes/cilium/values.yaml writes
@@ -137,4 +139,34 @@ fn versions_lock_resolves_from_a_registry_and_a_file_server_serving_upstreams_la
     assert!(!out.status.success());
     let expected = format!("{}/v1.33.99/kubernetes-server-linux-amd64.tar.gz.sha512 answered 404", stand_in.url());
     assert!(text(&out).contains(&expected), "{}", text(&out));
+}
+
+/// `kthw bundle` of a running cluster and a test on a kept one have no `Up` to hand them the lock: they read the
+/// one `Up` left in the run directory, so a cluster of versions that are no preset gets its own artifacts and
+/// chart keys there, never its preset's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_of_versions_that_are_no_preset_keeps_its_lock_for_what_comes_after_up() {
+    let Some(()) = host_prerequisite("vm", vm_host_missing()) else { return };
+    let mut spec = small_spec(2);
+    spec.versions.named.insert(kthw::spec::VersionKey::Cilium, "1.18.3".into());
+    // A lock as `kthw versions lock` writes one (its artifacts of no preset), its chart keys told apart from any
+    // preset's; its files are the preset's, which no phase through `nodes` asks for.
+    let preset = Lock::preset(spec.versions.preset);
+    let lock = Lock {
+        versions: spec.versions.pins(),
+        chart_keys: vec!["image".into(), "stand-in-key".into()],
+        artifacts: preset.artifacts.iter().cloned().map(|a| kthw::artifacts::Artifact { set: None, ..a }).collect(),
+        ..preset
+    };
+    let up = kthw_tests::up(&spec, &unique_name("vm-lock-kept")).await.lock(lock.clone()).until(Phase::Nodes);
+    let running = up_or_panic(up).await;
+    let kept = Lock::read(&running.cluster.run_dir().lock()).unwrap();
+    assert_eq!(kept, lock, "the run directory's lock is the one Up was given");
+    assert_eq!(kthw::lock::of_cluster(&running.cluster), lock);
+    let paths = kthw::testing::test_paths();
+    let made = kthw::bundle::collect(&running.cluster, &paths, Some("lock test")).await.unwrap();
+    let bundled = Lock::read(&made.dir.join(kthw::bundle::LOCK)).unwrap();
+    assert_eq!(bundled.chart_keys, lock.chart_keys, "kthw repro of this bundle checks the same chart's keys");
+    std::fs::remove_dir_all(&made.dir).unwrap();
+    std::fs::remove_file(&made.archive).unwrap();
 }

@@ -41,11 +41,8 @@ async fn a_booted_worker_meets_what_kubelet_and_cilium_check_at_start_and_the_ph
     // The phase's own step, on the cluster's set, with no upstream artifacts: past the checks, the first thing
     // missing is the kubelet.
     let none = tempfile::tempdir().unwrap();
-    let bootstrap = Bootstrap::new(
-        &test_paths(),
-        Some(none.path().to_path_buf()),
-        kthw::lock::preset_manifest(&cluster.spec().versions),
-    );
+    let bootstrap =
+        Bootstrap::from_lock(&test_paths(), Some(none.path().to_path_buf()), &kthw::lock::of_cluster(&cluster));
     let err = workers(&cluster, &bootstrap).await.expect_err("no kubelet here");
     assert!(matches!(err, BootstrapError::MissingArtifacts { phase: Phase::Workers, .. }), "{}", kthw::chain(&err));
     let kept = std::fs::read_to_string(cluster.run_dir().phase_output(Phase::Workers, &output_file("worker-node-1")));
