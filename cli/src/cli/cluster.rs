@@ -141,6 +141,13 @@ pub(super) fn drive(up: Up, rx: UnboundedReceiver<Event>, spec: &ClusterSpec) ->
         let _ = renderer.await;
         match result {
             Ok(running) => {
+                // The spec's own images, as `kthw load` puts them (a test's cluster gets them from testkit).
+                if !spec.images.extra.is_empty() {
+                    println!("loading the spec's images.extra into every node's containerd");
+                    for line in kthw::oci::load_given(&running.cluster, &spec.images.extra).await? {
+                        println!("loaded {line}");
+                    }
+                }
                 report(&running, spec);
                 Ok(ExitCode::SUCCESS)
             }

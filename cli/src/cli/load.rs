@@ -23,15 +23,9 @@ pub struct LoadArgs {
 pub fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     let paths = Paths::from_env();
     let cluster = Cluster::open(&args.name, &paths)?;
-    let scratch = tempfile::tempdir().context("cannot make a scratch directory for pulled images")?;
-    let archives = oci::resolve(&args.images, scratch.path())?;
-    tokio::runtime::Runtime::new().context("cannot start the async runtime")?.block_on(async {
-        for (archive, images) in &archives {
-            for line in oci::load(&cluster, archive, images).await? {
-                println!("loaded {line}");
-            }
-        }
-        anyhow::Ok(())
-    })?;
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    for line in rt.block_on(oci::load_given(&cluster, &args.images))? {
+        println!("loaded {line}");
+    }
     Ok(ExitCode::SUCCESS)
 }

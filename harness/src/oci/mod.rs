@@ -47,6 +47,23 @@ pub fn resolve(given: &[String], scratch: &std::path::Path) -> Result<Vec<(PathB
     Ok(archives)
 }
 
+/// Every image given ([`resolve`]: archives, or references pulled into a scratch directory first) into every
+/// node's containerd; `node: name (digest)` for each. `kthw load`, `kthw up` for the spec's `images.extra`, and
+/// `TestCluster::load_images`.
+pub async fn load_given(cluster: &crate::cluster::Cluster, given: &[String]) -> Result<Vec<String>, OciError> {
+    let temp = std::env::temp_dir();
+    let scratch = tempfile::tempdir().map_err(|source| OciError::Io {
+        action: "create a scratch directory under",
+        path: temp,
+        source,
+    })?;
+    let mut loaded = Vec::new();
+    for (archive, images) in &resolve(given, scratch.path())? {
+        loaded.extend(load(cluster, archive, images).await?);
+    }
+    Ok(loaded)
+}
+
 /// The forms of a reference that are accepted, for refusals.
 const REFERENCE_FORMS: &str = "repo:tag, repo@sha256:<digest> or repo:tag@sha256:<digest>";
 

@@ -69,9 +69,9 @@ pub struct ImagesSpec {
     /// the phase, by its multi-arch index digest, so pods start with no pull. False reproduces the seed's cold
     /// pulls (which need `egress = true`).
     pub preload: bool,
-    /// Images of the user's own, put into every node's containerd by digest when a test's cluster starts
-    /// (`kthw::testkit`, as `kthw load` does): OCI archives (paths) or references to pull first (from a
-    /// registry on loopback; nodes have no egress).
+    /// Images of the user's own, put into every node's containerd by digest once `kthw up` brought the cluster
+    /// up, or a test's cluster started (`kthw::testkit`), as `kthw load` does: OCI archives (paths) or
+    /// references to pull first (from a registry on loopback; nodes have no egress).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub extra: Vec<String>,
 }

@@ -173,20 +173,8 @@ impl TestCluster {
     /// export`, BuildKit, skopeo) or references to pull first (a registry on loopback only; nodes have no
     /// egress). Returns `node: name (digest)` for each.
     pub async fn load_images(&self, images: &[&str]) -> Result<Vec<String>, TestError> {
-        let scratch = tempfile::tempdir().map_err(|source| TestError::Io {
-            what: "make a scratch directory under",
-            path: std::env::temp_dir(),
-            source,
-        })?;
         let given: Vec<String> = images.iter().map(|s| s.to_string()).collect();
-        let archives = crate::oci::resolve(&given, scratch.path()).map_err(|e| TestError::Image(Box::new(e)))?;
-        let mut loaded = Vec::new();
-        for (archive, images) in &archives {
-            let lines =
-                crate::oci::load(self.cluster(), archive, images).await.map_err(|e| TestError::Image(Box::new(e)))?;
-            loaded.extend(lines);
-        }
-        Ok(loaded)
+        crate::oci::load_given(self.cluster(), &given).await.map_err(|e| TestError::Image(Box::new(e)))
     }
 
     /// Adds `cmd`'s output on `node` to the failure bundle, run when the bundle is made.

@@ -293,3 +293,26 @@ async fn containerd_2_imports_every_kind_with_its_digest_name(
     let on = "containerd 2.x on the worker, 1.6 on the control plane";
     kthw_load_keeps_every_kind(cluster, registry, kinds, home, on, 1).await;
 }
+
+/// `kthw up --spec` puts the spec's `images.extra` on every node once the cluster is up, as `kthw load` would:
+/// a person's own images are there without a second command (before, only a test's cluster got them).
+#[test]
+fn kthw_up_puts_the_specs_own_images_on_every_node() {
+    let Some(()) = kthw_tests::host_prerequisite("vm", kthw_tests::vm_host_missing()) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (archive, index) = multi_arch_archive(dir.path(), "kthw.test/extra:1");
+    let spec = dir.path().join("lab.toml");
+    let extra = format!("\n[images]\nextra = [\"{}\"]\n", archive.display());
+    std::fs::write(&spec, crate::nodes::toml_of(&kthw_tests::small_spec(2)) + &extra).unwrap();
+    let home = test_paths().state.parent().unwrap().to_path_buf();
+    let name = kthw_tests::unique_name("vm-up-extra");
+    let kthw = |args: &[&str]| Command::new(kthw_bin()).args(args).env("KTHW_HOME", &home).output().unwrap();
+    let up = kthw(&["up", "--until", "nodes", "--name", &name, "--spec", spec.to_str().unwrap()]);
+    let said = format!("{}{}", String::from_utf8_lossy(&up.stdout), String::from_utf8_lossy(&up.stderr));
+    let down = kthw(&["down", &name]);
+    assert!(up.status.success(), "{said}");
+    for node in ["control-plane-1", "worker-node-1"] {
+        assert!(said.contains(&format!("loaded {node}: kthw.test/extra:1 ({index})")), "{node}: {said}");
+    }
+    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+}
