@@ -138,9 +138,9 @@ pub fn containerd_config(format: ContainerdConfig, sandbox_image: &str) -> Strin
             (r#"plugins."io.containerd.cri.v1.images""#, r#"plugins."io.containerd.cri.v1.runtime""#)
         }
     };
-    let (sandbox, registry) = match format {
-        ContainerdConfig::V2 => (format!("[{images}]\nsandbox_image"), format!("[{images}.registry]")),
-        _ => (format!("[{images}.pinned_images]\nsandbox"), format!("[{images}.registry]")),
+    let sandbox = match format {
+        ContainerdConfig::V2 => format!("[{images}]\nsandbox_image"),
+        _ => format!("[{images}.pinned_images]\nsandbox"),
     };
     let bin = match format {
         ContainerdConfig::V3BinDirs => format!("bin_dirs = [\"{CNI_BIN_DIR}\"]"),
@@ -151,7 +151,7 @@ pub fn containerd_config(format: ContainerdConfig, sandbox_image: &str) -> Strin
          \n\
          {sandbox} = \"{sandbox_image}\"\n\
          \n\
-         {registry}\n\
+         [{images}.registry]\n\
          config_path = \"{REGISTRY_HOSTS_DIR}\"\n\
          \n\
          [{runtime}.containerd]\n\
