@@ -127,11 +127,8 @@ pub async fn run(scenario: &dyn Scenario, on: On, opts: Options) -> Result<Repor
                 source: Box::new(e),
             })?;
             suitable(scenario, &open)?;
-            let bootstrap = Bootstrap::new(
-                &opts.paths,
-                opts.artifacts_dir.clone(),
-                kthw::lock::preset_manifest(&open.spec().versions),
-            );
+            let bootstrap =
+                Bootstrap::from_lock(&opts.paths, opts.artifacts_dir.clone(), &kthw::lock::of_cluster(&open));
             let lacks = preflight(scenario, open.spec(), &bootstrap);
             if !lacks.is_empty() {
                 return Err(ScenarioError::MissingArtifacts { scenario: name, lacks });
